@@ -1,0 +1,38 @@
+"""Foveal: attention-based image classification you can train, measure, explain and ship.
+
+    import foveal
+    result = foveal.train(data="digits", epochs=5)
+    classifier = foveal.load(result.run_dir)
+    classifier.predict(["seven.png"])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from foveal.errors import FovealError
+from foveal.models import ModelConfig, create_model, list_models
+
+__version__ = "0.1.0"
+
+# Heavier entry points load on first use, so `import foveal` stays quick.
+_LAZY = {
+    "train": ("foveal.train", "train"),
+    "TrainConfig": ("foveal.train", "TrainConfig"),
+    "load": ("foveal.classifier", "load"),
+    "Classifier": ("foveal.classifier", "Classifier"),
+    "evaluate": ("foveal.evaluate.run", "evaluate_model"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'foveal' has no attribute {name!r}")
+
+
+__all__ = ["Classifier", "FovealError", "ModelConfig", "TrainConfig", "create_model", "evaluate", "list_models",
+           "load", "train", "__version__"]

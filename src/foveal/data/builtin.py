@@ -1,0 +1,73 @@
+"""Built-in data sets: `digits` (ships inside scikit-learn, works offline) and `cifar10` (downloaded
+once by torchvision into the cache folder; an existing copy there is read without a network)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from foveal.data.imageset import ImageSet
+from foveal.data.split import stratified_split
+from foveal.errors import DataError
+
+# Native side in pixels: the default input size for each built-in set.
+NATIVE_SIZE = {"digits": 8, "cifar10": 32}
+# Horizontal flips change a digit's identity (a mirrored 2 is no 2); photos survive them.
+FLIP_SAFE = {"digits": False, "cifar10": True}
+
+
+def cache_dir() -> Path:
+    """Where Foveal keeps downloads and caches: $FOVEAL_HOME, else ~/.cache/foveal."""
+    return Path(os.environ.get("FOVEAL_HOME", Path.home() / ".cache" / "foveal"))
+
+
+def load_builtin(name: str, img_size: int) -> tuple[ImageSet, ImageSet]:
+    """(train, held-out test) of built-in set `name` at img_size x img_size."""
+    loaders: dict[str, Callable[[int], tuple[ImageSet, ImageSet]]] = {"digits": _digits, "cifar10": _cifar10}
+    return loaders[name](img_size)
+
+
+def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (N, 3, s, s) -> uint8 (N, 3, size, size), bilinear (antialiased when shrinking)."""
+    if images.shape[-1] == size:
+        return images
+    resized = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False,
+                            antialias=size < images.shape[-1])
+    return resized.round().clamp(0, 255).to(torch.uint8)
+
+
+def _digits(img_size: int) -> tuple[ImageSet, ImageSet]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()  # 1,797 8x8 images with 17 grey levels (0..16)
+    grey = torch.from_numpy(np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8))  # (N, 8, 8)
+    images = _resize(grey.unsqueeze(1).expand(-1, 3, -1, -1).contiguous(), img_size)
+    labels = torch.from_numpy(bunch.target.astype(np.int64))
+    classes = [str(c) for c in bunch.target_names]
+    # A fixed 20% held out per class; keys make the split independent of the training seed.
+    train, test = stratified_split([f"digits/{i}" for i in range(len(labels))], labels.tolist(), 0.2)
+    full = ImageSet(images, labels, classes)
+    return full.subset(torch.tensor(train)), full.subset(torch.tensor(test))
+
+
+def _cifar10(img_size: int) -> tuple[ImageSet, ImageSet]:
+    from torchvision.datasets import CIFAR10
+
+    root = cache_dir() / "datasets"
+    sets = []
+    for train in (True, False):
+        try:
+            data = CIFAR10(root=str(root), train=train, download=True)
+        except (OSError, RuntimeError) as error:
+            raise DataError(f"could not download CIFAR-10 into {root} ({error}). Without a network, put "
+                            "the extracted 'cifar-10-batches-py' folder there, or pass a folder of class "
+                            "folders instead.") from None
+        images = torch.from_numpy(data.data).permute(0, 3, 1, 2).contiguous()  # (N, 3, 32, 32)
+        sets.append(ImageSet(_resize(images, img_size), torch.tensor(data.targets, dtype=torch.int64),
+                             list(data.classes)))
+    return sets[0], sets[1]

@@ -1,0 +1,93 @@
+"""The attention classifier: tokenizer -> positions -> encoder blocks -> norm -> pooling -> head."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from foveal.models.config import AttentionConfig
+from foveal.models.encoder import EncoderBlock
+from foveal.models.output import ModelOutput
+from foveal.models.pooling import AttentionPool
+from foveal.models.position import LearnablePositionEmbedding, NoPositionEmbedding, SinCosPositionEmbedding
+from foveal.models.tokenizer import build_tokenizer
+
+
+class AttentionClassifier(nn.Module):
+    """A CCT-style classifier (Hassani et al. 2021), or a ViT with `tokenizer="patch", pool="cls"`.
+
+    The contract every Foveal model keeps: `forward_features` (images -> tokens),
+    `pool` (tokens -> vector, weights), `forward_head` (vector -> logits), `forward` (images -> logits)
+    and `forward_explained` (images -> ModelOutput with the attention it used).
+    """
+
+    def __init__(self, config: AttentionConfig) -> None:
+        super().__init__()
+        self.config = config
+        D = config.embed_dim
+        self.tokenizer = build_tokenizer(config)
+        if config.pos_embed == "learnable":
+            self.pos_embed: nn.Module = LearnablePositionEmbedding(D, config.grid_size)
+        elif config.pos_embed == "sincos":
+            self.pos_embed = SinCosPositionEmbedding(D)
+        else:
+            self.pos_embed = NoPositionEmbedding()
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, D)) if config.pool == "cls" else None
+        self.pos_drop = nn.Dropout(config.drop_rate)
+        rates = torch.linspace(0, config.drop_path_rate, config.depth).tolist() if config.depth > 1 else [
+            config.drop_path_rate] * config.depth
+        self.blocks = nn.ModuleList(
+            EncoderBlock(D, config.num_heads, config.mlp_ratio, config.drop_rate, config.attn_drop_rate, rate)
+            for rate in rates
+        )
+        self.norm = nn.LayerNorm(D)
+        self.attention_pool = AttentionPool(D) if config.pool == "attention" else None
+        self.head = nn.Linear(D, config.num_classes)
+        self.apply(_init_weights)
+
+    def forward_features(self, images: torch.Tensor, need_weights: bool = False
+                         ) -> tuple[torch.Tensor, list[torch.Tensor], tuple[int, int]]:
+        """Images (B, C, H, W) -> normed tokens (B, N, D), per-block attention, token grid (h, w)."""
+        tokens, grid = self.tokenizer(images)
+        tokens = tokens + self.pos_embed(grid).to(tokens.dtype)
+        if self.cls_token is not None:
+            tokens = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
+        tokens = self.pos_drop(tokens)
+        attentions = []
+        for block in self.blocks:
+            tokens, probs = block(tokens, need_weights)
+            if probs is not None:
+                attentions.append(probs)
+        return self.norm(tokens), attentions, grid
+
+    def pool(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Tokens (B, N, D) -> pooled (B, D) and per-token weights (B, N) (None with a class token)."""
+        if self.attention_pool is None:
+            return tokens[:, 0], None
+        return self.attention_pool(tokens)
+
+    def forward_head(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.head(pooled)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        tokens, _, _ = self.forward_features(images)
+        return self.forward_head(self.pool(tokens)[0])
+
+    def forward_explained(self, images: torch.Tensor) -> ModelOutput:
+        """Like `forward`, through the explicit attention path, returning the attention it used."""
+        tokens, attentions, grid = self.forward_features(images, need_weights=True)
+        pooled, weights = self.pool(tokens)
+        return ModelOutput(self.forward_head(pooled), weights, attentions, grid)
+
+
+def _init_weights(module: nn.Module) -> None:
+    # ViT/CCT initialisation: truncated normal for linear layers, He for convolutions.
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Conv2d):
+        nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)

@@ -1,0 +1,52 @@
+"""Pre-norm transformer encoder block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from foveal.models.attention import Attention
+
+
+class DropPath(nn.Module):
+    """Stochastic depth (Huang et al. 2016): drop a sample's residual branch with probability p."""
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+
+class Mlp(nn.Module):
+    def __init__(self, embed_dim: int, hidden_dim: int, drop_rate: float) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(embed_dim, hidden_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dim, embed_dim)
+        self.drop = nn.Dropout(drop_rate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class EncoderBlock(nn.Module):
+    def __init__(self, embed_dim: int, num_heads: int, mlp_ratio: float, drop_rate: float,
+                 attn_drop_rate: float, drop_path_rate: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(embed_dim)
+        self.attn = Attention(embed_dim, num_heads, attn_drop_rate, drop_rate)
+        self.drop_path = DropPath(drop_path_rate)
+        self.norm2 = nn.LayerNorm(embed_dim)
+        self.mlp = Mlp(embed_dim, int(embed_dim * mlp_ratio), drop_rate)
+
+    def forward(self, x: torch.Tensor, need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, probs = self.attn(self.norm1(x), need_weights)
+        x = x + self.drop_path(attended)
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return x, probs

@@ -1,0 +1,84 @@
+"""The registered model presets. CCT shapes follow Hassani et al. 2021, "Escaping the Big Data
+Paradigm with Compact Transformers": CCT-L/KxM = L encoder blocks, a KxK conv tokenizer of M stages."""
+
+from __future__ import annotations
+
+from foveal.models.config import AttentionConfig, CNNConfig
+from foveal.models.registry import register_model
+
+
+# Foveal's own CCT-style sizes, from seconds on a laptop CPU to a GPU-sized base.
+@register_model("foveal-tiny")
+def foveal_tiny() -> AttentionConfig:
+    return AttentionConfig(embed_dim=64, depth=1, num_heads=2, mlp_ratio=2.0, tokenizer_layers=1)
+
+
+@register_model("foveal-small")
+def foveal_small() -> AttentionConfig:
+    return AttentionConfig(embed_dim=128, depth=2, num_heads=2, mlp_ratio=2.0, tokenizer_layers=2)
+
+
+@register_model("foveal-medium")
+def foveal_medium() -> AttentionConfig:
+    return AttentionConfig(embed_dim=192, depth=4, num_heads=3, mlp_ratio=2.0, tokenizer_layers=2)
+
+
+@register_model("foveal-base")
+def foveal_base() -> AttentionConfig:
+    return AttentionConfig(embed_dim=256, depth=7, num_heads=4, mlp_ratio=2.0, tokenizer_layers=2)
+
+
+# Published CCT shapes, so results can be set beside the paper's.
+@register_model("cct-2-3x2")
+def cct_2_3x2() -> AttentionConfig:  # 0.28M params on CIFAR-10
+    return AttentionConfig(embed_dim=128, depth=2, num_heads=2, mlp_ratio=1.0, tokenizer_layers=2)
+
+
+@register_model("cct-4-3x2")
+def cct_4_3x2() -> AttentionConfig:
+    return AttentionConfig(embed_dim=128, depth=4, num_heads=2, mlp_ratio=1.0, tokenizer_layers=2)
+
+
+@register_model("cct-7-3x1")
+def cct_7_3x1() -> AttentionConfig:  # 3.76M params on CIFAR-10
+    return AttentionConfig(embed_dim=256, depth=7, num_heads=4, mlp_ratio=2.0, tokenizer_layers=1)
+
+
+@register_model("cct-7-3x2")
+def cct_7_3x2() -> AttentionConfig:
+    return AttentionConfig(embed_dim=256, depth=7, num_heads=4, mlp_ratio=2.0, tokenizer_layers=2)
+
+
+@register_model("cct-14-7x2")
+def cct_14_7x2() -> AttentionConfig:  # ImageNet shape: 224 px, 7x7/2 convs, 14x14 tokens
+    return AttentionConfig(img_size=224, embed_dim=384, depth=14, num_heads=6, mlp_ratio=3.0,
+                           tokenizer_layers=2, tokenizer_kernel=7, tokenizer_stride=2)
+
+
+# Plain ViTs: patch embedding and a class token, for attention-vs-attention comparisons.
+@register_model("vit-lite-7-4")
+def vit_lite_7_4() -> AttentionConfig:  # ViT-Lite-7/4 of the CCT paper
+    return AttentionConfig(tokenizer="patch", patch_size=4, pool="cls", embed_dim=256, depth=7,
+                           num_heads=4, mlp_ratio=2.0)
+
+
+@register_model("vit-tiny-4")
+def vit_tiny_4() -> AttentionConfig:
+    return AttentionConfig(tokenizer="patch", patch_size=4, pool="cls", embed_dim=128, depth=4,
+                           num_heads=2, mlp_ratio=2.0)
+
+
+# The CNN baseline: CIFAR ResNets (He et al. 2016), and ResNet-18 widths for bigger budgets.
+@register_model("cnn-resnet8")
+def cnn_resnet8() -> CNNConfig:
+    return CNNConfig(widths=(32, 64, 128), blocks=(1, 1, 1))
+
+
+@register_model("cnn-resnet20")
+def cnn_resnet20() -> CNNConfig:
+    return CNNConfig(widths=(16, 32, 64), blocks=(3, 3, 3))
+
+
+@register_model("cnn-resnet18")
+def cnn_resnet18() -> CNNConfig:
+    return CNNConfig(widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2))

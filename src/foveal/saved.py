@@ -1,0 +1,95 @@
+"""Saved models: one safetensors file holding the weights and, in its header, the JSON that rebuilds
+the model (architecture config, class names, preprocessing). Loading never unpickles anything."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from foveal.data.preprocess import Preprocessing
+from foveal.errors import FovealError, ModelFileError
+from foveal.io import atomic_write
+from foveal.models import ModelConfig, build_model, config_from_dict, config_to_dict
+
+FORMAT = "foveal.model/1"
+MODEL_FILE_NAMES = ("best.safetensors", "model.safetensors", "last.safetensors")
+
+
+@dataclass
+class ModelInfo:
+    """Everything besides the weights that a saved model carries."""
+
+    config: ModelConfig
+    classes: list[str]
+    preprocessing: Preprocessing
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. epoch, val_top1, training config
+
+    def to_json(self) -> str:
+        return json.dumps({"format": FORMAT, "model": config_to_dict(self.config), "classes": self.classes,
+                           "preprocessing": self.preprocessing.to_dict(), "extra": self.extra})
+
+    @classmethod
+    def from_json(cls, text: str, source: Path) -> ModelInfo:
+        try:
+            data = json.loads(text)
+            if data.get("format") != FORMAT:
+                raise ValueError(f"format {data.get('format')!r}, expected {FORMAT!r}")
+            return cls(config_from_dict(data["model"]), list(data["classes"]),
+                       Preprocessing.from_dict(data["preprocessing"]), dict(data.get("extra", {})))
+        except (ValueError, KeyError, TypeError, FovealError) as error:
+            raise ModelFileError(f"{source} is not a Foveal model ({error}).") from None
+
+
+def save_model(path: str | Path, model: nn.Module, info: ModelInfo) -> Path:
+    """Write `model`'s weights and `info` to `path` atomically (temp file, fsync, rename)."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    return atomic_write(path, lambda temp: save_file(state, temp, metadata={"foveal": info.to_json()}))
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    """A saved model file from a file path, a run folder (its best model) or a model folder."""
+    path = Path(path)
+    if path.is_dir():
+        for folder in (path / "weights", path):
+            for name in MODEL_FILE_NAMES:
+                if (folder / name).is_file():
+                    return folder / name
+        raise ModelFileError(f"no saved model in {path}; expected a run folder (with weights/best.safetensors) "
+                             "or a .safetensors file written by Foveal.")
+    if not path.exists():
+        raise ModelFileError(f"model {path} does not exist; expected a run folder or a .safetensors file.")
+    return path
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, ModelInfo]:
+    """Rebuild a saved model in eval mode on `device`; corrupt or foreign files raise ModelFileError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    file = resolve_model_path(path)
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(file), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        state = load_file(str(file))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise ModelFileError(f"{file} is not a readable safetensors model ({error}); was it truncated or "
+                             "written by another tool?") from None
+    if "foveal" not in metadata:
+        raise ModelFileError(f"{file} has no Foveal metadata; expected a model saved by Foveal.")
+    info = ModelInfo.from_json(metadata["foveal"], file)
+    model = build_model(info.config)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise ModelFileError(f"{file}: weights do not match the stored architecture ({first}).") from None
+    return model.to(device).eval(), info

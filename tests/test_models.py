@@ -1,0 +1,111 @@
+"""Every registered preset: shapes, finite logits, gradients everywhere, attention paths agree."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import foveal
+from foveal.errors import ConfigError
+from foveal.models import build_model, config_from_dict, config_to_dict, model_config
+from foveal.models.registry import register_model
+
+ALL_MODELS = foveal.list_models()
+ATTENTION_MODELS = [n for n in ALL_MODELS if model_config(n).family == "attention"]
+
+
+def small_input(name: str, batch: int = 2) -> tuple[torch.nn.Module, torch.Tensor]:
+    # ImageNet-shaped presets are checked at 64 px to keep the suite fast; positions interpolate.
+    size = min(model_config(name).img_size, 64)
+    model = foveal.create_model(name, num_classes=7, img_size=size)
+    return model, torch.randn(batch, 3, size, size)
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_preset_gives_finite_logits_and_gradients_reach_every_parameter(name: str) -> None:
+    torch.manual_seed(0)
+    model, images = small_input(name)
+    logits = model(images)
+    assert logits.shape == (2, 7)
+    assert torch.isfinite(logits).all()
+    logits.logsumexp(dim=1).sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()
+               or p.grad.abs().sum() == 0]
+    assert missing == []
+
+
+@pytest.mark.parametrize("name", ATTENTION_MODELS)
+def test_fused_and_explicit_attention_agree(name: str) -> None:
+    torch.manual_seed(0)
+    model, images = small_input(name)
+    model.eval()
+    with torch.no_grad():
+        fused = model(images)
+        explained = model.forward_explained(images)
+    torch.testing.assert_close(explained.logits, fused, atol=1e-5, rtol=1e-5)
+    assert len(explained.attentions) == model.config.depth
+    n_tokens = explained.grid[0] * explained.grid[1] + (model.config.pool == "cls")
+    for probs in explained.attentions:
+        assert probs.shape == (2, model.config.num_heads, n_tokens, n_tokens)
+        torch.testing.assert_close(probs.sum(-1), torch.ones(probs.shape[:-1]), atol=1e-5, rtol=0)
+    if model.config.pool == "attention":
+        assert explained.pool_weights.shape == (2, n_tokens)
+        torch.testing.assert_close(explained.pool_weights.sum(-1), torch.ones(2), atol=1e-5, rtol=0)
+
+
+def test_published_cct_parameter_counts() -> None:
+    # Hassani et al. 2021, Table 1 / the Compact-Transformers README (CIFAR-10, 10 classes).
+    counts = {n: sum(p.numel() for p in foveal.create_model(n, num_classes=10).parameters())
+              for n in ("cct-2-3x2", "cct-7-3x1", "vit-lite-7-4")}
+    assert round(counts["cct-2-3x2"] / 1e6, 2) == 0.28
+    assert round(counts["cct-7-3x1"] / 1e6, 2) == 3.76
+    assert round(counts["vit-lite-7-4"] / 1e6, 1) == 3.7
+
+
+def test_positions_adapt_to_a_new_image_size() -> None:
+    model = foveal.create_model("foveal-tiny", num_classes=3, img_size=32).eval()
+    for size in (16, 48):
+        out = model.forward_explained(torch.randn(1, 3, size, size))
+        assert out.logits.shape == (1, 3)
+        assert out.grid == (size // 2, size // 2)
+
+
+def test_eval_output_does_not_depend_on_batch_composition() -> None:
+    torch.manual_seed(0)
+    model = foveal.create_model("foveal-small", num_classes=4, img_size=16).eval()
+    images = torch.randn(6, 3, 16, 16)
+    with torch.no_grad():
+        together = model(images)
+        alone = torch.cat([model(images[i:i + 1]) for i in range(6)])
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_config_round_trips_through_a_dict() -> None:
+    for name in ALL_MODELS:
+        config = model_config(name, num_classes=5)
+        assert config_from_dict(config_to_dict(config)) == config
+
+
+def test_bad_model_options_fail_loudly() -> None:
+    with pytest.raises(ConfigError, match="Did you mean 'cct-7-3x1'"):
+        foveal.create_model("ctt-7-3x1")
+    with pytest.raises(ConfigError, match="Did you mean 'embed_dim'"):
+        foveal.create_model("foveal-tiny", embed_dimm=32)
+    with pytest.raises(ConfigError, match="divisible"):
+        foveal.create_model("foveal-tiny", num_heads=3)
+    with pytest.raises(ConfigError, match="not a multiple of patch_size=4"):
+        foveal.create_model("vit-lite-7-4", img_size=30)
+    with pytest.raises(ConfigError, match="between 1 and 4096"):
+        foveal.create_model("foveal-tiny", img_size=0)
+    with pytest.raises(ConfigError, match="at least 2 classes"):
+        foveal.create_model("foveal-tiny", num_classes=1)
+
+
+def test_duplicate_registration_is_an_error() -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        register_model("foveal-tiny")(lambda: model_config("foveal-tiny"))
+
+
+def test_build_model_rejects_a_non_config() -> None:
+    with pytest.raises(ConfigError):
+        build_model("foveal-tiny")  # type: ignore[arg-type]
