@@ -4,28 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
-
-# Three visually separable classes: a bright square in a different place per class, plus noise.
-CLASSES = ("circle", "square", "triangle")
-
-
-def make_image(label: int, rng: np.random.Generator, size: int = 20) -> Image.Image:
-    pixels = rng.integers(0, 60, size=(size, size, 3), dtype=np.uint8)
-    third = size // 3
-    pixels[:, label * third:(label + 1) * third, label] = 230  # a class-coloured stripe
-    return Image.fromarray(pixels)
-
-
-def make_class_folder(root: Path, per_class: int = 12, size: int = 20, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    for label, name in enumerate(CLASSES):
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            make_image(label, rng, size).save(root / name / f"{i:03d}.png")
-    return root
+from synthetic import make_class_folder
 
 
 @pytest.fixture
@@ -46,5 +26,11 @@ def split_folder(tmp_path: Path) -> Path:
 @pytest.fixture
 def tiny_train_options(tmp_path: Path) -> dict:
     """Settings for a run that takes a second or two on a CPU."""
-    return {"model": "foveal-tiny", "epochs": 2, "batch_size": 8, "img_size": 16, "out": str(tmp_path / "runs"),
-            "threads": 2}
+    return {
+        "model": "foveal-tiny",
+        "epochs": 2,
+        "batch_size": 8,
+        "img_size": 16,
+        "out": str(tmp_path / "runs"),
+        "threads": 2,
+    }

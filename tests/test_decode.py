@@ -393,8 +393,9 @@ def test_max_pixels_boundary(tmp_path: Path) -> None:
         load_rgb(path, max_pixels=99)
 
 
-def test_pillow_warning_band_is_an_error_and_leaks_no_warning(tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pillow_warning_band_is_an_error_and_leaks_no_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Shrink Pillow's limit so a tiny image sits in its warn-only band (between 1x and 2x).
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     path = _save(tmp_path / "a.png", Image.new("RGB", (40, 40)))  # 1600 pixels

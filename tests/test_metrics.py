@@ -131,7 +131,11 @@ def test_to_dict_is_json_ready_and_table_reads() -> None:
     data = json.loads(json.dumps(m.to_dict()))
     assert data["top_k"] == 3
     assert data["per_class"][1] == {
-        "name": "dog", "precision": m.precision[1], "recall": m.recall[1], "f1": m.f1[1], "support": 3,
+        "name": "dog",
+        "precision": m.precision[1],
+        "recall": m.recall[1],
+        "f1": m.f1[1],
+        "support": 3,
     }
     table = m.summary_table()
     assert all(name in table for name in NAMES3)

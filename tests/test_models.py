@@ -29,8 +29,11 @@ def test_preset_gives_finite_logits_and_gradients_reach_every_parameter(name: st
     assert logits.shape == (2, 7)
     assert torch.isfinite(logits).all()
     logits.logsumexp(dim=1).sum().backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()
-               or p.grad.abs().sum() == 0]
+    missing = [
+        n
+        for n, p in model.named_parameters()
+        if p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0
+    ]
     assert missing == []
 
 
@@ -55,8 +58,10 @@ def test_fused_and_explicit_attention_agree(name: str) -> None:
 
 def test_published_cct_parameter_counts() -> None:
     # Hassani et al. 2021, Table 1 / the Compact-Transformers README (CIFAR-10, 10 classes).
-    counts = {n: sum(p.numel() for p in foveal.create_model(n, num_classes=10).parameters())
-              for n in ("cct-2-3x2", "cct-7-3x1", "vit-lite-7-4")}
+    counts = {
+        n: sum(p.numel() for p in foveal.create_model(n, num_classes=10).parameters())
+        for n in ("cct-2-3x2", "cct-7-3x1", "vit-lite-7-4")
+    }
     assert round(counts["cct-2-3x2"] / 1e6, 2) == 0.28
     assert round(counts["cct-7-3x1"] / 1e6, 2) == 3.76
     assert round(counts["vit-lite-7-4"] / 1e6, 1) == 3.7
@@ -76,7 +81,7 @@ def test_eval_output_does_not_depend_on_batch_composition() -> None:
     images = torch.randn(6, 3, 16, 16)
     with torch.no_grad():
         together = model(images)
-        alone = torch.cat([model(images[i:i + 1]) for i in range(6)])
+        alone = torch.cat([model(images[i : i + 1]) for i in range(6)])
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
 
 

@@ -1,9 +1,9 @@
 """Foveal: attention-based image classification you can train, measure, explain and ship.
 
-    import foveal
-    result = foveal.train(data="digits", epochs=5)
-    classifier = foveal.load(result.run_dir)
-    classifier.predict(["seven.png"])
+import foveal
+result = foveal.train(data="digits", epochs=5)
+classifier = foveal.load(result.run_dir)
+classifier.predict(["seven.png"])
 """
 
 from __future__ import annotations
@@ -34,5 +34,15 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'foveal' has no attribute {name!r}")
 
 
-__all__ = ["Classifier", "FovealError", "ModelConfig", "TrainConfig", "create_model", "evaluate", "list_models",
-           "load", "train", "__version__"]
+__all__ = [
+    "Classifier",
+    "FovealError",
+    "ModelConfig",
+    "TrainConfig",
+    "create_model",
+    "evaluate",
+    "list_models",
+    "load",
+    "train",
+    "__version__",
+]

@@ -46,15 +46,19 @@ class Classifier:
     def classes(self) -> list[str]:
         return self.info.classes
 
-    def probabilities(self, images: Sequence[ImageInput] | torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    def probabilities(
+        self, images: Sequence[ImageInput] | torch.Tensor, batch_size: int = 256
+    ) -> torch.Tensor:
         """Class probabilities float32 (N, num_classes) for image files or uint8 tensors (N, 3, S, S)."""
         batch = self._to_uint8(images)
-        logits = predict_logits(self.model, batch, self.info.preprocessing, device=self.device,
-                                batch_size=batch_size)
+        logits = predict_logits(
+            self.model, batch, self.info.preprocessing, device=self.device, batch_size=batch_size
+        )
         return logits.softmax(dim=1)
 
-    def predict(self, images: Sequence[ImageInput] | torch.Tensor, top_k: int = 5,
-                batch_size: int = 256) -> list[Prediction]:
+    def predict(
+        self, images: Sequence[ImageInput] | torch.Tensor, top_k: int = 5, batch_size: int = 256
+    ) -> list[Prediction]:
         """Top-k predictions for each image (file paths, or uint8 tensors at the model's size).
 
         Args:
@@ -69,17 +73,24 @@ class Classifier:
         probs = self.probabilities(images, batch_size)
         k = max(1, min(top_k, probs.shape[1]))
         values, indices = probs.topk(k, dim=1)
-        sources = ([f"tensor[{i}]" for i in range(len(probs))] if isinstance(images, torch.Tensor)
-                   else [str(p) for p in images])
-        return [Prediction(src, [self.classes[j] for j in idx.tolist()], val.tolist(), idx.tolist())
-                for src, val, idx in zip(sources, values, indices)]
+        sources = (
+            [f"tensor[{i}]" for i in range(len(probs))]
+            if isinstance(images, torch.Tensor)
+            else [str(p) for p in images]
+        )
+        return [
+            Prediction(src, [self.classes[j] for j in idx.tolist()], val.tolist(), idx.tolist())
+            for src, val, idx in zip(sources, values, indices)
+        ]
 
     def _to_uint8(self, images: Sequence[ImageInput] | torch.Tensor) -> torch.Tensor:
         size = self.info.preprocessing.img_size
         if isinstance(images, torch.Tensor):
             if images.dtype != torch.uint8 or images.ndim != 4 or tuple(images.shape[1:]) != (3, size, size):
-                raise DataError(f"expected a uint8 tensor of shape (N, 3, {size}, {size}), got {images.dtype} "
-                                f"{tuple(images.shape)}; pass file paths to have Foveal resize them.")
+                raise DataError(
+                    f"expected a uint8 tensor of shape (N, 3, {size}, {size}), got {images.dtype} "
+                    f"{tuple(images.shape)}; pass file paths to have Foveal resize them."
+                )
             return images
         if not images:
             raise DataError("no images given; expected image file paths or a uint8 tensor.")
@@ -110,8 +121,9 @@ def collect_images(inputs: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def predict_files(classifier: Classifier, files: list[Path], top_k: int = 5, batch_size: int = 256
-                  ) -> tuple[list[Prediction], list[tuple[str, str]]]:
+def predict_files(
+    classifier: Classifier, files: list[Path], top_k: int = 5, batch_size: int = 256
+) -> tuple[list[Prediction], list[tuple[str, str]]]:
     """Predict every decodable file; returns the predictions and (path, reason) of files skipped."""
     size = classifier.info.preprocessing.img_size
     good, images, failed = [], [], []
@@ -122,8 +134,9 @@ def predict_files(classifier: Classifier, files: list[Path], top_k: int = 5, bat
         except ImageDecodeError as error:
             failed.append((str(path), error.reason))
     if not good:
-        raise FovealError(f"none of the {len(files)} files could be decoded (first: {failed[0][0]}: "
-                          f"{failed[0][1]}).")
+        raise FovealError(
+            f"none of the {len(files)} files could be decoded (first: {failed[0][0]}: {failed[0][1]})."
+        )
     predictions = classifier.predict(torch.stack(images), top_k, batch_size)
     for prediction, path in zip(predictions, good):
         prediction.source = str(path)

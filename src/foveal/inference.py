@@ -10,8 +10,14 @@ from foveal.data.preprocess import Preprocessing
 
 
 @torch.inference_mode()
-def predict_logits(model: nn.Module, images: torch.Tensor, preprocessing: Preprocessing, *,
-                   device: torch.device | str = "cpu", batch_size: int = 256) -> torch.Tensor:
+def predict_logits(
+    model: nn.Module,
+    images: torch.Tensor,
+    preprocessing: Preprocessing,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 256,
+) -> torch.Tensor:
     """Logits float32 (N, K) on the CPU for uint8 images (N, 3, S, S), in eval mode, batch by batch.
 
     Each image's logits depend only on that image (no batch statistics in eval mode), so results
@@ -20,7 +26,7 @@ def predict_logits(model: nn.Module, images: torch.Tensor, preprocessing: Prepro
     model.eval()
     outputs = []
     for start in range(0, images.shape[0], batch_size):
-        batch = preprocessing.normalize(images[start:start + batch_size].to(device, non_blocking=True))
+        batch = preprocessing.normalize(images[start : start + batch_size].to(device, non_blocking=True))
         outputs.append(model(batch).float().cpu())
     return torch.cat(outputs) if outputs else torch.empty(0, 0)
 

@@ -30,8 +30,15 @@ class ModelInfo:
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. epoch, val_top1, training config
 
     def to_json(self) -> str:
-        return json.dumps({"format": FORMAT, "model": config_to_dict(self.config), "classes": self.classes,
-                           "preprocessing": self.preprocessing.to_dict(), "extra": self.extra})
+        return json.dumps(
+            {
+                "format": FORMAT,
+                "model": config_to_dict(self.config),
+                "classes": self.classes,
+                "preprocessing": self.preprocessing.to_dict(),
+                "extra": self.extra,
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str, source: Path) -> ModelInfo:
@@ -39,8 +46,12 @@ class ModelInfo:
             data = json.loads(text)
             if data.get("format") != FORMAT:
                 raise ValueError(f"format {data.get('format')!r}, expected {FORMAT!r}")
-            return cls(config_from_dict(data["model"]), list(data["classes"]),
-                       Preprocessing.from_dict(data["preprocessing"]), dict(data.get("extra", {})))
+            return cls(
+                config_from_dict(data["model"]),
+                list(data["classes"]),
+                Preprocessing.from_dict(data["preprocessing"]),
+                dict(data.get("extra", {})),
+            )
         except (ValueError, KeyError, TypeError, FovealError) as error:
             raise ModelFileError(f"{source} is not a Foveal model ({error}).") from None
 
@@ -61,8 +72,10 @@ def resolve_model_path(path: str | Path) -> Path:
             for name in MODEL_FILE_NAMES:
                 if (folder / name).is_file():
                     return folder / name
-        raise ModelFileError(f"no saved model in {path}; expected a run folder (with weights/best.safetensors) "
-                             "or a .safetensors file written by Foveal.")
+        raise ModelFileError(
+            f"no saved model in {path}; expected a run folder (with weights/best.safetensors) "
+            "or a .safetensors file written by Foveal."
+        )
     if not path.exists():
         raise ModelFileError(f"model {path} does not exist; expected a run folder or a .safetensors file.")
     return path
@@ -81,8 +94,10 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn
             metadata = handle.metadata() or {}
         state = load_file(str(file))
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        raise ModelFileError(f"{file} is not a readable safetensors model ({error}); was it truncated or "
-                             "written by another tool?") from None
+        raise ModelFileError(
+            f"{file} is not a readable safetensors model ({error}); was it truncated or "
+            "written by another tool?"
+        ) from None
     if "foveal" not in metadata:
         raise ModelFileError(f"{file} has no Foveal metadata; expected a model saved by Foveal.")
     info = ModelInfo.from_json(metadata["foveal"], file)

@@ -9,39 +9,54 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from foveal.cli.output import print_predictions, print_table
 from foveal.errors import FovealError
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
-                  help="Foveal: train, evaluate and use attention-based image classifiers.")
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    help="Foveal: train, evaluate and use attention-based image classifiers.",
+)
 
 
 @app.command()
 def train(
-    data: Annotated[str, typer.Argument(help="Built-in name (digits, cifar10), a root with train/ and val/ "
-                                              "(or test/), or a folder of class folders (auto-split).")],
+    data: Annotated[
+        str,
+        typer.Argument(
+            help="Built-in name (digits, cifar10), a root with train/ and val/ "
+            "(or test/), or a folder of class folders (auto-split)."
+        ),
+    ],
     model: Annotated[str, typer.Option(help="Model preset; see `foveal models`.")] = "foveal-small",
     epochs: Annotated[int, typer.Option(help="Passes over the training images.")] = 20,
     batch_size: Annotated[int, typer.Option(help="Images per training step.")] = 64,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate [default: 1e-3].")] = None,
-    img_size: Annotated[Optional[int], typer.Option(help="Input side in pixels [default: the data's].")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate [default: 1e-3].")] = None,
+    img_size: Annotated[
+        int | None, typer.Option(help="Input side in pixels [default: the data's].")
+    ] = None,
     optimizer: Annotated[str, typer.Option(help="adamw or adam.")] = "adamw",
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.05,
     label_smoothing: Annotated[float, typer.Option(help="Cross-entropy label smoothing.")] = 0.1,
     warmup_epochs: Annotated[float, typer.Option(help="Linear warmup before cosine decay.")] = 3.0,
-    val_fraction: Annotated[float, typer.Option(help="Share of each class held out when auto-splitting.")] = 0.1,
-    split_manifest: Annotated[Optional[str], typer.Option(help="Reuse an earlier run's split.json.")] = None,
-    hflip: Annotated[Optional[bool], typer.Option("--hflip/--no-hflip", help="Random horizontal flips "
-                                                   "[default: on, off for digits].")] = None,
+    val_fraction: Annotated[
+        float, typer.Option(help="Share of each class held out when auto-splitting.")
+    ] = 0.1,
+    split_manifest: Annotated[str | None, typer.Option(help="Reuse an earlier run's split.json.")] = None,
+    hflip: Annotated[
+        bool | None,
+        typer.Option("--hflip/--no-hflip", help="Random horizontal flips [default: on, off for digits]."),
+    ] = None,
     out: Annotated[str, typer.Option(help="Folder for run folders (runs/train, runs/train2, ...).")] = "runs",
     name: Annotated[str, typer.Option(help="Run folder name.")] = "train",
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same result on CPU.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads [default: all cores].")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads [default: all cores].")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary.")] = False,
 ) -> None:
     """Train a classifier on DATA and save it in a new run folder."""
@@ -49,24 +64,51 @@ def train(
     from foveal.train.config import make_train_config
 
     config = make_train_config(
-        data=data, model=model, epochs=epochs, batch_size=batch_size, lr=lr, img_size=img_size,
-        optimizer=optimizer, weight_decay=weight_decay, label_smoothing=label_smoothing,
-        warmup_epochs=warmup_epochs, val_fraction=val_fraction, split_manifest=split_manifest, hflip=hflip,
-        out=out, name=name, seed=seed, device=device, threads=threads)
+        data=data,
+        model=model,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        img_size=img_size,
+        optimizer=optimizer,
+        weight_decay=weight_decay,
+        label_smoothing=label_smoothing,
+        warmup_epochs=warmup_epochs,
+        val_fraction=val_fraction,
+        split_manifest=split_manifest,
+        hflip=hflip,
+        out=out,
+        name=name,
+        seed=seed,
+        device=device,
+        threads=threads,
+    )
     result = run_training(config, quiet=quiet)
-    print(f"best val top-1 {result.best_top1:.2%} (epoch {result.best_epoch}), top-5 {result.metrics.top5:.2%}, "
-          f"macro F1 {result.metrics.macro_f1:.3f}; {result.epochs} epochs in {result.seconds:.0f} s; "
-          f"run folder {result.run_dir}")
+    print(
+        f"best val top-1 {result.best_top1:.2%} (epoch {result.best_epoch}), "
+        f"top-5 {result.metrics.top5:.2%}, "
+        f"macro F1 {result.metrics.macro_f1:.3f}; {result.epochs} epochs in {result.seconds:.0f} s; "
+        f"run folder {result.run_dir}"
+    )
 
 
 @app.command()
 def evaluate(
     model: Annotated[str, typer.Argument(help="A run folder or a saved .safetensors model.")],
-    data: Annotated[str, typer.Argument(help="A folder of class folders (all of it), a data set root "
-                                              "(its val/ or test/), or a built-in name (its held-out split).")],
+    data: Annotated[
+        str,
+        typer.Argument(
+            help="A folder of class folders (all of it), a data set root "
+            "(its val/ or test/), or a built-in name (its held-out split)."
+        ),
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
-    out: Annotated[Optional[str], typer.Option(help="Folder for metrics.json and confusion_matrix.png "
-                                                    "[default: runs/evaluate, numbered].")] = None,
+    out: Annotated[
+        str | None,
+        typer.Option(
+            help="Folder for metrics.json and confusion_matrix.png [default: runs/evaluate, numbered]."
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
 ) -> None:
@@ -77,7 +119,11 @@ def evaluate(
     folder = Path(out) if out else next_run_dir("runs", "evaluate")
     result = evaluate_model(model, data, device=device, batch_size=batch_size, out=folder)
     if as_json:
-        print(json.dumps({"model": str(result.model), "data": result.data, **result.metrics.to_dict()}, indent=2))
+        print(
+            json.dumps(
+                {"model": str(result.model), "data": result.data, **result.metrics.to_dict()}, indent=2
+            )
+        )
         return
     print(f"{result.data}\n{result.metrics.summary_table()}")
     if result.skipped:

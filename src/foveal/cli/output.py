@@ -16,7 +16,8 @@ def print_table(header: list[str], rows: list[list[str]]) -> None:
     table = Table(*header)
     for row in rows:
         table.add_row(*row)
-    Console().print(table)
+    # Piped output is not cut to 80 columns: a file path must survive whole for the reader.
+    Console(width=None if sys.stdout.isatty() else 1000).print(table)
 
 
 def print_predictions(predictions: list[Prediction], failed: list[tuple[str, str]], fmt: str) -> None:
@@ -31,7 +32,13 @@ def print_predictions(predictions: list[Prediction], failed: list[tuple[str, str
             for rank, (label, prob) in enumerate(zip(p.labels, p.probabilities), start=1):
                 writer.writerow([p.source, rank, label, f"{prob:.6f}"])
     else:
-        rows = [[p.source, p.label, f"{p.probabilities[0]:.1%}",
-                 ", ".join(f"{lab} {pr:.1%}" for lab, pr in zip(p.labels[1:], p.probabilities[1:]))]
-                for p in predictions]
+        rows = [
+            [
+                p.source,
+                p.label,
+                f"{p.probabilities[0]:.1%}",
+                ", ".join(f"{lab} {pr:.1%}" for lab, pr in zip(p.labels[1:], p.probabilities[1:])),
+            ]
+            for p in predictions
+        ]
         print_table(["image", "label", "probability", "next"], rows)

@@ -15,8 +15,9 @@ from foveal.data.randomness import sample_uniform
 CROP_STREAM_Y, CROP_STREAM_X, FLIP_STREAM = 1, 2, 3
 
 
-def crop_and_flip(images: torch.Tensor, indices: torch.Tensor, seed: int, epoch: int, *,
-                  padding: int, flip: bool) -> torch.Tensor:
+def crop_and_flip(
+    images: torch.Tensor, indices: torch.Tensor, seed: int, epoch: int, *, padding: int, flip: bool
+) -> torch.Tensor:
     """Random crops and flips of a batch.
 
     Args:

@@ -36,8 +36,13 @@ def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 (N, 3, s, s) -> uint8 (N, 3, size, size), bilinear (antialiased when shrinking)."""
     if images.shape[-1] == size:
         return images
-    resized = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False,
-                            antialias=size < images.shape[-1])
+    resized = F.interpolate(
+        images.float(),
+        size=(size, size),
+        mode="bilinear",
+        align_corners=False,
+        antialias=size < images.shape[-1],
+    )
     return resized.round().clamp(0, 255).to(torch.uint8)
 
 
@@ -64,10 +69,15 @@ def _cifar10(img_size: int) -> tuple[ImageSet, ImageSet]:
         try:
             data = CIFAR10(root=str(root), train=train, download=True)
         except (OSError, RuntimeError) as error:
-            raise DataError(f"could not download CIFAR-10 into {root} ({error}). Without a network, put "
-                            "the extracted 'cifar-10-batches-py' folder there, or pass a folder of class "
-                            "folders instead.") from None
+            raise DataError(
+                f"could not download CIFAR-10 into {root} ({error}). Without a network, put "
+                "the extracted 'cifar-10-batches-py' folder there, or pass a folder of class "
+                "folders instead."
+            ) from None
         images = torch.from_numpy(data.data).permute(0, 3, 1, 2).contiguous()  # (N, 3, 32, 32)
-        sets.append(ImageSet(_resize(images, img_size), torch.tensor(data.targets, dtype=torch.int64),
-                             list(data.classes)))
+        sets.append(
+            ImageSet(
+                _resize(images, img_size), torch.tensor(data.targets, dtype=torch.int64), list(data.classes)
+            )
+        )
     return sets[0], sets[1]

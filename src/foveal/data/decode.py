@@ -138,8 +138,9 @@ def load_rgb(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Im
         raise ImageDecodeError(name, _reason(error)) from error
 
 
-def decode_image(source: ImageSource, size: int | None = None, *,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+def decode_image(
+    source: ImageSource, size: int | None = None, *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> torch.Tensor:
     """Decode an image file to a uint8 tensor, optionally resized and center-cropped to a square.
 
     Args:
@@ -180,8 +181,11 @@ def resize_and_crop(image: Image.Image, size: int) -> Image.Image:
     width, height = image.size
     scale = size / min(width, height)
     # The shorter side lands exactly on `size`; the longer one is rounded and never drops below it.
-    new_size = (size, max(size, round(height * scale))) if width <= height else (
-        max(size, round(width * scale)), size)
+    new_size = (
+        (size, max(size, round(height * scale)))
+        if width <= height
+        else (max(size, round(width * scale)), size)
+    )
     if new_size != image.size:
         # Pillow's BILINEAR widens its filter support when shrinking, i.e. it is antialiased.
         image = image.resize(new_size, Image.Resampling.BILINEAR)

@@ -30,9 +30,13 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
-        return cls(img_size=int(data["img_size"]), mean=tuple(data["mean"]), std=tuple(data["std"]),
-                   interpolation=data.get("interpolation", "bilinear"),
-                   resize=data.get("resize", "shorter-side-then-center-crop"))
+        return cls(
+            img_size=int(data["img_size"]),
+            mean=tuple(data["mean"]),
+            std=tuple(data["std"]),
+            interpolation=data.get("interpolation", "bilinear"),
+            resize=data.get("resize", "shorter-side-then-center-crop"),
+        )
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, 3, S, S) -> float32 (B, 3, S, S), normalised."""

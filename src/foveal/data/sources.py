@@ -58,8 +58,9 @@ def _held_out_folder(root: Path) -> Path | None:
     return next((root / n for n in HELD_OUT_NAMES if (root / n).is_dir()), None)
 
 
-def load_training_data(source: str, img_size: int, *, val_fraction: float = 0.1,
-                       split_manifest: str | Path | None = None) -> DataSplits:
+def load_training_data(
+    source: str, img_size: int, *, val_fraction: float = 0.1, split_manifest: str | Path | None = None
+) -> DataSplits:
     """Images for training and validation from `source`.
 
     Args:
@@ -69,8 +70,12 @@ def load_training_data(source: str, img_size: int, *, val_fraction: float = 0.1,
     """
     if source in BUILTINS:
         train, test = load_builtin(source, img_size)
-        return DataSplits(train, test, f"{source} (built-in): {len(train)} train / {len(test)} held-out",
-                          flip_safe=FLIP_SAFE[source])
+        return DataSplits(
+            train,
+            test,
+            f"{source} (built-in): {len(train)} train / {len(test)} held-out",
+            flip_safe=FLIP_SAFE[source],
+        )
     root = Path(source)
     held_out = _held_out_folder(root)
     if held_out is not None:
@@ -81,14 +86,17 @@ def load_training_data(source: str, img_size: int, *, val_fraction: float = 0.1,
     return _auto_split(root, img_size, val_fraction, split_manifest)
 
 
-def _auto_split(root: Path, img_size: int, val_fraction: float,
-                split_manifest: str | Path | None) -> DataSplits:
+def _auto_split(
+    root: Path, img_size: int, val_fraction: float, split_manifest: str | Path | None
+) -> DataSplits:
     classes = find_classes(root)
     if split_manifest is not None:
         manifest = read_manifest(Path(split_manifest))
         if manifest["classes"] != classes:
-            raise DataError(f"split manifest {split_manifest} lists classes {manifest['classes']}, but "
-                            f"{root} has {classes}; use the manifest of a run on this folder.")
+            raise DataError(
+                f"split manifest {split_manifest} lists classes {manifest['classes']}, but "
+                f"{root} has {classes}; use the manifest of a run on this folder."
+            )
         train_paths = [str(root / p) for p in manifest["train"]]
         val_paths = [str(root / p) for p in manifest["val"]]
         labels_of = {p: classes.index(Path(p).relative_to(root).parts[0]) for p in train_paths + val_paths}
@@ -100,10 +108,13 @@ def _auto_split(root: Path, img_size: int, val_fraction: float,
         train_idx, val_idx = stratified_split(keys, labels, val_fraction)
         train = decode_files([paths[i] for i in train_idx], [labels[i] for i in train_idx], classes, img_size)
         val = decode_files([paths[i] for i in val_idx], [labels[i] for i in val_idx], classes, img_size)
-    split = {"train": [str(Path(p).relative_to(root)) for p in train.paths],
-             "val": [str(Path(p).relative_to(root)) for p in val.paths]}
-    return DataSplits(train, val, f"{root}: {len(train)} train / {len(val)} val (stratified auto-split)",
-                      split=split)
+    split = {
+        "train": [str(Path(p).relative_to(root)) for p in train.paths],
+        "val": [str(Path(p).relative_to(root)) for p in val.paths],
+    }
+    return DataSplits(
+        train, val, f"{root}: {len(train)} train / {len(val)} val (stratified auto-split)", split=split
+    )
 
 
 def load_folder_for_classes(folder: Path, classes: list[str], img_size: int) -> ImageSet:
@@ -111,8 +122,10 @@ def load_folder_for_classes(folder: Path, classes: list[str], img_size: int) -> 
     found = find_classes(folder)
     unknown = [c for c in found if c not in classes]
     if unknown:
-        raise DataError(f"{folder} has class folders {unknown} that the model does not know; expected "
-                        f"folders named from {classes}.")
+        raise DataError(
+            f"{folder} has class folders {unknown} that the model does not know; expected "
+            f"folders named from {classes}."
+        )
     paths, local = list_images(folder, found)
     labels = [classes.index(found[i]) for i in local]
     return decode_files(paths, labels, classes, img_size)
@@ -124,8 +137,10 @@ def load_evaluation_data(source: str, classes: list[str], img_size: int) -> tupl
     if source in BUILTINS:
         _, test = load_builtin(source, img_size)
         if test.classes != classes:
-            raise DataError(f"the model's classes {classes} are not those of built-in {source!r} "
-                            f"({test.classes}); evaluate it on data with its own classes.")
+            raise DataError(
+                f"the model's classes {classes} are not those of built-in {source!r} "
+                f"({test.classes}); evaluate it on data with its own classes."
+            )
         return test, f"{source} (built-in), held-out split: {len(test)} images"
     root = Path(source)
     held_out = _held_out_folder(root)

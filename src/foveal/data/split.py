@@ -32,8 +32,10 @@ def stratified_split(keys: list[str], labels: list[int], val_fraction: float) ->
     train, val = [], []
     for label, members in sorted(by_class.items()):
         if len(members) < 2:
-            raise DataError(f"class {label} has {len(members)} image; a train/val split needs at least 2 per "
-                            "class. Add images or give a separate val folder (root/train, root/val).")
+            raise DataError(
+                f"class {label} has {len(members)} image; a train/val split needs at least 2 per "
+                "class. Add images or give a separate val folder (root/train, root/val)."
+            )
         members.sort(key=lambda i: hashlib.sha1(keys[i].encode()).hexdigest())
         n_val = min(len(members) - 1, max(1, round(len(members) * val_fraction)))
         val += members[:n_val]
@@ -41,14 +43,19 @@ def stratified_split(keys: list[str], labels: list[int], val_fraction: float) ->
     return sorted(train), sorted(val)
 
 
-def write_manifest(path: Path, root: Path, classes: list[str], train: list[str], val: list[str],
-                   val_fraction: float) -> None:
+def write_manifest(
+    path: Path, root: Path, classes: list[str], train: list[str], val: list[str], val_fraction: float
+) -> None:
     """Save the split (paths relative to `root`) as JSON so it can be inspected and reused."""
     from foveal.io import atomic_write_text
 
-    manifest = {"root": str(root.resolve()), "classes": classes, "val_fraction": val_fraction,
-                "train": [str(Path(p).relative_to(root)) for p in train],
-                "val": [str(Path(p).relative_to(root)) for p in val]}
+    manifest = {
+        "root": str(root.resolve()),
+        "classes": classes,
+        "val_fraction": val_fraction,
+        "train": [str(Path(p).relative_to(root)) for p in train],
+        "val": [str(Path(p).relative_to(root)) for p in val],
+    }
     atomic_write_text(path, json.dumps(manifest, indent=1))
 
 
@@ -59,6 +66,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
         if not all(k in manifest for k in ("classes", "train", "val")):
             raise ValueError("missing keys")
     except (OSError, ValueError) as error:
-        raise DataError(f"{path} is not a Foveal split manifest ({error}); expected the split.json of a "
-                        "training run.") from None
+        raise DataError(
+            f"{path} is not a Foveal split manifest ({error}); expected the split.json of a training run."
+        ) from None
     return manifest

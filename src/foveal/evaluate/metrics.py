@@ -81,8 +81,9 @@ class ClassificationMetrics:
             lines.append(_table_row(_shorten(name, _NAME_WIDTH_CAP), width, p, r, f, s))
         lines.append(rule)
         lines.append(
-            _table_row("macro avg", width, self.macro_precision, self.macro_recall, self.macro_f1,
-                       self.num_samples)
+            _table_row(
+                "macro avg", width, self.macro_precision, self.macro_recall, self.macro_f1, self.num_samples
+            )
         )
         lines.append("")
         lines.append(f"top-1 accuracy: {self.top1 * 100:6.2f}%  ({self.num_samples} samples)")
@@ -244,9 +245,7 @@ def _check_inputs(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) 
     if labels.ndim != 1:
         raise FovealError(f"expected labels of shape (N,), got {tuple(labels.shape)}")
     if labels.shape[0] != logits.shape[0]:
-        raise FovealError(
-            f"expected as many labels as logit rows ({logits.shape[0]}), got {labels.shape[0]}"
-        )
+        raise FovealError(f"expected as many labels as logit rows ({logits.shape[0]}), got {labels.shape[0]}")
     if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
         raise FovealError(f"expected integer class-index labels, got dtype {labels.dtype}")
     logits = logits.detach().to("cpu", torch.float32)

@@ -59,7 +59,9 @@ def plot_confusion_matrix(
 
     # Inches: about a fifth of an inch per class, capped so 100+ classes still give a PNG that opens quickly.
     side = min(max(6.0, 2.5 + 0.2 * num_classes), 22.0)
-    fig = _new_figure((side + 1.0, side))
+    # No layout engine: with 100+ tick labels it costs more than the drawing, and the tight bounding box
+    # used when saving already fits the canvas around the labels.
+    fig = _new_figure((side + 1.0, side), layout=None)
     ax = fig.add_subplot(1, 1, 1)
     image = ax.imshow(colours, cmap="Blues", vmin=0.0, vmax=vmax, interpolation="nearest")
     colourbar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
@@ -94,8 +96,11 @@ def plot_training_curves(results_csv: str | Path, path: str | Path) -> Path:
     losses = {"train": series["train_loss"], "val": series["val_loss"]}
     _draw_panel(axes[0][0], epochs, losses, "Loss", "loss")
     _draw_panel(
-        axes[0][1], epochs, {"val top-1": accuracy["val_top1"], "val top-5": accuracy["val_top5"]},
-        "Validation accuracy", "accuracy (%)",
+        axes[0][1],
+        epochs,
+        {"val top-1": accuracy["val_top1"], "val top-5": accuracy["val_top5"]},
+        "Validation accuracy",
+        "accuracy (%)",
     )
     _draw_panel(axes[1][0], epochs, {"lr": series["lr"]}, "Learning rate", "learning rate")
     _draw_panel(axes[1][1], epochs, {"seconds": series["seconds"]}, "Time per epoch", "seconds")
@@ -153,8 +158,15 @@ def _annotate_cells(ax: Any, counts: Any, shade: Any) -> None:
     for row in range(num_classes):
         for col in range(num_classes):
             colour = "white" if shade[row, col] > 0.5 else "black"
-            ax.text(col, row, str(int(counts[row, col])), ha="center", va="center",
-                    color=colour, fontsize=font_size)
+            ax.text(
+                col,
+                row,
+                str(int(counts[row, col])),
+                ha="center",
+                va="center",
+                color=colour,
+                fontsize=font_size,
+            )
 
 
 def _shorten(text: str, limit: int) -> str:
@@ -210,6 +222,10 @@ def _draw_panel(
     ax: Any, epochs: list[float], lines: dict[str, list[float | None]], title: str, ylabel: str
 ) -> None:
     """Plot each series against epoch from the rows that have a value, or say there is no data."""
+    from matplotlib.ticker import MaxNLocator
+
+    # Same marker size for every series, from the epoch count, so a series with gaps does not look bolder.
+    marker_size = 5 if len(epochs) <= 30 else 2
     drawn = 0
     for label, values in lines.items():
         points = [(x, y) for x, y in zip(epochs, values, strict=True) if y is not None]
@@ -217,10 +233,14 @@ def _draw_panel(
             continue
         xs, ys = zip(*points, strict=True)
         # Markers make a one-epoch run (a single point) visible; they shrink as epochs pile up.
-        ax.plot(xs, ys, marker="o", markersize=5 if len(xs) <= 30 else 2, label=label)
+        ax.plot(xs, ys, marker="o", markersize=marker_size, label=label)
         drawn += 1
     ax.set_title(title)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no "epoch 0.98" ticks on short runs
+    if max(epochs) - min(epochs) < 2:
+        # One or two epochs: pad the x range, or the integer locator has no whole numbers to show.
+        ax.set_xlim(min(epochs) - 1, max(epochs) + 1)
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
     if drawn == 0:
@@ -239,12 +259,20 @@ def _use_log_scale_if_wide(ax: Any, values: list[float | None]) -> None:
 # --- shared helpers -----------------------------------------------------------------------------------
 
 
-def _new_figure(size: tuple[float, float]) -> Any:
-    """Create a Figure bound to the Agg canvas, independent of pyplot."""
+def _new_figure(size: tuple[float, float], layout: str | None = "constrained") -> Any:
+    """Create a Figure bound to the Agg canvas, independent of pyplot.
+
+    Args:
+        size: (width, height) in inches.
+        layout: matplotlib layout engine name, or None for none.
+
+    Returns:
+        The figure.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=size, layout="constrained")
+    fig = Figure(figsize=size, layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
@@ -265,8 +293,8 @@ def _save_atomic(fig: Any, path: str | Path) -> Path:
     # (mkstemp's files are owner-only, and os.replace would carry that onto the final PNG).
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        # bbox_inches="tight" is a safety net over the layout engine, which can misplace labels around a
-        # fixed-aspect heatmap: the saved canvas is grown or trimmed to hold every label.
+        # bbox_inches="tight" grows or trims the saved canvas to hold every label; it also covers the
+        # layout engine's misplaced labels around a fixed-aspect heatmap.
         fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.15)
         os.replace(tmp, target)  # atomic on the same file system
     except BaseException:

@@ -22,8 +22,14 @@ class Evaluation:
     skipped: list[tuple[str, str]]
 
 
-def evaluate_model(model_path: str | Path, source: str, *, device: str = "auto", batch_size: int = 256,
-                   out: str | Path | None = None) -> Evaluation:
+def evaluate_model(
+    model_path: str | Path,
+    source: str,
+    *,
+    device: str = "auto",
+    batch_size: int = 256,
+    out: str | Path | None = None,
+) -> Evaluation:
     """Evaluate the saved model at `model_path` on `source`.
 
     Args:
@@ -41,8 +47,12 @@ def evaluate_model(model_path: str | Path, source: str, *, device: str = "auto",
         import json
 
         out = Path(out)
-        payload = {"model": str(evaluation.model), "data": description, **metrics.to_dict(),
-                   "skipped": [{"path": p, "reason": r} for p, r in images.skipped]}
+        payload = {
+            "model": str(evaluation.model),
+            "data": description,
+            **metrics.to_dict(),
+            "skipped": [{"path": p, "reason": r} for p, r in images.skipped],
+        }
         atomic_write_text(out / "metrics.json", json.dumps(payload, indent=2) + "\n")
         plot_confusion_matrix(metrics.confusion, info.classes, out / "confusion_matrix.png")
     return evaluation

@@ -6,6 +6,14 @@ from foveal.models.output import ModelOutput
 from foveal.models.registry import build_model, create_model, list_models, model_config
 
 __all__ = [
-    "AttentionConfig", "CNNConfig", "ModelConfig", "ModelOutput", "build_model", "config_from_dict",
-    "config_to_dict", "create_model", "list_models", "model_config",
+    "AttentionConfig",
+    "CNNConfig",
+    "ModelConfig",
+    "ModelOutput",
+    "build_model",
+    "config_from_dict",
+    "config_to_dict",
+    "create_model",
+    "list_models",
+    "model_config",
 ]

@@ -15,8 +15,9 @@ class Attention(nn.Module):
     also returns those probabilities (B, num_heads, N, N); both paths give the same output.
     """
 
-    def __init__(self, embed_dim: int, num_heads: int, attn_drop_rate: float = 0.0,
-                 proj_drop_rate: float = 0.0) -> None:
+    def __init__(
+        self, embed_dim: int, num_heads: int, attn_drop_rate: float = 0.0, proj_drop_rate: float = 0.0
+    ) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = embed_dim // num_heads
@@ -27,7 +28,9 @@ class Attention(nn.Module):
         self.proj = nn.Linear(embed_dim, embed_dim)
         self.proj_drop = nn.Dropout(proj_drop_rate)
 
-    def forward(self, x: torch.Tensor, need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, x: torch.Tensor, need_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, N, D = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B, heads, N, head_dim)

@@ -34,8 +34,11 @@ class AttentionClassifier(nn.Module):
             self.pos_embed = NoPositionEmbedding()
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D)) if config.pool == "cls" else None
         self.pos_drop = nn.Dropout(config.drop_rate)
-        rates = torch.linspace(0, config.drop_path_rate, config.depth).tolist() if config.depth > 1 else [
-            config.drop_path_rate] * config.depth
+        rates = (
+            torch.linspace(0, config.drop_path_rate, config.depth).tolist()
+            if config.depth > 1
+            else [config.drop_path_rate] * config.depth
+        )
         self.blocks = nn.ModuleList(
             EncoderBlock(D, config.num_heads, config.mlp_ratio, config.drop_rate, config.attn_drop_rate, rate)
             for rate in rates
@@ -45,8 +48,9 @@ class AttentionClassifier(nn.Module):
         self.head = nn.Linear(D, config.num_classes)
         self.apply(_init_weights)
 
-    def forward_features(self, images: torch.Tensor, need_weights: bool = False
-                         ) -> tuple[torch.Tensor, list[torch.Tensor], tuple[int, int]]:
+    def forward_features(
+        self, images: torch.Tensor, need_weights: bool = False
+    ) -> tuple[torch.Tensor, list[torch.Tensor], tuple[int, int]]:
         """Images (B, C, H, W) -> normed tokens (B, N, D), per-block attention, token grid (h, w)."""
         tokens, grid = self.tokenizer(images)
         tokens = tokens + self.pos_embed(grid).to(tokens.dtype)

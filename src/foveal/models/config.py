@@ -44,9 +44,10 @@ class AttentionConfig:
                 "choose a head count that divides the width."
             )
         if self.tokenizer == "patch" and self.img_size % self.patch_size:
+            nearest = self.img_size // self.patch_size * self.patch_size or self.patch_size
             raise ConfigError(
                 f"img_size={self.img_size} is not a multiple of patch_size={self.patch_size}; "
-                f"use an image size such as {self.img_size // self.patch_size * self.patch_size or self.patch_size}."
+                f"use an image size such as {nearest}."
             )
         if min(self.grid_size) < 1:
             raise ConfigError(
@@ -120,7 +121,9 @@ def replace_config(config: ModelConfig, **changes: Any) -> ModelConfig:
     known = {f.name for f in dataclasses.fields(config)}
     for key in changes:
         if key not in known:
-            raise ConfigError(f"unknown model option {key!r} for a {config.family} model.{suggest(key, known)}")
+            raise ConfigError(
+                f"unknown model option {key!r} for a {config.family} model.{suggest(key, known)}"
+            )
     return dataclasses.replace(config, **changes)
 
 

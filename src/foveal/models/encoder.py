@@ -36,8 +36,15 @@ class Mlp(nn.Module):
 
 
 class EncoderBlock(nn.Module):
-    def __init__(self, embed_dim: int, num_heads: int, mlp_ratio: float, drop_rate: float,
-                 attn_drop_rate: float, drop_path_rate: float) -> None:
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        mlp_ratio: float,
+        drop_rate: float,
+        attn_drop_rate: float,
+        drop_path_rate: float,
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(embed_dim)
         self.attn = Attention(embed_dim, num_heads, attn_drop_rate, drop_rate)
@@ -45,7 +52,9 @@ class EncoderBlock(nn.Module):
         self.norm2 = nn.LayerNorm(embed_dim)
         self.mlp = Mlp(embed_dim, int(embed_dim * mlp_ratio), drop_rate)
 
-    def forward(self, x: torch.Tensor, need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, x: torch.Tensor, need_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         attended, probs = self.attn(self.norm1(x), need_weights)
         x = x + self.drop_path(attended)
         x = x + self.drop_path(self.mlp(self.norm2(x)))

@@ -35,8 +35,9 @@ class SinCosPositionEmbedding(nn.Module):
         h, w = grid
         quarter = self.embed_dim // 4
         omega = 1.0 / (10000 ** (torch.arange(quarter, dtype=torch.float32) / quarter))  # (D/4,)
-        ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
-                                indexing="ij")
+        ys, xs = torch.meshgrid(
+            torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+        )
         y = ys.reshape(-1, 1) * omega  # (h*w, D/4)
         x = xs.reshape(-1, 1) * omega
         table = torch.cat([x.sin(), x.cos(), y.sin(), y.cos()], dim=1)  # (h*w, D)

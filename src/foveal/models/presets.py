@@ -51,21 +51,31 @@ def cct_7_3x2() -> AttentionConfig:
 
 @register_model("cct-14-7x2")
 def cct_14_7x2() -> AttentionConfig:  # ImageNet shape: 224 px, 7x7/2 convs, 14x14 tokens
-    return AttentionConfig(img_size=224, embed_dim=384, depth=14, num_heads=6, mlp_ratio=3.0,
-                           tokenizer_layers=2, tokenizer_kernel=7, tokenizer_stride=2)
+    return AttentionConfig(
+        img_size=224,
+        embed_dim=384,
+        depth=14,
+        num_heads=6,
+        mlp_ratio=3.0,
+        tokenizer_layers=2,
+        tokenizer_kernel=7,
+        tokenizer_stride=2,
+    )
 
 
 # Plain ViTs: patch embedding and a class token, for attention-vs-attention comparisons.
 @register_model("vit-lite-7-4")
 def vit_lite_7_4() -> AttentionConfig:  # ViT-Lite-7/4 of the CCT paper
-    return AttentionConfig(tokenizer="patch", patch_size=4, pool="cls", embed_dim=256, depth=7,
-                           num_heads=4, mlp_ratio=2.0)
+    return AttentionConfig(
+        tokenizer="patch", patch_size=4, pool="cls", embed_dim=256, depth=7, num_heads=4, mlp_ratio=2.0
+    )
 
 
 @register_model("vit-tiny-4")
 def vit_tiny_4() -> AttentionConfig:
-    return AttentionConfig(tokenizer="patch", patch_size=4, pool="cls", embed_dim=128, depth=4,
-                           num_heads=2, mlp_ratio=2.0)
+    return AttentionConfig(
+        tokenizer="patch", patch_size=4, pool="cls", embed_dim=128, depth=4, num_heads=2, mlp_ratio=2.0
+    )
 
 
 # The CNN baseline: CIFAR ResNets (He et al. 2016), and ResNet-18 widths for bigger budgets.

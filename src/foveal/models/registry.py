@@ -54,8 +54,9 @@ def build_model(config: ModelConfig) -> nn.Module:
     raise ConfigError(f"expected an AttentionConfig or CNNConfig, got {type(config).__name__}")
 
 
-def create_model(name: str, *, num_classes: int = 10, img_size: int | None = None,
-                 in_chans: int = 3, **overrides: Any) -> nn.Module:
+def create_model(
+    name: str, *, num_classes: int = 10, img_size: int | None = None, in_chans: int = 3, **overrides: Any
+) -> nn.Module:
     """Create preset `name` for `num_classes` classes (random weights).
 
     Args:

@@ -41,11 +41,19 @@ class TrainConfig:
         checks = [
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (self.img_size is None or 4 <= self.img_size <= 4096,
-             f"img_size must be between 4 and 4096 pixels, got {self.img_size}"),
+            (
+                self.img_size is None or 4 <= self.img_size <= 4096,
+                f"img_size must be between 4 and 4096 pixels, got {self.img_size}",
+            ),
             (self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}"),
-            (self.optimizer in ("adamw", "adam"), f"optimizer must be 'adamw' or 'adam', got {self.optimizer!r}"),
-            (0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (
+                self.optimizer in ("adamw", "adam"),
+                f"optimizer must be 'adamw' or 'adam', got {self.optimizer!r}",
+            ),
+            (
+                0.0 <= self.label_smoothing < 1.0,
+                f"label_smoothing must be in [0, 1), got {self.label_smoothing}",
+            ),
             (self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}"),
             (0.0 < self.val_fraction < 1.0, f"val_fraction must be in (0, 1), got {self.val_fraction}"),
         ]

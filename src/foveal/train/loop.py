@@ -15,7 +15,12 @@ from foveal.data.augment import crop_and_flip
 from foveal.data.preprocess import Preprocessing, channel_stats
 from foveal.data.randomness import epoch_order
 from foveal.data.sources import DataSplits, default_img_size, load_training_data
-from foveal.evaluate import ClassificationMetrics, compute_metrics, plot_confusion_matrix, plot_training_curves
+from foveal.evaluate import (
+    ClassificationMetrics,
+    compute_metrics,
+    plot_confusion_matrix,
+    plot_training_curves,
+)
 from foveal.inference import mean_loss, predict_logits
 from foveal.models import build_model, config_to_dict, model_config
 from foveal.runtime import autocast_for, resolve_device, seed_everything, set_threads
@@ -71,11 +76,14 @@ def train(config: TrainConfig | None = None, *, quiet: bool = False, **options: 
     metrics = _final_evaluation(run, best_epoch)
     seconds = time.perf_counter() - started
     train_seconds = sum(r["seconds"] for r in rows)
-    result = TrainResult(run.run_dir, best_top1, best_epoch, len(rows), seconds, seen / max(train_seconds, 1e-9),
-                         metrics)
-    say(f"done in {seconds:.0f} s: best val top-1 {best_top1:.2%} at epoch {best_epoch}, "
+    result = TrainResult(
+        run.run_dir, best_top1, best_epoch, len(rows), seconds, seen / max(train_seconds, 1e-9), metrics
+    )
+    say(
+        f"done in {seconds:.0f} s: best val top-1 {best_top1:.2%} at epoch {best_epoch}, "
         f"{result.train_images_per_second:.0f} train images/s. Saved {run.run_dir}/weights/best.safetensors",
-        quiet)
+        quiet,
+    )
     return result
 
 
@@ -85,29 +93,48 @@ def _prepare(config: TrainConfig, quiet: bool) -> _Run:
     seed_everything(config.seed)
     img_size = config.img_size or default_img_size(config.data)
     overrides = {} if config.drop_path_rate is None else {"drop_path_rate": config.drop_path_rate}
-    data = load_training_data(config.data, img_size, val_fraction=config.val_fraction,
-                              split_manifest=config.split_manifest)
+    data = load_training_data(
+        config.data, img_size, val_fraction=config.val_fraction, split_manifest=config.split_manifest
+    )
     # Build the model before creating the run folder, so a bad option leaves no empty folder.
     arch = model_config(config.model, num_classes=len(data.classes), img_size=img_size, **overrides)
     model = build_model(arch).to(device)
     preprocessing = Preprocessing(img_size, *channel_stats(data.train))
     run_dir = next_run_dir(config.out, config.name)
-    info = ModelInfo(arch, data.classes, preprocessing, {"train_config": config.to_dict(), "data": data.description})
+    info = ModelInfo(
+        arch, data.classes, preprocessing, {"train_config": config.to_dict(), "data": data.description}
+    )
     params = sum(p.numel() for p in model.parameters())
-    write_json(run_dir / "config.json", {
-        "train": config.to_dict(), "model": config_to_dict(arch), "preprocessing": preprocessing.to_dict(),
-        "classes": data.classes, "data": data.description, "device": str(device), "threads": threads,
-        "parameters": params, "torch": torch.__version__})
+    write_json(
+        run_dir / "config.json",
+        {
+            "train": config.to_dict(),
+            "model": config_to_dict(arch),
+            "preprocessing": preprocessing.to_dict(),
+            "classes": data.classes,
+            "data": data.description,
+            "device": str(device),
+            "threads": threads,
+            "parameters": params,
+            "torch": torch.__version__,
+        },
+    )
     if data.split:
         write_json(run_dir / "split.json", {"classes": data.classes, **data.split})
     skipped = data.train.skipped + data.val.skipped
     write_skipped(run_dir / "skipped.txt", skipped)
     say(f"data: {data.description}; {len(data.classes)} classes", quiet)
     if skipped:
-        say(f"skipped {len(skipped)} unreadable files (listed in {run_dir}/skipped.txt), e.g. "
-            f"{skipped[0][0]}: {skipped[0][1]}", quiet)
-    say(f"model: {config.model} ({params / 1e6:.2f}M parameters) at {img_size}px on {device} "
-        f"({threads} threads); run folder {run_dir}", quiet)
+        say(
+            f"skipped {len(skipped)} unreadable files (listed in {run_dir}/skipped.txt), e.g. "
+            f"{skipped[0][0]}: {skipped[0][1]}",
+            quiet,
+        )
+    say(
+        f"model: {config.model} ({params / 1e6:.2f}M parameters) at {img_size}px on {device} "
+        f"({threads} threads); run folder {run_dir}",
+        quiet,
+    )
     return _Run(config, data, model, info, device, run_dir)
 
 
@@ -116,8 +143,12 @@ def _fit(run: _Run, quiet: bool) -> tuple[list[dict[str, Any]], float, int, int]
     n = len(data.train)
     steps_per_epoch = math.ceil(n / config.batch_size)
     optimizer = build_optimizer(model, config.optimizer, config.peak_lr, config.weight_decay)
-    scheduler = warmup_cosine(optimizer, steps_per_epoch * config.epochs,
-                              round(config.warmup_epochs * steps_per_epoch), config.min_lr_ratio)
+    scheduler = warmup_cosine(
+        optimizer,
+        steps_per_epoch * config.epochs,
+        round(config.warmup_epochs * steps_per_epoch),
+        config.min_lr_ratio,
+    )
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     autocast = autocast_for(run.device)
     flip = data.flip_safe if config.hflip is None else config.hflip
@@ -130,11 +161,20 @@ def _fit(run: _Run, quiet: bool) -> tuple[list[dict[str, Any]], float, int, int]
         bar = EpochBar(range(steps_per_epoch), steps_per_epoch, epoch, config.epochs, quiet)
         loss_sum, correct, skipped_steps = 0.0, 0, 0
         for step in bar:
-            indices = order[step * config.batch_size:(step + 1) * config.batch_size]
-            batch = crop_and_flip(data.train.images[indices], indices, config.seed, epoch, padding=padding, flip=flip)
+            indices = order[step * config.batch_size : (step + 1) * config.batch_size]
+            batch = crop_and_flip(
+                data.train.images[indices], indices, config.seed, epoch, padding=padding, flip=flip
+            )
             images = run.info.preprocessing.normalize(batch.to(run.device, non_blocking=True))
-            result = train_step(model, images, data.train.labels[indices].to(run.device), optimizer, criterion,
-                                grad_clip=config.grad_clip, autocast=autocast)
+            result = train_step(
+                model,
+                images,
+                data.train.labels[indices].to(run.device),
+                optimizer,
+                criterion,
+                grad_clip=config.grad_clip,
+                autocast=autocast,
+            )
             scheduler.step()
             skipped_steps += not result.applied
             loss_sum += result.loss * len(indices) if result.applied else 0.0
@@ -143,8 +183,14 @@ def _fit(run: _Run, quiet: bool) -> tuple[list[dict[str, Any]], float, int, int]
         bar.close()
         seconds = time.perf_counter() - epoch_start
         seen += n
-        row = {"epoch": epoch, "train_loss": loss_sum / n, "train_top1": correct / n,
-               "lr": optimizer.param_groups[0]["lr"], "seconds": seconds, "images_per_second": n / seconds}
+        row = {
+            "epoch": epoch,
+            "train_loss": loss_sum / n,
+            "train_top1": correct / n,
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": seconds,
+            "images_per_second": n / seconds,
+        }
         row.update(_validate(run))
         rows.append(row)
         write_results(run.run_dir / "results.csv", rows)
@@ -153,21 +199,33 @@ def _fit(run: _Run, quiet: bool) -> tuple[list[dict[str, Any]], float, int, int]
         if math.isfinite(row["val_top1"]) and row["val_top1"] > best_top1:  # a NaN metric is never best
             best_top1, best_epoch = row["val_top1"], epoch
             save_model(run.run_dir / "weights" / "best.safetensors", model, info)
-        say(f"epoch {epoch}/{config.epochs}: loss {row['train_loss']:.4f}, train top-1 {row['train_top1']:.2%}, "
+        say(
+            f"epoch {epoch}/{config.epochs}: loss {row['train_loss']:.4f}, "
+            f"train top-1 {row['train_top1']:.2%}, "
             f"val loss {row['val_loss']:.4f}, val top-1 {row['val_top1']:.2%}, top-5 {row['val_top5']:.2%}, "
             f"{seconds:.1f} s ({row['images_per_second']:.0f} img/s)"
-            + (f", {skipped_steps} non-finite steps skipped" if skipped_steps else ""), quiet)
+            + (f", {skipped_steps} non-finite steps skipped" if skipped_steps else ""),
+            quiet,
+        )
     return rows, best_top1, best_epoch, seen
 
 
 def _validate(run: _Run) -> dict[str, float]:
-    logits = predict_logits(run.model, run.data.val.images, run.info.preprocessing, device=run.device,
-                            batch_size=run.config.eval_batch_size)
+    logits = predict_logits(
+        run.model,
+        run.data.val.images,
+        run.info.preprocessing,
+        device=run.device,
+        batch_size=run.config.eval_batch_size,
+    )
     labels = run.data.val.labels
     k = min(5, logits.shape[1])
     top5 = (logits.topk(k, dim=1).indices == labels[:, None]).any(dim=1).float().mean()
-    return {"val_loss": mean_loss(logits, labels), "val_top1": float((logits.argmax(1) == labels).float().mean()),
-            "val_top5": float(top5)}
+    return {
+        "val_loss": mean_loss(logits, labels),
+        "val_top1": float((logits.argmax(1) == labels).float().mean()),
+        "val_top5": float(top5),
+    }
 
 
 def _with_extra(info: ModelInfo, **extra: Any) -> ModelInfo:
@@ -179,9 +237,16 @@ def _final_evaluation(run: _Run, best_epoch: int) -> ClassificationMetrics:
     from foveal.saved import load_model
 
     model, info = load_model(run.run_dir / "weights" / "best.safetensors", run.device)
-    logits = predict_logits(model, run.data.val.images, info.preprocessing, device=run.device,
-                            batch_size=run.config.eval_batch_size)
+    logits = predict_logits(
+        model,
+        run.data.val.images,
+        info.preprocessing,
+        device=run.device,
+        batch_size=run.config.eval_batch_size,
+    )
     metrics = compute_metrics(logits, run.data.val.labels, run.data.classes)
-    write_json(run.run_dir / "metrics.json", {"epoch": best_epoch, "data": run.data.description, **metrics.to_dict()})
+    write_json(
+        run.run_dir / "metrics.json", {"epoch": best_epoch, "data": run.data.description, **metrics.to_dict()}
+    )
     plot_confusion_matrix(metrics.confusion, run.data.classes, run.run_dir / "confusion_matrix.png")
     return metrics

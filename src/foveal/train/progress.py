@@ -16,15 +16,23 @@ def is_terminal() -> bool:
 class EpochBar:
     """Wraps an epoch's batches; shows loss and accuracy live (tqdm) or nothing until `close`."""
 
-    def __init__(self, batches: Iterable[T], total: int, epoch: int, epochs: int, quiet: bool = False) -> None:
+    def __init__(
+        self, batches: Iterable[T], total: int, epoch: int, epochs: int, quiet: bool = False
+    ) -> None:
         self.live = is_terminal() and not quiet
         self.batches = batches
         self.bar = None
         if self.live:
             from tqdm import tqdm
 
-            self.bar = tqdm(batches, total=total, desc=f"epoch {epoch}/{epochs}", leave=False,
-                            dynamic_ncols=True, file=sys.stderr)
+            self.bar = tqdm(
+                batches,
+                total=total,
+                desc=f"epoch {epoch}/{epochs}",
+                leave=False,
+                dynamic_ncols=True,
+                file=sys.stderr,
+            )
 
     def __iter__(self) -> Iterator[T]:
         return iter(self.bar if self.bar is not None else self.batches)

@@ -10,8 +10,17 @@ from typing import Any
 
 from foveal.io import atomic_write_text
 
-RESULT_COLUMNS = ["epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "seconds",
-                  "images_per_second"]
+RESULT_COLUMNS = [
+    "epoch",
+    "train_loss",
+    "train_top1",
+    "val_loss",
+    "val_top1",
+    "val_top5",
+    "lr",
+    "seconds",
+    "images_per_second",
+]
 
 
 def write_results(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -7,8 +7,9 @@ import math
 import torch
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int,
-                  min_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, min_ratio: float
+) -> torch.optim.lr_scheduler.LambdaLR:
     """A LambdaLR scaling each group's lr by the warmup-cosine factor of the step count."""
 
     def factor(step: int) -> float:
@@ -20,7 +21,9 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ste
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def build_optimizer(model: torch.nn.Module, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: torch.nn.Module, name: str, lr: float, weight_decay: float
+) -> torch.optim.Optimizer:
     """AdamW (or Adam) with no weight decay on biases, norms and positional tables (1-D or tiny params)."""
     decay, no_decay = [], []
     for param_name, param in model.named_parameters():
@@ -28,8 +31,10 @@ def build_optimizer(model: torch.nn.Module, name: str, lr: float, weight_decay: 
             continue
         skip = param.ndim <= 1 or "pos_embed" in param_name or "cls_token" in param_name
         (no_decay if skip else decay).append(param)
-    groups = [{"params": decay, "weight_decay": weight_decay if name == "adamw" else 0.0},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": weight_decay if name == "adamw" else 0.0},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     if name == "adam":
         return torch.optim.Adam(groups, lr=lr)
     return torch.optim.AdamW(groups, lr=lr)

@@ -18,10 +18,17 @@ class StepResult:
     applied: bool  # False when a non-finite loss or gradient made the step be skipped
 
 
-def train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, optimizer: torch.optim.Optimizer,
-               criterion: nn.Module, *, grad_clip: float = 0.0,
-               autocast: AbstractContextManager | None = None,
-               scaler: torch.amp.GradScaler | None = None) -> StepResult:
+def train_step(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    criterion: nn.Module,
+    *,
+    grad_clip: float = 0.0,
+    autocast: AbstractContextManager | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+) -> StepResult:
     """Forward, loss, backward, clip, optimizer step, on one batch.
 
     Args:

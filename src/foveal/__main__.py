@@ -1,0 +1,5 @@
+"""`python -m foveal` runs the command line."""
+
+from foveal.cli.main import run
+
+run()

@@ -1,0 +1,162 @@
+"""The `foveal` command end to end on tiny synthetic folders, and its answers to bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from synthetic import CLASSES
+
+import foveal
+
+
+def foveal_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "foveal", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """One CLI training run on a separable 3-class folder, shared by the tests below."""
+    from synthetic import make_class_folder
+
+    base = tmp_path_factory.mktemp("cli")
+    data = make_class_folder(base / "shapes", per_class=16)
+    done = foveal_cli(
+        "train",
+        str(data),
+        "--model",
+        "foveal-tiny",
+        "--epochs",
+        "8",
+        "--batch-size",
+        "8",
+        "--img-size",
+        "16",
+        "--lr",
+        "3e-3",
+        "--out",
+        str(base / "runs"),
+        "--threads",
+        "2",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "best val top-1" in done.stdout
+    return base / "runs" / "train", data
+
+
+def test_train_writes_a_run_folder_that_learned(trained_run: tuple[Path, Path]) -> None:
+    run, _ = trained_run
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["top1"] >= 0.8  # the classes are separable; chance is 1/3
+
+
+def test_evaluate_prints_json_metrics(trained_run: tuple[Path, Path], tmp_path: Path) -> None:
+    run, data = trained_run
+    done = foveal_cli("evaluate", str(run), str(data), "--json", "--out", str(tmp_path / "eval"))
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads(done.stdout)
+    assert metrics["num_samples"] == 48 and metrics["class_names"] == list(CLASSES)
+    assert len(metrics["confusion"]) == 3 and sum(map(sum, metrics["confusion"])) == 48
+    assert (tmp_path / "eval" / "confusion_matrix.png").stat().st_size > 1000
+
+
+def test_cli_and_python_predictions_agree(trained_run: tuple[Path, Path]) -> None:
+    run, data = trained_run
+    files = sorted((data / "square").glob("*.png"))[:3]
+    done = foveal_cli("predict", str(run), *map(str, files), "--format", "json", "-k", "2")
+    assert done.returncode == 0, done.stderr
+    from_cli = json.loads(done.stdout)
+    from_python = foveal.load(run, device="cpu").predict(files, top_k=2)
+    assert [p["labels"] for p in from_cli] == [p.labels for p in from_python]
+    for cli, py in zip(from_cli, from_python):
+        assert cli["probabilities"] == pytest.approx(py.probabilities, abs=1e-6)
+
+
+def test_predict_walks_folders_and_reports_bad_files(trained_run: tuple[Path, Path], tmp_path: Path) -> None:
+    run, data = trained_run
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "good.png").write_bytes((data / "circle" / "000.png").read_bytes())
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    done = foveal_cli("predict", str(run), str(folder), "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "source,rank,label,probability"
+    assert "broken.jpg" in done.stderr and "Traceback" not in done.stderr
+    table = foveal_cli("predict", str(run), str(folder / "good.png"))
+    assert table.returncode == 0 and "good.png" in table.stdout
+
+
+def test_models_lists_the_presets() -> None:
+    done = foveal_cli("models", "cct-*")
+    assert done.returncode == 0 and "cct-7-3x1" in done.stdout and "3.76M" in done.stdout
+
+
+def make_one_class(root: Path) -> Path:
+    (root / "only").mkdir(parents=True)
+    return root
+
+
+BAD_TRAIN_INPUTS = {
+    "missing folder": (lambda tmp: ["train", str(tmp / "nope")], "does not exist"),
+    "empty folder": (
+        lambda tmp: ["train", str((tmp / "empty").mkdir() or tmp / "empty")],
+        "no class folders",
+    ),
+    "single class": (lambda tmp: ["train", str(make_one_class(tmp / "one"))], "at least 2 classes"),
+    "unknown model": (lambda tmp: ["train", "digits", "--model", "cct-7-3x9"], "unknown model"),
+    "impossible image size": (lambda tmp: ["train", "digits", "--img-size", "0"], "img_size must be"),
+    "bad optimizer": (lambda tmp: ["train", "digits", "--optimizer", "sgdd"], "optimizer must be"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_TRAIN_INPUTS))
+def test_bad_training_input_gives_one_clear_line(tmp_path: Path, case: str) -> None:
+    make_args, expected = BAD_TRAIN_INPUTS[case]
+    done = foveal_cli(*make_args(tmp_path), "--out", str(tmp_path / "runs"))
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ") and expected in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs" / "train").exists()  # nothing half-made is left behind
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 64, b"PK\x03\x04 not a model"])
+def test_a_corrupt_saved_model_gives_one_clear_line(tmp_path: Path, content: bytes) -> None:
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(content)
+    for args in (["predict", str(model), str(model)], ["evaluate", str(model), "digits"]):
+        done = foveal_cli(*args)
+        assert done.returncode == 1 and done.stderr.startswith("error: ")
+        assert "Traceback" not in done.stderr
+
+
+def test_a_missing_model_and_a_missing_image_are_named(
+    trained_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    done = foveal_cli("predict", str(tmp_path / "none"), str(tmp_path))
+    assert done.returncode == 1 and "does not exist" in done.stderr
+    run, _ = trained_run
+    done = foveal_cli("predict", str(run), str(tmp_path / "ghost.png"))
+    assert done.returncode == 1 and "ghost.png does not exist" in done.stderr
+
+
+def test_usage_errors_exit_2_without_traceback() -> None:
+    done = foveal_cli("train")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def test_python_predict_accepts_uint8_tensors(trained_run: tuple[Path, Path]) -> None:
+    run, _ = trained_run
+    classifier = foveal.load(run, device="cpu")
+    predictions = classifier.predict(torch.zeros(2, 3, 16, 16, dtype=torch.uint8), top_k=3)
+    assert len(predictions) == 2 and len(predictions[0].labels) == 3
+    assert sum(predictions[0].probabilities) <= 1.0 + 1e-6
+    with pytest.raises(foveal.FovealError, match="expected a uint8 tensor"):
+        classifier.predict(torch.zeros(2, 3, 8, 8))

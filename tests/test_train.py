@@ -1,0 +1,124 @@
+"""Training: the step learns, runs write what they promise, saving round-trips, seeds decide bits."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import foveal
+from foveal.data.preprocess import Preprocessing
+from foveal.errors import ConfigError, ModelFileError
+from foveal.saved import ModelInfo, load_model, save_model
+from foveal.train import make_train_config, train, train_step
+
+
+def test_a_tiny_batch_is_overfitted() -> None:
+    torch.manual_seed(0)
+    model = foveal.create_model(
+        "foveal-tiny", num_classes=4, img_size=16, drop_path_rate=0.0, attn_drop_rate=0.0
+    )
+    images, labels = torch.randn(8, 3, 16, 16), torch.arange(8) % 4
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    criterion = torch.nn.CrossEntropyLoss()
+    first = train_step(model, images, labels, optimizer, criterion, grad_clip=1.0)
+    for _ in range(150):
+        last = train_step(model, images, labels, optimizer, criterion, grad_clip=1.0)
+    assert first.loss > 1.0 and last.loss < 0.05 and last.correct == 8
+
+
+def test_a_non_finite_loss_skips_the_update() -> None:
+    model = foveal.create_model("foveal-tiny", num_classes=3, img_size=16)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    images = torch.randn(4, 3, 16, 16)
+    images[0, 0, 0, 0] = float("inf")
+    result = train_step(
+        model,
+        images,
+        torch.zeros(4, dtype=torch.long),
+        torch.optim.AdamW(model.parameters()),
+        torch.nn.CrossEntropyLoss(),
+    )
+    assert not result.applied
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_run_writes_weights_records_and_pictures(class_folder: Path, tiny_train_options: dict) -> None:
+    result = train(data=str(class_folder), quiet=True, **tiny_train_options)
+    run = result.run_dir
+    assert run.name == "train"
+    for name in (
+        "config.json",
+        "results.csv",
+        "results.png",
+        "split.json",
+        "metrics.json",
+        "confusion_matrix.png",
+        "weights/best.safetensors",
+        "weights/last.safetensors",
+    ):
+        assert (run / name).is_file(), name
+    rows = list(csv.DictReader((run / "results.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert all(0.0 <= float(r["val_top1"]) <= 1.0 for r in rows)
+    assert json.loads((run / "config.json").read_text())["classes"] == ["circle", "square", "triangle"]
+    assert 0.0 <= result.best_top1 <= 1.0 and result.metrics.num_samples == 3  # 10% of 12 per class
+    again = train(data=str(class_folder), quiet=True, **tiny_train_options)
+    assert again.run_dir.name == "train2"
+
+
+def test_save_then_load_gives_identical_logits(tmp_path: Path) -> None:
+    model = foveal.create_model("foveal-small", num_classes=3, img_size=16).eval()
+    info = ModelInfo(model.config, ["a", "b", "c"], Preprocessing(16))
+    path = save_model(tmp_path / "m.safetensors", model, info)
+    loaded, loaded_info = load_model(path)
+    images = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model(images), loaded(images))
+    assert loaded_info.classes == ["a", "b", "c"] and loaded_info.config == model.config
+    assert set(load_file(str(path))) == set(model.state_dict())  # plain safetensors, no pickle
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 10, b"\xff" * 8 + b"{}", None])
+def test_a_corrupt_or_foreign_model_file_is_refused(tmp_path: Path, content: bytes | None) -> None:
+    path = tmp_path / "bad.safetensors"
+    if content is None:  # a valid safetensors file that Foveal did not write
+        from safetensors.torch import save_file
+
+        save_file({"w": torch.zeros(2)}, str(path))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ModelFileError):
+        load_model(path)
+
+
+def test_a_truncated_model_file_is_refused(tmp_path: Path) -> None:
+    model = foveal.create_model("foveal-tiny", num_classes=3, img_size=16)
+    path = save_model(
+        tmp_path / "m.safetensors", model, ModelInfo(model.config, ["a", "b", "c"], Preprocessing(16))
+    )
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(ModelFileError, match="truncated"):
+        load_model(path)
+
+
+def test_same_seed_same_bits_different_seed_different_weights(
+    class_folder: Path, tiny_train_options: dict
+) -> None:
+    options = {**tiny_train_options, "epochs": 1}
+    runs = [train(data=str(class_folder), seed=s, quiet=True, **options).run_dir for s in (5, 5, 6)]
+    weights = [load_file(str(r / "weights" / "last.safetensors")) for r in runs]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
+
+
+def test_misspelled_training_options_fail_loudly() -> None:
+    with pytest.raises(ConfigError, match="Did you mean 'epochs'"):
+        make_train_config(epoch=3)
+    with pytest.raises(ConfigError, match="batch_size must be >= 1"):
+        make_train_config(batch_size=0)
