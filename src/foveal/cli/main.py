@@ -37,9 +37,7 @@ def train(
     epochs: Annotated[int, typer.Option(help="Passes over the training images.")] = 20,
     batch_size: Annotated[int, typer.Option(help="Images per training step.")] = 64,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate [default: 1e-3].")] = None,
-    img_size: Annotated[
-        int | None, typer.Option(help="Input side in pixels [default: the data's].")
-    ] = None,
+    img_size: Annotated[int | None, typer.Option(help="Input side in pixels [default: the data's].")] = None,
     optimizer: Annotated[str, typer.Option(help="adamw or adam.")] = "adamw",
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.05,
     label_smoothing: Annotated[float, typer.Option(help="Cross-entropy label smoothing.")] = 0.1,

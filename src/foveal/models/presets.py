@@ -24,8 +24,8 @@ def foveal_medium() -> AttentionConfig:
 
 
 @register_model("foveal-base")
-def foveal_base() -> AttentionConfig:
-    return AttentionConfig(embed_dim=256, depth=7, num_heads=4, mlp_ratio=2.0, tokenizer_layers=2)
+def foveal_base() -> AttentionConfig:  # GPU-sized: 8 blocks of width 384 on an 8x8 grid at 32 px
+    return AttentionConfig(embed_dim=384, depth=8, num_heads=6, mlp_ratio=2.0, tokenizer_layers=2)
 
 
 # Published CCT shapes, so results can be set beside the paper's.

@@ -1,0 +1,58 @@
+"""What every benchmark records beside its figures: the machine, its load, the command, FLOPs."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS = Path(__file__).parent / "results"
+# Measured fp32 matmul peak of the 2-core reference machine (docs/benchmarks.md), GFLOP/s.
+CPU_PEAK_GFLOPS = 150.0
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def load_average() -> list[float]:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def forward_flops(model: torch.nn.Module, img_size: int) -> int:
+    """FLOPs of one image's forward pass (matmuls, convolutions, attention), counted by PyTorch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with counter:  # (no_grad trips the counter's module tracker in torch 2.14)
+        model(torch.zeros(1, 3, img_size, img_size))
+    return int(counter.get_total_flops())
+
+
+def save(name: str, record: dict[str, Any], out: Path | None = None) -> Path:
+    """Write `record` (with the command and machine) to results/<name>.json and print it."""
+    record = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": machine(), **record}
+    folder = out or RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+    return path

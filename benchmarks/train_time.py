@@ -1,0 +1,79 @@
+"""Time a training run end to end with `foveal.train` (the library's own loop), and record it.
+
+    python benchmarks/train_time.py digits --name quickstart                  # the README's quick start
+    python benchmarks/train_time.py ../shared/data/cifar10 --model foveal-small --epochs 1 \
+        --name cifar10_one_epoch
+    python benchmarks/train_time.py ../shared/data/cifar10 --quick             # CI: 40 images a class
+
+Figures: wall clock from the call to the saved model (decoding included), held-out top-1 (final
+and best epoch), training images/s, and model FLOP utilisation against the CPU's fp32 peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import foveal
+from common import CPU_PEAK_GFLOPS, forward_flops, load_average, save
+
+
+def subset_folder(source: Path, destination: Path, per_class: int) -> Path:
+    """A copy of `source` (root/{train,test}/<class>/) with the first `per_class` files of each class,
+    as symbolic links: quick mode exercises the same code on a fraction of the data."""
+    for split in ("train", "test"):
+        if not (source / split).is_dir():
+            continue
+        for class_dir in sorted(p for p in (source / split).iterdir() if p.is_dir()):
+            target = destination / split / class_dir.name
+            target.mkdir(parents=True)
+            for file in sorted(class_dir.iterdir())[:per_class]:
+                (target / file.name).symlink_to(file.resolve())
+    return destination
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data")
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--name", default=None, help="results/<name>.json")
+    parser.add_argument("--quick", action="store_true", help="40 images a class, 1 epoch (for CI)")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the JSON [benchmarks/results]")
+    args = parser.parse_args()
+
+    options = {k: v for k, v in {"model": args.model, "epochs": args.epochs}.items() if v is not None}
+    with tempfile.TemporaryDirectory() as scratch:
+        data = args.data
+        if args.quick:
+            options["epochs"] = 1
+            if Path(data).is_dir():
+                data = str(subset_folder(Path(data), Path(scratch) / "subset", per_class=40))
+        load_before = load_average()
+        started = time.perf_counter()
+        result = foveal.train(data=data, out=str(Path(scratch) / "runs"), quiet=True, **options)
+        wall = time.perf_counter() - started
+        config = foveal.load(result.run_dir).info
+        model = foveal.create_model(config.config.name, num_classes=len(config.classes),
+                                    img_size=config.preprocessing.img_size)
+        flops = forward_flops(model, config.preprocessing.img_size)
+    train_gflops = result.train_images_per_second * 3 * flops / 1e9  # backward ~ 2x forward
+    record = {
+        "data": args.data, "quick": args.quick, "model": config.config.name, "epochs": result.epochs,
+        "img_size": config.preprocessing.img_size, "wall_seconds": round(wall, 1),
+        "data_seconds": round(result.data_seconds, 1), "final_top1": round(result.final_top1, 4),
+        "best_top1": round(result.best_top1, 4), "best_epoch": result.best_epoch,
+        "macro_f1": round(result.metrics.macro_f1, 4),
+        "train_images_per_second": round(result.train_images_per_second, 1),
+        "forward_mflops_per_image": round(flops / 1e6, 2), "train_gflops_per_second": round(train_gflops, 1),
+        "mfu_vs_cpu_peak": round(train_gflops / CPU_PEAK_GFLOPS, 3),
+        "load_average_before": load_before, "load_average_after": load_average(),
+    }
+    name = args.name or ("quick_" if args.quick else "") + Path(args.data).name
+    save(name, record, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""The benchmark commands run in their quick mode and record what docs/benchmarks.md quotes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CIFAR = ROOT.parent / "shared" / "data" / "cifar10"
+
+
+def run_benchmark(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "benchmarks/train_time.py", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+
+
+def check_record(path: Path) -> dict:
+    record = json.loads(path.read_text())
+    for key in ("command", "machine", "wall_seconds", "final_top1", "train_images_per_second", "mfu_vs_cpu_peak",
+                "load_average_before"):
+        assert key in record, key
+    assert record["quick"] is True and record["epochs"] == 1
+    assert 0.0 <= record["final_top1"] <= 1.0 and record["train_images_per_second"] > 0
+    assert record["forward_mflops_per_image"] > 0
+    return record
+
+
+def test_quick_digits_benchmark(tmp_path: Path) -> None:
+    done = run_benchmark("digits", "--quick", "--name", "quick_digits", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    check_record(tmp_path / "quick_digits.json")
+
+
+@pytest.mark.skipif(not CIFAR.is_dir(), reason="needs ../shared/data/cifar10")
+def test_quick_cifar10_benchmark(tmp_path: Path) -> None:
+    done = run_benchmark(str(CIFAR), "--quick", "--name", "quick_cifar10", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    record = check_record(tmp_path / "quick_cifar10.json")
+    assert record["img_size"] == 32
