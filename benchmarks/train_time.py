@@ -16,8 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import foveal
 from common import CPU_PEAK_GFLOPS, forward_flops, load_average, save
+
+import foveal
 
 
 def subset_folder(source: Path, destination: Path, per_class: int) -> Path:
@@ -35,7 +36,9 @@ def subset_folder(source: Path, destination: Path, per_class: int) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("data")
     parser.add_argument("--model", default=None)
     parser.add_argument("--epochs", type=int, default=None)
@@ -56,20 +59,29 @@ def main() -> None:
         result = foveal.train(data=data, out=str(Path(scratch) / "runs"), quiet=True, **options)
         wall = time.perf_counter() - started
         config = foveal.load(result.run_dir).info
-        model = foveal.create_model(config.config.name, num_classes=len(config.classes),
-                                    img_size=config.preprocessing.img_size)
+        model = foveal.create_model(
+            config.config.name, num_classes=len(config.classes), img_size=config.preprocessing.img_size
+        )
         flops = forward_flops(model, config.preprocessing.img_size)
     train_gflops = result.train_images_per_second * 3 * flops / 1e9  # backward ~ 2x forward
     record = {
-        "data": args.data, "quick": args.quick, "model": config.config.name, "epochs": result.epochs,
-        "img_size": config.preprocessing.img_size, "wall_seconds": round(wall, 1),
-        "data_seconds": round(result.data_seconds, 1), "final_top1": round(result.final_top1, 4),
-        "best_top1": round(result.best_top1, 4), "best_epoch": result.best_epoch,
+        "data": args.data,
+        "quick": args.quick,
+        "model": config.config.name,
+        "epochs": result.epochs,
+        "img_size": config.preprocessing.img_size,
+        "wall_seconds": round(wall, 1),
+        "data_seconds": round(result.data_seconds, 1),
+        "final_top1": round(result.final_top1, 4),
+        "best_top1": round(result.best_top1, 4),
+        "best_epoch": result.best_epoch,
         "macro_f1": round(result.metrics.macro_f1, 4),
         "train_images_per_second": round(result.train_images_per_second, 1),
-        "forward_mflops_per_image": round(flops / 1e6, 2), "train_gflops_per_second": round(train_gflops, 1),
+        "forward_mflops_per_image": round(flops / 1e6, 2),
+        "train_gflops_per_second": round(train_gflops, 1),
         "mfu_vs_cpu_peak": round(train_gflops / CPU_PEAK_GFLOPS, 3),
-        "load_average_before": load_before, "load_average_after": load_average(),
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
     }
     name = args.name or ("quick_" if args.quick else "") + Path(args.data).name
     save(name, record, args.out)

@@ -8,6 +8,14 @@ import pytest
 from synthetic import make_class_folder
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep the tests' decoded-image cache out of the user's ~/.cache/foveal (subprocesses inherit it)."""
+    import os
+
+    os.environ["FOVEAL_HOME"] = str(tmp_path_factory.mktemp("foveal_home"))
+
+
 @pytest.fixture
 def class_folder(tmp_path: Path) -> Path:
     """root/<class>/<image>.png: 3 classes x 12 images of 20x20 px."""

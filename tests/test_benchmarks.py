@@ -14,14 +14,19 @@ CIFAR = ROOT.parent / "shared" / "data" / "cifar10"
 
 
 def run_benchmark(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "benchmarks/train_time.py", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "benchmarks/train_time.py", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def check_record(path: Path) -> dict:
     record = json.loads(path.read_text())
-    for key in ("command", "machine", "wall_seconds", "final_top1", "train_images_per_second", "mfu_vs_cpu_peak",
-                "load_average_before"):
+    keys = ("command", "machine", "wall_seconds", "final_top1", "train_images_per_second", "mfu_vs_cpu_peak")
+    for key in (*keys, "load_average_before"):
         assert key in record, key
     assert record["quick"] is True and record["epochs"] == 1
     assert 0.0 <= record["final_top1"] <= 1.0 and record["train_images_per_second"] > 0

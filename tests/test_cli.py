@@ -148,8 +148,10 @@ def test_a_missing_model_and_a_missing_image_are_named(
 
 
 def test_usage_errors_exit_2_without_traceback() -> None:
-    done = foveal_cli("train")
+    done = foveal_cli("train", "digits", "--epochz", "3")
     assert done.returncode == 2 and "Traceback" not in done.stderr
+    done = foveal_cli("train")
+    assert done.returncode == 1 and "missing DATA" in done.stderr
 
 
 def test_python_predict_accepts_uint8_tensors(trained_run: tuple[Path, Path]) -> None:

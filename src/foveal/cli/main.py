@@ -15,6 +15,7 @@ import typer
 
 from foveal.cli.output import print_predictions, print_table
 from foveal.errors import FovealError
+from foveal.train.config import TrainConfig
 
 app = typer.Typer(
     add_completion=False,
@@ -24,64 +25,88 @@ app = typer.Typer(
 )
 
 
+D = TrainConfig()  # the CLI's defaults are the library's: one source of truth
+
+
 @app.command()
 def train(
     data: Annotated[
-        str,
+        str | None,
         typer.Argument(
             help="Built-in name (digits, cifar10), a root with train/ and val/ "
-            "(or test/), or a folder of class folders (auto-split)."
+            "(or test/), or a folder of class folders (auto-split). Omit with --resume."
         ),
-    ],
-    model: Annotated[str, typer.Option(help="Model preset; see `foveal models`.")] = "foveal-small",
-    epochs: Annotated[int, typer.Option(help="Passes over the training images.")] = 20,
-    batch_size: Annotated[int, typer.Option(help="Images per training step.")] = 64,
+    ] = None,
+    resume: Annotated[
+        str | None, typer.Option(help="Continue this run folder from its newest checkpoint, exactly.")
+    ] = None,
+    model: Annotated[str, typer.Option(help="Model preset; see `foveal models`.")] = D.model,
+    epochs: Annotated[int, typer.Option(help="Passes over the training images.")] = D.epochs,
+    batch_size: Annotated[int, typer.Option(help="Images per training step.")] = D.batch_size,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate [default: 1e-3].")] = None,
     img_size: Annotated[int | None, typer.Option(help="Input side in pixels [default: the data's].")] = None,
-    optimizer: Annotated[str, typer.Option(help="adamw or adam.")] = "adamw",
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.05,
-    label_smoothing: Annotated[float, typer.Option(help="Cross-entropy label smoothing.")] = 0.1,
-    warmup_epochs: Annotated[float, typer.Option(help="Linear warmup before cosine decay.")] = 3.0,
+    optimizer: Annotated[str, typer.Option(help="adamw or adam.")] = D.optimizer,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = D.weight_decay,
+    label_smoothing: Annotated[
+        float, typer.Option(help="Cross-entropy label smoothing.")
+    ] = D.label_smoothing,
+    warmup_epochs: Annotated[
+        float, typer.Option(help="Linear warmup before cosine decay.")
+    ] = D.warmup_epochs,
     val_fraction: Annotated[
         float, typer.Option(help="Share of each class held out when auto-splitting.")
-    ] = 0.1,
+    ] = D.val_fraction,
     split_manifest: Annotated[str | None, typer.Option(help="Reuse an earlier run's split.json.")] = None,
     hflip: Annotated[
         bool | None,
         typer.Option("--hflip/--no-hflip", help="Random horizontal flips [default: on, off for digits]."),
     ] = None,
-    out: Annotated[str, typer.Option(help="Folder for run folders (runs/train, runs/train2, ...).")] = "runs",
-    name: Annotated[str, typer.Option(help="Run folder name.")] = "train",
-    seed: Annotated[int, typer.Option(help="Random seed: same seed, same result on CPU.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    patience: Annotated[
+        int | None, typer.Option(help="Stop after this many epochs without a better val top-1.")
+    ] = None,
+    checkpoint_every_steps: Annotated[
+        int | None, typer.Option(help="Also save the full training state every N steps.")
+    ] = None,
+    checkpoint_every_minutes: Annotated[
+        float | None, typer.Option(help="Save the full training state at least this often.")
+    ] = D.checkpoint_every_minutes,
+    keep_checkpoints: Annotated[
+        int, typer.Option(help="Newest training-state checkpoints kept.")
+    ] = D.keep_checkpoints,
+    max_bad_steps: Annotated[
+        int, typer.Option(help="Stop after this many non-finite steps in a row.")
+    ] = D.max_bad_steps,
+    max_image_pixels: Annotated[
+        int, typer.Option(help="Refuse larger images as decompression bombs.")
+    ] = D.max_image_pixels,
+    workers: Annotated[
+        int, typer.Option(help="Processes preparing batches ahead (0: in-process).")
+    ] = D.workers,
+    out: Annotated[str, typer.Option(help="Folder for run folders (runs/train, runs/train2, ...).")] = D.out,
+    name: Annotated[str, typer.Option(help="Run folder name.")] = D.name,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same result on CPU.")] = D.seed,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = D.device,
     threads: Annotated[int | None, typer.Option(help="CPU threads [default: all cores].")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary.")] = False,
 ) -> None:
-    """Train a classifier on DATA and save it in a new run folder."""
+    """Train a classifier on DATA and save it in a new run folder (or --resume one)."""
     from foveal.train import train as run_training
     from foveal.train.config import make_train_config
 
-    config = make_train_config(
-        data=data,
-        model=model,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        img_size=img_size,
-        optimizer=optimizer,
-        weight_decay=weight_decay,
-        label_smoothing=label_smoothing,
-        warmup_epochs=warmup_epochs,
-        val_fraction=val_fraction,
-        split_manifest=split_manifest,
-        hflip=hflip,
-        out=out,
-        name=name,
-        seed=seed,
-        device=device,
-        threads=threads,
-    )
-    result = run_training(config, quiet=quiet)
+    if resume is not None:
+        if data is not None:
+            raise FovealError("give either DATA (a new run) or --resume RUN_FOLDER, not both.")
+        result = run_training(resume=resume, quiet=quiet)
+    elif data is None:
+        raise FovealError(
+            "missing DATA: a built-in name (digits, cifar10) or a folder of class folders; "
+            "or --resume RUN_FOLDER to continue a run."
+        )
+    else:
+        options = dict(locals())
+        for key in ("resume", "quiet", "run_training", "make_train_config"):
+            options.pop(key)
+        result = run_training(make_train_config(**options), quiet=quiet)
     print(
         f"best val top-1 {result.best_top1:.2%} (epoch {result.best_epoch}), "
         f"top-5 {result.metrics.top5:.2%}, "

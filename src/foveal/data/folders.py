@@ -1,4 +1,8 @@
-"""Class-folder data sets: root/<class>/<image>. Files are only ever read, never changed."""
+"""Class-folder data sets: root/<class>/<image>. Files are only ever read, never changed.
+
+Decoded folders are cached (see `foveal.data.cache`), so a second run on an unchanged folder skips
+decoding.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,18 @@ from pathlib import Path
 
 import torch
 
-from foveal.data.decode import ImageDecodeError, decode_image, is_image_file
+from foveal.data import cache
+from foveal.data.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image, is_image_file
 from foveal.data.imageset import ImageSet
 from foveal.errors import DataError
+
+MAX_FAILURES_IN_A_ROW: int = 50
+"""Consecutive undecodable files (in path order) after which decoding stops with a DataError.
+
+Scattered bad files are normal in scraped data sets and are skipped, but a long unbroken run of them
+means the wrong folder (files that only look like images) or a failing disk, and decoding the rest
+would only waste minutes before failing or training on a fraction of the data.
+"""
 
 
 def find_classes(root: Path) -> list[str]:
@@ -51,34 +64,118 @@ def list_images(root: Path, classes: list[str]) -> tuple[list[str], list[int]]:
 
 
 def decode_files(
-    paths: list[str], labels: list[int], classes: list[str], img_size: int, workers: int | None = None
+    paths: list[str],
+    labels: list[int],
+    classes: list[str],
+    img_size: int,
+    workers: int | None = None,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    use_cache: bool = True,
 ) -> ImageSet:
-    """Decode `paths` to an in-memory ImageSet of img_size x img_size images.
+    """Decode `paths` to an in-memory ImageSet of img_size x img_size images, via the decode cache.
 
-    Files that cannot be decoded are reported in `skipped` with the reason and left out;
-    Pillow releases the GIL while decoding, so threads use every core.
+    Files that cannot be decoded are reported in `skipped` with the reason and left out. An unchanged
+    set of files decoded before with the same settings is read from the cache instead (skipped files
+    included); otherwise the files are decoded and the result is cached. Pillow releases the GIL
+    while decoding, so threads use every core.
+
+    Args:
+        paths: Image files, in order.
+        labels: Class index of each file (into `classes`).
+        classes: Class names; the returned set carries exactly these.
+        img_size: Side of the square output images.
+        workers: Decoding threads; default one per CPU core.
+        max_pixels: Refuse images with more pixels than this (see `decode_image`).
+        use_cache: Read and write the decode cache (it is also off when $FOVEAL_NO_CACHE is set).
+
+    Returns:
+        The decodable images, uint8 (N, 3, img_size, img_size), with their labels and paths.
+
+    Raises:
+        DataError: No files were given, none could be decoded, or MAX_FAILURES_IN_A_ROW files in a
+            row could not be decoded.
     """
+    if len(paths) != len(labels):
+        raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
+    if not paths:
+        raise DataError("no image files to decode; expected at least one image (.jpg, .png, ...).")
+    key = (
+        cache.cache_key(paths, labels, img_size, max_pixels) if use_cache and cache.cache_enabled() else None
+    )
+    if key is not None:
+        cached = cache.load_cached(key)
+        if cached is not None and cached.images.shape[-1] == img_size:
+            # Class names do not affect decoding (the labels are in the key), so the caller's win.
+            return ImageSet(cached.images, cached.labels, list(classes), cached.paths, cached.skipped)
+    image_set, cacheable = _decode(paths, labels, classes, img_size, workers, max_pixels)
+    if key is not None and cacheable:
+        cache.save_cached(key, image_set)
+    return image_set
+
+
+def _decode(
+    paths: list[str],
+    labels: list[int],
+    classes: list[str],
+    img_size: int,
+    workers: int | None,
+    max_pixels: int,
+) -> tuple[ImageSet, bool]:
+    """Decode `paths` on a thread pool; returns the ImageSet and whether it may be cached."""
     workers = workers or os.cpu_count() or 1
 
     def decode(path: str) -> torch.Tensor | ImageDecodeError:
         try:
-            return decode_image(path, img_size)
+            return decode_image(path, img_size, max_pixels=max_pixels)
         except ImageDecodeError as error:
             return error
 
+    results: list[torch.Tensor | ImageDecodeError] = []
+    failures_in_a_row = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(decode, paths, chunksize=64))
+        # map yields in path order however the threads finish, so the run of failures is in path order.
+        for result in pool.map(decode, paths):
+            results.append(result)
+            if isinstance(result, torch.Tensor):
+                failures_in_a_row = 0
+                continue
+            failures_in_a_row += 1
+            if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+                pool.shutdown(wait=True, cancel_futures=True)  # stop now, not after the whole folder
+                first = results[-failures_in_a_row]
+                assert isinstance(first, ImageDecodeError)
+                raise DataError(
+                    f"{MAX_FAILURES_IN_A_ROW} files in a row could not be decoded, e.g. {first.path}: "
+                    f"{first.reason}; is this the right folder, or is the disk failing?"
+                )
     good = [i for i, r in enumerate(results) if isinstance(r, torch.Tensor)]
-    skipped = [(paths[i], r.reason) for i, r in enumerate(results) if isinstance(r, ImageDecodeError)]
+    errors = [(i, r) for i, r in enumerate(results) if isinstance(r, ImageDecodeError)]
+    skipped = [(paths[i], error.reason) for i, error in errors]
     if not good:
         raise DataError(
             f"none of the {len(paths)} images could be decoded (first: {skipped[0][0]}: {skipped[0][1]})."
         )
-    images = torch.stack([results[i] for i in good]) if good else torch.empty(0, 3, img_size, img_size)
-    return ImageSet(
-        images=images,
+    image_set = ImageSet(
+        images=torch.stack([results[i] for i in good]),  # type: ignore[misc]
         labels=torch.tensor([labels[i] for i in good], dtype=torch.int64),
-        classes=classes,
+        classes=list(classes),
         paths=[paths[i] for i in good],
         skipped=skipped,
     )
+    return image_set, not any(_is_transient(error) for _, error in errors)
+
+
+def _is_transient(error: ImageDecodeError) -> bool:
+    """Whether a failure may go away without the file changing, so it must not be cached.
+
+    Bad content (not an image, truncated, too large) stays bad until the file's size or mtime
+    changes, which changes the cache key. A read error from the operating system (permission denied,
+    I/O error) or running out of memory can go away by itself or by a chmod, which the key does not
+    see; caching it would skip a good file for good.
+    """
+    cause = error.__cause__
+    if isinstance(cause, MemoryError):
+        return True
+    # A missing file is covered by the key: it is stat'ed as missing, and reappearing changes the key.
+    return isinstance(cause, OSError) and cause.errno is not None and not isinstance(cause, FileNotFoundError)

@@ -7,6 +7,7 @@ from pathlib import Path
 from statistics import median
 
 from foveal.data.builtin import FLIP_SAFE, NATIVE_SIZE, load_builtin
+from foveal.data.decode import DEFAULT_MAX_PIXELS
 from foveal.data.folders import decode_files, find_classes, list_images
 from foveal.data.imageset import ImageSet
 from foveal.data.split import read_manifest, stratified_split
@@ -59,7 +60,12 @@ def _held_out_folder(root: Path) -> Path | None:
 
 
 def load_training_data(
-    source: str, img_size: int, *, val_fraction: float = 0.1, split_manifest: str | Path | None = None
+    source: str,
+    img_size: int,
+    *,
+    val_fraction: float = 0.1,
+    split_manifest: str | Path | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> DataSplits:
     """Images for training and validation from `source`.
 
@@ -67,6 +73,7 @@ def load_training_data(
         source: a built-in name, a root with train/ and val/ (or test/), or a folder of class folders
             (split stratified into train/val by `val_fraction`, or as `split_manifest` says).
         img_size: side the images are resized and center-cropped to.
+        max_pixels: larger images are refused as decompression bombs.
     """
     if source in BUILTINS:
         train, test = load_builtin(source, img_size)
@@ -80,14 +87,14 @@ def load_training_data(
     held_out = _held_out_folder(root)
     if held_out is not None:
         classes = find_classes(root / "train")
-        train = decode_files(*list_images(root / "train", classes), classes, img_size)
-        val = load_folder_for_classes(held_out, classes, img_size)
+        train = decode_files(*list_images(root / "train", classes), classes, img_size, max_pixels=max_pixels)
+        val = load_folder_for_classes(held_out, classes, img_size, max_pixels=max_pixels)
         return DataSplits(train, val, f"{root}: {len(train)} train / {len(val)} from {held_out.name}/")
-    return _auto_split(root, img_size, val_fraction, split_manifest)
+    return _auto_split(root, img_size, val_fraction, split_manifest, max_pixels)
 
 
 def _auto_split(
-    root: Path, img_size: int, val_fraction: float, split_manifest: str | Path | None
+    root: Path, img_size: int, val_fraction: float, split_manifest: str | Path | None, max_pixels: int
 ) -> DataSplits:
     classes = find_classes(root)
     if split_manifest is not None:
@@ -100,14 +107,30 @@ def _auto_split(
         train_paths = [str(root / p) for p in manifest["train"]]
         val_paths = [str(root / p) for p in manifest["val"]]
         labels_of = {p: classes.index(Path(p).relative_to(root).parts[0]) for p in train_paths + val_paths}
-        train = decode_files(train_paths, [labels_of[p] for p in train_paths], classes, img_size)
-        val = decode_files(val_paths, [labels_of[p] for p in val_paths], classes, img_size)
+        train = decode_files(
+            train_paths, [labels_of[p] for p in train_paths], classes, img_size, max_pixels=max_pixels
+        )
+        val = decode_files(
+            val_paths, [labels_of[p] for p in val_paths], classes, img_size, max_pixels=max_pixels
+        )
     else:
         paths, labels = list_images(root, classes)
         keys = [str(Path(p).relative_to(root)) for p in paths]
         train_idx, val_idx = stratified_split(keys, labels, val_fraction)
-        train = decode_files([paths[i] for i in train_idx], [labels[i] for i in train_idx], classes, img_size)
-        val = decode_files([paths[i] for i in val_idx], [labels[i] for i in val_idx], classes, img_size)
+        train = decode_files(
+            [paths[i] for i in train_idx],
+            [labels[i] for i in train_idx],
+            classes,
+            img_size,
+            max_pixels=max_pixels,
+        )
+        val = decode_files(
+            [paths[i] for i in val_idx],
+            [labels[i] for i in val_idx],
+            classes,
+            img_size,
+            max_pixels=max_pixels,
+        )
     split = {
         "train": [str(Path(p).relative_to(root)) for p in train.paths],
         "val": [str(Path(p).relative_to(root)) for p in val.paths],
@@ -117,7 +140,9 @@ def _auto_split(
     )
 
 
-def load_folder_for_classes(folder: Path, classes: list[str], img_size: int) -> ImageSet:
+def load_folder_for_classes(
+    folder: Path, classes: list[str], img_size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> ImageSet:
     """All images of a class-folder `folder`, labelled by the model's `classes` (a subset is fine)."""
     found = find_classes(folder)
     unknown = [c for c in found if c not in classes]
@@ -128,7 +153,7 @@ def load_folder_for_classes(folder: Path, classes: list[str], img_size: int) -> 
         )
     paths, local = list_images(folder, found)
     labels = [classes.index(found[i]) for i in local]
-    return decode_files(paths, labels, classes, img_size)
+    return decode_files(paths, labels, classes, img_size, max_pixels=max_pixels)
 
 
 def load_evaluation_data(source: str, classes: list[str], img_size: int) -> tuple[ImageSet, str]:

@@ -36,6 +36,13 @@ class TrainConfig:
     name: str = "train"
     drop_path_rate: float | None = None  # None: the preset's
     eval_batch_size: int = 256
+    workers: int = 0  # processes preparing batches ahead; 0 prepares them in the training process
+    checkpoint_every_steps: int | None = None  # also save the full state every N steps (mid-epoch)
+    checkpoint_every_minutes: float | None = 10.0  # ...and at least this often; always after each epoch
+    keep_checkpoints: int = 2  # newest training-state checkpoints kept; older ones are deleted
+    patience: int | None = None  # early stopping: stop after this many epochs without a better val top-1
+    max_bad_steps: int = 5  # stop after this many non-finite steps in a row
+    max_image_pixels: int = 89_478_485  # larger images are refused as decompression bombs (Pillow's limit)
 
     def __post_init__(self) -> None:
         checks = [
@@ -56,6 +63,15 @@ class TrainConfig:
             ),
             (self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}"),
             (0.0 < self.val_fraction < 1.0, f"val_fraction must be in (0, 1), got {self.val_fraction}"),
+            (self.workers >= 0, f"workers must be >= 0, got {self.workers}"),
+            (self.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}"),
+            (
+                self.checkpoint_every_steps is None or self.checkpoint_every_steps >= 1,
+                f"checkpoint_every_steps must be >= 1, got {self.checkpoint_every_steps}",
+            ),
+            (self.patience is None or self.patience >= 1, f"patience must be >= 1, got {self.patience}"),
+            (self.max_bad_steps >= 1, f"max_bad_steps must be >= 1, got {self.max_bad_steps}"),
+            (self.max_image_pixels >= 1, f"max_image_pixels must be >= 1, got {self.max_image_pixels}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -1,4 +1,4 @@
-"""The training loop: data, model, epochs of `train_step`, validation, checkpoints, records."""
+"""The training loop: epochs of `train_step`, validation, checkpoints, records, exact resume."""
 
 from __future__ import annotations
 
@@ -11,10 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from foveal.data.augment import crop_and_flip
-from foveal.data.preprocess import Preprocessing, channel_stats
-from foveal.data.randomness import epoch_order
-from foveal.data.sources import DataSplits, default_img_size, load_training_data
+from foveal.errors import FovealError
 from foveal.evaluate import (
     ClassificationMetrics,
     compute_metrics,
@@ -22,15 +19,20 @@ from foveal.evaluate import (
     plot_training_curves,
 )
 from foveal.inference import mean_loss, predict_logits
-from foveal.models import build_model, config_to_dict, model_config
-from foveal.runtime import autocast_for, resolve_device, seed_everything, set_threads
-from foveal.saved import ModelInfo, save_model
+from foveal.runtime import autocast_for
+from foveal.saved import ModelInfo, load_model, save_model
+from foveal.train.batches import EpochBatches, epoch_loader
 from foveal.train.config import TrainConfig, make_train_config
 from foveal.train.progress import EpochBar, say
-from foveal.train.records import write_json, write_results, write_skipped
-from foveal.train.run_dir import next_run_dir
+from foveal.train.records import append_event, write_json, write_results
 from foveal.train.schedule import build_optimizer, warmup_cosine
+from foveal.train.setup import RunSetup, config_of_run, prepare_run
+from foveal.train.state import Progress, latest_checkpoint, restore_rng, save_checkpoint
 from foveal.train.step import train_step
+
+
+class TrainingDiverged(FovealError):
+    """Too many non-finite steps in a row: the run stops, its checkpoints untouched."""
 
 
 @dataclass
@@ -49,114 +51,75 @@ class TrainResult:
 
 
 @dataclass
-class _Run:
-    """The pieces one run works with, built once by `_prepare`."""
+class _Trainer:
+    """The mutable pieces of a run: optimizer, schedule, loss, and where the run stands."""
 
-    config: TrainConfig
-    data: DataSplits
-    model: nn.Module
-    info: ModelInfo
-    device: torch.device
-    run_dir: Path
-    data_seconds: float
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    criterion: nn.Module
+    progress: Progress
+    last_save: float  # perf_counter of the last checkpoint
 
 
-def train(config: TrainConfig | None = None, *, quiet: bool = False, **options: Any) -> TrainResult:
-    """Train a classifier and return its result; the run folder holds weights, curves and metrics.
+def train(
+    config: TrainConfig | None = None,
+    *,
+    resume: str | Path | None = None,
+    quiet: bool = False,
+    **options: Any,
+) -> TrainResult:
+    """Train a classifier (or resume one) and return its result.
 
     Args:
         config: a TrainConfig, or None to build one from `options` (e.g. data="digits", epochs=5).
+        resume: a run folder to continue from its newest checkpoint, exactly as if never stopped.
         quiet: print nothing.
     """
     started = time.perf_counter()
-    if config is None:
-        config = make_train_config(**options)
-    elif options:
-        config = make_train_config(**{**config.to_dict(), **options})
-    run = _prepare(config, quiet)
-    data_seconds = run.data_seconds
-    rows, best_top1, best_epoch, seen = _fit(run, quiet)
+    if resume is not None:
+        if config is not None or options:
+            raise FovealError("a resumed run keeps the settings it started with; pass only the run folder.")
+        config, run_dir = config_of_run(resume)
+        run = prepare_run(config, quiet, run_dir=run_dir)
+    else:
+        config = (
+            make_train_config(**options)
+            if config is None
+            else make_train_config(**{**config.to_dict(), **options})
+        )
+        run = prepare_run(config, quiet)
+    trainer = _build_trainer(run)
+    if resume is not None:
+        _restore(run, trainer, quiet)
+    _fit(run, trainer, quiet)
+    progress = trainer.progress
     plot_training_curves(run.run_dir / "results.csv", run.run_dir / "results.png")
-    metrics = _final_evaluation(run, best_epoch)
+    metrics = _final_evaluation(run, progress.best_epoch)
     seconds = time.perf_counter() - started
-    train_seconds = sum(r["seconds"] for r in rows)
+    train_seconds = sum(r["seconds"] for r in progress.rows)
     result = TrainResult(
         run_dir=run.run_dir,
-        best_top1=best_top1,
-        best_epoch=best_epoch,
-        final_top1=rows[-1]["val_top1"],
-        epochs=len(rows),
+        best_top1=progress.best_top1,
+        best_epoch=progress.best_epoch,
+        final_top1=progress.rows[-1]["val_top1"],
+        epochs=len(progress.rows),
         seconds=seconds,
-        data_seconds=data_seconds,
-        train_images_per_second=seen / max(train_seconds, 1e-9),
+        data_seconds=run.data_seconds,
+        train_images_per_second=progress.seen / max(train_seconds, 1e-9),
         metrics=metrics,
     )
     say(
-        f"done in {seconds:.0f} s: best val top-1 {best_top1:.2%} at epoch {best_epoch}, "
+        f"done in {seconds:.0f} s: best val top-1 {result.best_top1:.2%} at epoch {result.best_epoch}, "
         f"{result.train_images_per_second:.0f} train images/s. Saved {run.run_dir}/weights/best.safetensors",
         quiet,
     )
     return result
 
 
-def _prepare(config: TrainConfig, quiet: bool) -> _Run:
-    threads = set_threads(config.threads)
-    device = resolve_device(config.device)
-    seed_everything(config.seed)
-    img_size = config.img_size or default_img_size(config.data)
-    overrides = {} if config.drop_path_rate is None else {"drop_path_rate": config.drop_path_rate}
-    data_started = time.perf_counter()
-    data = load_training_data(
-        config.data, img_size, val_fraction=config.val_fraction, split_manifest=config.split_manifest
-    )
-    data_seconds = time.perf_counter() - data_started
-    # Build the model before creating the run folder, so a bad option leaves no empty folder.
-    arch = model_config(config.model, num_classes=len(data.classes), img_size=img_size, **overrides)
-    model = build_model(arch).to(device)
-    preprocessing = Preprocessing(img_size, *channel_stats(data.train))
-    run_dir = next_run_dir(config.out, config.name)
-    info = ModelInfo(
-        arch, data.classes, preprocessing, {"train_config": config.to_dict(), "data": data.description}
-    )
-    params = sum(p.numel() for p in model.parameters())
-    write_json(
-        run_dir / "config.json",
-        {
-            "train": config.to_dict(),
-            "model": config_to_dict(arch),
-            "preprocessing": preprocessing.to_dict(),
-            "classes": data.classes,
-            "data": data.description,
-            "device": str(device),
-            "threads": threads,
-            "parameters": params,
-            "torch": torch.__version__,
-        },
-    )
-    if data.split:
-        write_json(run_dir / "split.json", {"classes": data.classes, **data.split})
-    skipped = data.train.skipped + data.val.skipped
-    write_skipped(run_dir / "skipped.txt", skipped)
-    say(f"data: {data.description}; {len(data.classes)} classes", quiet)
-    if skipped:
-        say(
-            f"skipped {len(skipped)} unreadable files (listed in {run_dir}/skipped.txt), e.g. "
-            f"{skipped[0][0]}: {skipped[0][1]}",
-            quiet,
-        )
-    say(
-        f"model: {config.model} ({params / 1e6:.2f}M parameters) at {img_size}px on {device} "
-        f"({threads} threads); run folder {run_dir}",
-        quiet,
-    )
-    return _Run(config, data, model, info, device, run_dir, data_seconds)
-
-
-def _fit(run: _Run, quiet: bool) -> tuple[list[dict[str, Any]], float, int, int]:
-    config, data, model = run.config, run.data, run.model
-    n = len(data.train)
-    steps_per_epoch = math.ceil(n / config.batch_size)
-    optimizer = build_optimizer(model, config.optimizer, config.peak_lr, config.weight_decay)
+def _build_trainer(run: RunSetup) -> _Trainer:
+    config = run.config
+    steps_per_epoch = math.ceil(len(run.data.train) / config.batch_size)
+    optimizer = build_optimizer(run.model, config.optimizer, config.peak_lr, config.weight_decay)
     scheduler = warmup_cosine(
         optimizer,
         steps_per_epoch * config.epochs,
@@ -164,67 +127,162 @@ def _fit(run: _Run, quiet: bool) -> tuple[list[dict[str, Any]], float, int, int]
         config.min_lr_ratio,
     )
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    return _Trainer(optimizer, scheduler, criterion, Progress(), time.perf_counter())
+
+
+def _restore(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
+    """Load the newest checkpoint into the model, optimizer, schedule, RNG and progress."""
+    path, state = latest_checkpoint(run.checkpoints)
+    progress = Progress(**state["progress"])
+    if progress.epoch > run.config.epochs:
+        raise FovealError(
+            f"{run.run_dir} already finished its {run.config.epochs} epochs; nothing to resume."
+        )
+    run.model.load_state_dict(state["model"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.scheduler.load_state_dict(state["scheduler"])
+    restore_rng(state)
+    trainer.progress = progress
+    append_event(run.run_dir, f"resumed from {path.name}")
+    say(f"resuming {run.run_dir} at epoch {progress.epoch}, step {progress.step} ({path.name})", quiet)
+
+
+def _fit(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
+    progress = trainer.progress
+    for epoch in range(progress.epoch, run.config.epochs + 1):
+        if progress.step == 0:
+            progress.start_epoch(epoch)
+        _run_epoch(run, trainer, quiet)
+        stop = _end_epoch(run, trainer, quiet)
+        if stop:
+            break
+
+
+def _run_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
+    """Train the rest of the epoch in progress, checkpointing as configured."""
+    config, progress = run.config, trainer.progress
+    flip = run.data.flip_safe if config.hflip is None else config.hflip
+    size = run.info.preprocessing.img_size
+    padding = config.crop_padding if config.crop_padding is not None else size // 8
+    batches = EpochBatches(run.data.train, progress.epoch, config.seed, config.batch_size, padding, flip)
+    loader = epoch_loader(batches, progress.step, config.workers, pin_memory=run.device.type == "cuda")
+    bar = EpochBar(loader, len(batches) - progress.step, progress.epoch, config.epochs, quiet)
     autocast = autocast_for(run.device)
-    flip = data.flip_safe if config.hflip is None else config.hflip
-    padding = config.crop_padding if config.crop_padding is not None else run.info.preprocessing.img_size // 8
-    rows: list[dict[str, Any]] = []
-    best_top1, best_epoch, seen = -1.0, 0, 0
-    for epoch in range(1, config.epochs + 1):
-        epoch_start = time.perf_counter()
-        order = epoch_order(config.seed, epoch, n)
-        bar = EpochBar(range(steps_per_epoch), steps_per_epoch, epoch, config.epochs, quiet)
-        loss_sum, correct, skipped_steps = 0.0, 0, 0
-        for step in bar:
-            indices = order[step * config.batch_size : (step + 1) * config.batch_size]
-            batch = crop_and_flip(
-                data.train.images[indices], indices, config.seed, epoch, padding=padding, flip=flip
-            )
-            images = run.info.preprocessing.normalize(batch.to(run.device, non_blocking=True))
-            result = train_step(
-                model,
-                images,
-                data.train.labels[indices].to(run.device),
-                optimizer,
-                criterion,
-                grad_clip=config.grad_clip,
-                autocast=autocast,
-            )
-            scheduler.step()
-            skipped_steps += not result.applied
-            loss_sum += result.loss * len(indices) if result.applied else 0.0
-            correct += result.correct
-            bar.update(result.loss, result.correct / len(indices))
-        bar.close()
-        seconds = time.perf_counter() - epoch_start
-        seen += n
-        row = {
-            "epoch": epoch,
-            "train_loss": loss_sum / n,
-            "train_top1": correct / n,
-            "lr": optimizer.param_groups[0]["lr"],
-            "seconds": seconds,
-            "images_per_second": n / seconds,
-        }
-        row.update(_validate(run))
-        rows.append(row)
-        write_results(run.run_dir / "results.csv", rows)
-        info = _with_extra(run.info, epoch=epoch, val_top1=row["val_top1"])
-        save_model(run.run_dir / "weights" / "last.safetensors", model, info)
-        if math.isfinite(row["val_top1"]) and row["val_top1"] > best_top1:  # a NaN metric is never best
-            best_top1, best_epoch = row["val_top1"], epoch
-            save_model(run.run_dir / "weights" / "best.safetensors", model, info)
+    clock = time.perf_counter()
+    for images, labels in bar:
+        result = train_step(
+            run.model,
+            run.info.preprocessing.normalize(images.to(run.device, non_blocking=True)),
+            labels.to(run.device, non_blocking=True),
+            trainer.optimizer,
+            trainer.criterion,
+            grad_clip=config.grad_clip,
+            autocast=autocast,
+        )
+        trainer.scheduler.step()
+        progress.step += 1
+        progress.epoch_correct += result.correct
+        if result.applied:
+            progress.epoch_loss_sum += result.loss * len(labels)
+            progress.bad_in_a_row = 0
+        else:
+            _non_finite_step(run, progress, result.loss, result.grad_norm)
+        bar.update(result.loss, result.correct / len(labels))
+        if progress.step < len(batches) and _checkpoint_due(config, trainer):
+            now = time.perf_counter()
+            progress.epoch_seconds += now - clock
+            clock = now
+            _checkpoint(run, trainer)
+    bar.close()
+    progress.epoch_seconds += time.perf_counter() - clock
+
+
+def _non_finite_step(run: RunSetup, progress: Progress, loss: float, grad_norm: float) -> None:
+    """Log a skipped update; too many in a row stop the run with advice."""
+    progress.epoch_skipped += 1
+    progress.bad_in_a_row += 1
+    message = (
+        f"epoch {progress.epoch} step {progress.step}: non-finite loss ({loss:.4g}) or gradient norm "
+        f"({grad_norm:.4g}); update skipped, weights unchanged"
+    )
+    append_event(run.run_dir, message)
+    say(f"warning: {message}")
+    if progress.bad_in_a_row >= run.config.max_bad_steps:
+        raise TrainingDiverged(
+            f"training diverged: {progress.bad_in_a_row} non-finite steps in a row (epoch {progress.epoch}, "
+            f"step {progress.step}). The checkpoints and weights in {run.run_dir} are from before it. Try a "
+            f"lower --lr (now {run.config.peak_lr:g}), keep gradient clipping on, or check the images."
+        )
+
+
+def _checkpoint_due(config: TrainConfig, trainer: _Trainer) -> bool:
+    if config.checkpoint_every_steps and trainer.progress.step % config.checkpoint_every_steps == 0:
+        return True
+    minutes = config.checkpoint_every_minutes
+    return bool(minutes) and time.perf_counter() - trainer.last_save >= minutes * 60
+
+
+def _checkpoint(run: RunSetup, trainer: _Trainer) -> None:
+    save_checkpoint(
+        run.checkpoints,
+        run.model,
+        trainer.optimizer,
+        trainer.scheduler,
+        trainer.progress,
+        run.config.keep_checkpoints,
+    )
+    trainer.last_save = time.perf_counter()
+
+
+def _end_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> bool:
+    """Validate, record, save last/best and a checkpoint; return True when training should stop."""
+    config, progress = run.config, trainer.progress
+    n = len(run.data.train)
+    epoch, seconds = progress.epoch, progress.epoch_seconds
+    row = {
+        "epoch": epoch,
+        "train_loss": progress.epoch_loss_sum / n,
+        "train_top1": progress.epoch_correct / n,
+        "lr": trainer.optimizer.param_groups[0]["lr"],
+        "seconds": seconds,
+        "images_per_second": n / seconds,
+        **_validate(run),
+    }
+    progress.rows.append(row)
+    progress.seen += n
+    write_results(run.run_dir / "results.csv", progress.rows)
+    info = ModelInfo(
+        run.info.config,
+        run.info.classes,
+        run.info.preprocessing,
+        {**run.info.extra, "epoch": epoch, "val_top1": row["val_top1"]},
+    )
+    save_model(run.run_dir / "weights" / "last.safetensors", run.model, info)
+    if math.isfinite(row["val_top1"]) and row["val_top1"] > progress.best_top1:  # NaN is never best
+        progress.best_top1, progress.best_epoch = row["val_top1"], epoch
+        save_model(run.run_dir / "weights" / "best.safetensors", run.model, info)
+    skipped = progress.epoch_skipped
+    say(
+        f"epoch {epoch}/{config.epochs}: loss {row['train_loss']:.4f}, train top-1 {row['train_top1']:.2%}, "
+        f"val loss {row['val_loss']:.4f}, val top-1 {row['val_top1']:.2%}, top-5 {row['val_top5']:.2%}, "
+        f"{seconds:.1f} s ({row['images_per_second']:.0f} img/s)"
+        + (f", {skipped} non-finite steps skipped" if skipped else ""),
+        quiet,
+    )
+    stop = config.patience is not None and epoch - progress.best_epoch >= config.patience
+    if stop:
         say(
-            f"epoch {epoch}/{config.epochs}: loss {row['train_loss']:.4f}, "
-            f"train top-1 {row['train_top1']:.2%}, "
-            f"val loss {row['val_loss']:.4f}, val top-1 {row['val_top1']:.2%}, top-5 {row['val_top5']:.2%}, "
-            f"{seconds:.1f} s ({row['images_per_second']:.0f} img/s)"
-            + (f", {skipped_steps} non-finite steps skipped" if skipped_steps else ""),
+            f"early stop: no better val top-1 for {config.patience} epochs (best {progress.best_top1:.2%} at "
+            f"epoch {progress.best_epoch})",
             quiet,
         )
-    return rows, best_top1, best_epoch, seen
+        append_event(run.run_dir, f"early stop after epoch {epoch}")
+    progress.start_epoch(config.epochs + 1 if stop else epoch + 1)
+    _checkpoint(run, trainer)
+    return stop
 
 
-def _validate(run: _Run) -> dict[str, float]:
+def _validate(run: RunSetup) -> dict[str, float]:
     logits = predict_logits(
         run.model,
         run.data.val.images,
@@ -235,22 +293,21 @@ def _validate(run: _Run) -> dict[str, float]:
     labels = run.data.val.labels
     k = min(5, logits.shape[1])
     top5 = (logits.topk(k, dim=1).indices == labels[:, None]).any(dim=1).float().mean()
-    return {
-        "val_loss": mean_loss(logits, labels),
-        "val_top1": float((logits.argmax(1) == labels).float().mean()),
-        "val_top5": float(top5),
-    }
+    top1 = (logits.argmax(1) == labels).float().mean()
+    if not torch.isfinite(logits).all():  # a model that outputs NaN has no accuracy worth keeping
+        top1 = top5 = torch.tensor(float("nan"))
+    return {"val_loss": mean_loss(logits, labels), "val_top1": float(top1), "val_top5": float(top5)}
 
 
-def _with_extra(info: ModelInfo, **extra: Any) -> ModelInfo:
-    return ModelInfo(info.config, info.classes, info.preprocessing, {**info.extra, **extra})
-
-
-def _final_evaluation(run: _Run, best_epoch: int) -> ClassificationMetrics:
+def _final_evaluation(run: RunSetup, best_epoch: int) -> ClassificationMetrics:
     """Evaluate the best weights on the validation images; write metrics.json and the confusion matrix."""
-    from foveal.saved import load_model
-
-    model, info = load_model(run.run_dir / "weights" / "best.safetensors", run.device)
+    best = run.run_dir / "weights" / "best.safetensors"
+    if not best.is_file():
+        raise FovealError(
+            f"no epoch of {run.run_dir} gave a finite validation accuracy, so there is no best "
+            "model; lower --lr and check the images."
+        )
+    model, info = load_model(best, run.device)
     logits = predict_logits(
         model,
         run.data.val.images,
@@ -264,3 +321,6 @@ def _final_evaluation(run: _Run, best_epoch: int) -> ClassificationMetrics:
     )
     plot_confusion_matrix(metrics.confusion, run.data.classes, run.run_dir / "confusion_matrix.png")
     return metrics
+
+
+__all__ = ["TrainResult", "TrainingDiverged", "train"]

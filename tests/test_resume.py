@@ -1,0 +1,110 @@
+"""Exact resume: a run continued from a mid-epoch checkpoint in a new process ends bit-identical."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from foveal.errors import FovealError
+from foveal.train import train
+from foveal.train.state import Progress, list_checkpoints, load_checkpoint
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "weights" / "last.safetensors"))
+
+
+def losses(run: Path) -> list[tuple[str, str, str]]:
+    return [
+        (r["train_loss"], r["val_loss"], r["val_top1"]) for r in csv.DictReader((run / "results.csv").open())
+    ]
+
+
+def copy_run_until(run: Path, destination: Path, checkpoint: Path) -> Path:
+    """A run folder as it was when `checkpoint` was the newest thing saved (later state removed)."""
+    shutil.copytree(
+        run,
+        destination,
+        ignore=shutil.ignore_patterns("state-*.pt", "*.safetensors", "*.png", "metrics.json"),
+    )
+    (destination / "checkpoints").mkdir(exist_ok=True)
+    shutil.copy2(checkpoint, destination / "checkpoints" / checkpoint.name)
+    return destination
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_mid_epoch_in_a_new_process_is_bit_identical(
+    class_folder: Path, tiny_train_options: dict, tmp_path: Path, workers: int
+) -> None:
+    options = {
+        **tiny_train_options,
+        "epochs": 2,
+        "checkpoint_every_steps": 1,
+        "keep_checkpoints": 100,
+        "workers": workers,
+        "model": "foveal-small",
+    }  # foveal-small has dropout and stochastic depth
+    full = train(data=str(class_folder), quiet=True, **options).run_dir
+    checkpoints = list_checkpoints(full / "checkpoints")
+    # Epoch 1 has 5 steps (33 images in batches of 8): step 2 is mid-epoch.
+    middle = next(p for p in checkpoints if load_checkpoint(p)["progress"]["step"] == 2)
+    assert Progress(**load_checkpoint(middle)["progress"]).epoch == 1
+    resumed = copy_run_until(full, tmp_path / "resumed", middle)
+    done = subprocess.run(
+        [sys.executable, "-m", "foveal", "train", "--resume", str(resumed), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    expected, got = weights(full), weights(resumed)
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    assert losses(resumed) == losses(full)  # every later epoch's loss equal, to the printed digit
+
+
+def test_checkpoints_load_with_weights_only_and_hold_the_whole_state(
+    class_folder: Path, tiny_train_options: dict
+) -> None:
+    run = train(data=str(class_folder), quiet=True, **{**tiny_train_options, "epochs": 1}).run_dir
+    (last,) = list_checkpoints(run / "checkpoints")[-1:]
+    state = torch.load(last, weights_only=True)  # no allowlist needed
+    assert {"model", "optimizer", "scheduler", "rng", "progress"} <= state.keys()
+    assert state["progress"]["epoch"] == 2 and state["progress"]["step"] == 0
+    assert state["scheduler"]["last_epoch"] == 5  # 33 training images in batches of 8
+
+
+def test_old_checkpoints_are_pruned(class_folder: Path, tiny_train_options: dict) -> None:
+    run = train(
+        data=str(class_folder),
+        quiet=True,
+        **{**tiny_train_options, "checkpoint_every_steps": 1, "keep_checkpoints": 2},
+    ).run_dir
+    assert len(list_checkpoints(run / "checkpoints")) == 2
+
+
+def test_resume_with_nothing_to_resume_is_one_clear_line(
+    tmp_path: Path, class_folder: Path, tiny_train_options: dict
+) -> None:
+    for target in (tmp_path / "missing", class_folder):
+        done = subprocess.run(
+            [sys.executable, "-m", "foveal", "train", "--resume", str(target)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 1 and done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+        assert "not a Foveal run folder" in done.stderr
+    run = train(data=str(class_folder), quiet=True, **{**tiny_train_options, "epochs": 1}).run_dir
+    with pytest.raises(FovealError, match="already finished"):
+        train(resume=run, quiet=True)
+    shutil.rmtree(run / "checkpoints")
+    with pytest.raises(FovealError, match="nothing to resume"):
+        train(resume=run, quiet=True)
