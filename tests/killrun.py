@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import sys
 import time
+from pathlib import Path
 
 import foveal.train.state as state_module
 from foveal.cli.main import run
@@ -22,6 +23,7 @@ CHUNKS, PAUSE_S = 16, 0.01
 
 
 def slow_write(data: bytes, path: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as handle:
         step = -(-len(data) // CHUNKS)
         for start in range(0, len(data), step):

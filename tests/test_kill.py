@@ -20,7 +20,6 @@ import torch
 from safetensors.torch import load_file
 
 from foveal.errors import ModelFileError
-from foveal.train import train
 from foveal.train.state import list_checkpoints, load_checkpoint
 
 RUNNER = Path(__file__).with_name("killrun.py")
@@ -60,50 +59,80 @@ def newest_is_loadable(run: Path) -> bool | None:
         return False
 
 
-def kill_and_resume(mode: str, data: Path, out: Path, kills: int, seed: int) -> tuple[Path, int, int]:
-    """Run to completion through `kills` SIGKILLs; returns the run folder, kills landed, corrupt finds."""
-    rng = random.Random(seed)
-    run = out / "train"
-    landed = corrupt = 0
-    for attempt in range(kills + 50):
-        if run.exists() and not list_checkpoints(run / "checkpoints"):
-            shutil.rmtree(run)  # killed before its first checkpoint: start again, as a user would
-        resuming = run.exists()
-        args = ["--resume", str(run)] if resuming else [str(data), *cli_args(options(out))]
-        command = [sys.executable, str(RUNNER), mode, "train", *args, "--quiet"]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if landed < kills:
-            time.sleep(rng.uniform(3.0, 15.0))  # start-up takes ~3 s, a whole run ~20 s
-            if process.poll() is None:
-                process.send_signal(signal.SIGKILL)
-                process.wait()
-                landed += 1
-                corrupt += newest_is_loadable(run) is False
-                if mode == "direct" and corrupt:
-                    return run, landed, corrupt  # the naive writer has been caught
-                continue
-        _, stderr = process.communicate(timeout=600)
-        if process.returncode == 0:
-            return run, landed, corrupt
-        if mode == "direct":
-            return run, landed, corrupt + 1  # a resume that fails on a corrupt file is detection too
-        raise AssertionError(f"resume failed (attempt {attempt}): {stderr}")
-    raise AssertionError("the run never finished")
+def launch(mode: str, data: Path, run: Path) -> subprocess.Popen:
+    """Start a fresh run in run.parent, or resume `run` if it has a checkpoint to resume from."""
+    if run.exists() and not list_checkpoints(run / "checkpoints"):
+        shutil.rmtree(run)  # killed before its first checkpoint: start again, as a user would
+    args = ["--resume", str(run)] if run.exists() else [str(data), *cli_args(options(run.parent))]
+    command = [sys.executable, str(RUNNER), mode, "train", *args, "--quiet"]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def kill_trials(
+    mode: str, data: Path, out: Path, kills: int, duration: float, reference: dict[str, torch.Tensor]
+) -> tuple[int, int, int]:
+    """SIGKILL runs at random moments and resume them until `kills` kills have landed and the run in
+    hand has finished; every finished run must equal `reference`. Returns (kills, corrupt, finished).
+
+    A run that finishes before its kill is compared too, and the next kill goes to a fresh run.
+    """
+    rng = random.Random(kills)
+    landed = corrupt = finished = 0
+    run = out / "trial0" / "train"
+    while True:
+        if (run / "metrics.json").is_file():  # killed while exiting, after finishing
+            return_code, stderr = 0, ""
+        else:
+            return_code, stderr = _run_or_kill(
+                mode, data, run, rng.uniform(0.5, duration) if landed < kills else None
+            )
+        if return_code is None:  # killed
+            landed += 1
+            corrupt += newest_is_loadable(run) is False
+            if mode == "direct" and corrupt:
+                return landed, corrupt, finished  # the naive writer has been caught
+            continue
+        if return_code != 0:
+            if mode == "direct" and landed:
+                return landed, corrupt + 1, finished  # a resume failing on a corrupt file is detection too
+            raise AssertionError(f"run failed after {landed} kills: {stderr}")
+        got = load_file(str(run / "weights" / "last.safetensors"))
+        assert all(torch.equal(reference[k], got[k]) for k in reference), "resumed weights differ"
+        finished += 1
+        if landed >= kills:
+            return landed, corrupt, finished
+        run = out / f"trial{finished}" / "train"
+
+
+def _run_or_kill(mode: str, data: Path, run: Path, kill_after: float | None) -> tuple[int | None, str]:
+    """Run once; SIGKILL it after `kill_after` seconds if still running. (None, "") when killed."""
+    process = launch(mode, data, run)
+    try:
+        _, stderr = process.communicate(timeout=kill_after or 600)
+    except subprocess.TimeoutExpired:
+        if kill_after is None:
+            raise
+        process.send_signal(signal.SIGKILL)
+        process.communicate()
+        return None, ""
+    return process.returncode, stderr
 
 
 def run_kill_test(tmp_path: Path, data: Path, kills: int) -> None:
-    reference = train(data=str(data), quiet=True, **options(tmp_path / "reference")).run_dir
-    run, landed, corrupt = kill_and_resume("atomic", data, tmp_path / "atomic", kills, seed=kills)
-    assert landed == kills and corrupt == 0
-    expected, got = (
-        load_file(str(reference / "weights" / "last.safetensors")),
-        load_file(str(run / "weights" / "last.safetensors")),
+    started = time.perf_counter()
+    reference_run = launch("atomic", data, tmp_path / "reference" / "train")
+    assert reference_run.wait(timeout=600) == 0, reference_run.stderr.read()
+    duration = time.perf_counter() - started  # start-up included
+    reference = load_file(str(tmp_path / "reference" / "train" / "weights" / "last.safetensors"))
+    landed, corrupt, finished = kill_trials("atomic", data, tmp_path / "atomic", kills, duration, reference)
+    print(
+        f"\nkill test: {landed} kills over {finished} runs, {corrupt} corrupt newest checkpoints, "
+        "every finished run bit-identical to the uninterrupted one"
     )
-    assert all(torch.equal(expected[k], got[k]) for k in expected)
-    print(f"\nkill test: {landed} kills, {corrupt} corrupt newest checkpoints, final weights identical")
-    _, landed_direct, corrupt_direct = kill_and_resume("direct", data, tmp_path / "direct", 3 * kills, seed=1)
-    print(f"direct writer: corruption found after {landed_direct} kills")
-    assert corrupt_direct >= 1
+    assert landed == kills and corrupt == 0 and finished >= 1
+    landed, corrupt, _ = kill_trials("direct", data, tmp_path / "direct", 3 * kills, duration, reference)
+    print(f"direct (non-atomic) writer: corruption found after {landed} kills")
+    assert corrupt >= 1
 
 
 def test_kill_test_short(class_folder: Path, tmp_path: Path) -> None:

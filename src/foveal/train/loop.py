@@ -132,9 +132,12 @@ def _build_trainer(run: RunSetup) -> _Trainer:
 
 def _restore(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
     """Load the newest checkpoint into the model, optimizer, schedule, RNG and progress."""
+    for stale in run.checkpoints.glob(".*.tmp"):  # a write that a crash interrupted: never used
+        stale.unlink(missing_ok=True)
     path, state = latest_checkpoint(run.checkpoints)
     progress = Progress(**state["progress"])
-    if progress.epoch > run.config.epochs:
+    # Training done but killed before its final evaluation (metrics.json, written last): finish it.
+    if progress.epoch > run.config.epochs and (run.run_dir / "metrics.json").is_file():
         raise FovealError(
             f"{run.run_dir} already finished its {run.config.epochs} epochs; nothing to resume."
         )
@@ -316,10 +319,11 @@ def _final_evaluation(run: RunSetup, best_epoch: int) -> ClassificationMetrics:
         batch_size=run.config.eval_batch_size,
     )
     metrics = compute_metrics(logits, run.data.val.labels, run.data.classes)
+    plot_confusion_matrix(metrics.confusion, run.data.classes, run.run_dir / "confusion_matrix.png")
+    # Written last: its presence marks the run as finished.
     write_json(
         run.run_dir / "metrics.json", {"epoch": best_epoch, "data": run.data.description, **metrics.to_dict()}
     )
-    plot_confusion_matrix(metrics.confusion, run.data.classes, run.run_dir / "confusion_matrix.png")
     return metrics
 
 

@@ -97,9 +97,11 @@ def _write_records(run_dir: Path, record: dict, data: DataSplits, quiet: bool) -
     write_skipped(run_dir / "skipped.txt", skipped)
     say(f"data: {data.description}; {len(data.classes)} classes", quiet)
     if skipped:
+        shown = "".join(f"\n  {path}: {reason}" for path, reason in skipped[:20])
+        more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
         say(
-            f"skipped {len(skipped)} unreadable files (listed in {run_dir}/skipped.txt), e.g. "
-            f"{skipped[0][0]}: {skipped[0][1]}",
+            f"skipped {len(skipped)} files that cannot be used (all listed in {run_dir}/skipped.txt):"
+            f"{shown}{more}",
             quiet,
         )
 
