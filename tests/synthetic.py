@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -25,3 +28,15 @@ def make_class_folder(root: Path, per_class: int = 12, size: int = 20, seed: int
         for i in range(per_class):
             make_image(label, rng, size).save(root / name / f"{i:03d}.png")
     return root
+
+
+def png_claiming_size(width: int, height: int) -> bytes:
+    """A tiny 1-bit PNG whose IHDR claims width x height (with a valid CRC); a few dozen bytes."""
+    buffer = io.BytesIO()
+    Image.new("1", (1, 1)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    # Signature (8) + chunk length (4) + b"IHDR" (4), then width and height as big-endian uint32.
+    assert data[12:16] == b"IHDR"
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))  # CRC over type + 13 data bytes
+    return bytes(data)

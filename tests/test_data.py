@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from synthetic import CLASSES, make_class_folder
+from synthetic import CLASSES, make_class_folder, png_claiming_size
 
 from foveal.data.augment import crop_and_flip
 from foveal.data.randomness import epoch_order, sample_uniform
@@ -59,10 +59,17 @@ def test_bad_files_are_reported_skipped_and_never_changed(class_folder: Path) ->
     (bad / "notes.jpg").write_text("a text file named .jpg")
     good_png = (class_folder / "square" / "000.png").read_bytes()
     (bad / "truncated.png").write_bytes(good_png[: len(good_png) // 2])
+    (bad / "bomb.png").write_bytes(png_claiming_size(45_000, 45_000))  # 2 GPixel header, 70 bytes
     before = tree_hashes(class_folder)
     data = load_training_data(str(class_folder), 16, val_fraction=0.25)
     skipped = dict(data.train.skipped + data.val.skipped)
-    assert sorted(Path(p).name for p in skipped) == ["empty.png", "garbage.jpg", "notes.jpg", "truncated.png"]
+    assert sorted(Path(p).name for p in skipped) == [
+        "bomb.png",
+        "empty.png",
+        "garbage.jpg",
+        "notes.jpg",
+        "truncated.png",
+    ]
     assert len(data.train) + len(data.val) == 36
     assert tree_hashes(class_folder) == before
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import pickle
-import struct
 import time
 import warnings
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from synthetic import png_claiming_size
 
 from foveal.data.decode import (
     BACKGROUND,
@@ -60,18 +59,6 @@ def _noise(width: int, height: int, seed: int = 0) -> Image.Image:
     """An incompressible RGB image, so that cutting its file short loses pixel data."""
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), "RGB")
-
-
-def _png_claiming_size(width: int, height: int) -> bytes:
-    """A tiny 1-bit PNG whose IHDR claims width x height (with a valid CRC); a few dozen bytes."""
-    buffer = io.BytesIO()
-    Image.new("1", (1, 1)).save(buffer, "PNG")
-    data = bytearray(buffer.getvalue())
-    # Signature (8) + chunk length (4) + b"IHDR" (4), then width and height as big-endian uint32.
-    assert data[12:16] == b"IHDR"
-    data[16:24] = struct.pack(">II", width, height)
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))  # CRC over type + 13 data bytes
-    return bytes(data)
 
 
 def _sha256(path: Path) -> str:
@@ -369,7 +356,7 @@ def test_error_pickles() -> None:
 
 def test_decompression_bomb_is_refused_fast(tmp_path: Path) -> None:
     path = tmp_path / "bomb.png"
-    path.write_bytes(_png_claiming_size(45_000, 45_000))
+    path.write_bytes(png_claiming_size(45_000, 45_000))
     assert path.stat().st_size < 100
     start = time.perf_counter()
     error = _decode_error(path)
@@ -379,7 +366,7 @@ def test_decompression_bomb_is_refused_fast(tmp_path: Path) -> None:
 
 def test_bomb_just_over_max_pixels_is_refused_from_the_header(tmp_path: Path) -> None:
     path = tmp_path / "claims.png"
-    path.write_bytes(_png_claiming_size(10_000, 10_000))  # 1e8 pixels, with no data behind them
+    path.write_bytes(png_claiming_size(10_000, 10_000))  # 1e8 pixels, with no data behind them
     start = time.perf_counter()
     with pytest.raises(ImageDecodeError, match="decompression bomb: 100000000 pixels > limit 99999999"):
         load_rgb(path, max_pixels=10_000 * 10_000 - 1)
