@@ -106,31 +106,18 @@ def _auto_split(
             )
         train_paths = [str(root / p) for p in manifest["train"]]
         val_paths = [str(root / p) for p in manifest["val"]]
-        labels_of = {p: classes.index(Path(p).relative_to(root).parts[0]) for p in train_paths + val_paths}
-        train = decode_files(
-            train_paths, [labels_of[p] for p in train_paths], classes, img_size, max_pixels=max_pixels
-        )
-        val = decode_files(
-            val_paths, [labels_of[p] for p in val_paths], classes, img_size, max_pixels=max_pixels
-        )
+        label_of = {p: classes.index(Path(p).relative_to(root).parts[0]) for p in train_paths + val_paths}
     else:
         paths, labels = list_images(root, classes)
         keys = [str(Path(p).relative_to(root)) for p in paths]
         train_idx, val_idx = stratified_split(keys, labels, val_fraction)
-        train = decode_files(
-            [paths[i] for i in train_idx],
-            [labels[i] for i in train_idx],
-            classes,
-            img_size,
-            max_pixels=max_pixels,
-        )
-        val = decode_files(
-            [paths[i] for i in val_idx],
-            [labels[i] for i in val_idx],
-            classes,
-            img_size,
-            max_pixels=max_pixels,
-        )
+        train_paths, val_paths = [paths[i] for i in train_idx], [paths[i] for i in val_idx]
+        label_of = dict(zip(paths, labels))
+
+    def decode(files: list[str]) -> ImageSet:
+        return decode_files(files, [label_of[p] for p in files], classes, img_size, max_pixels=max_pixels)
+
+    train, val = decode(train_paths), decode(val_paths)
     split = {
         "train": [str(Path(p).relative_to(root)) for p in train.paths],
         "val": [str(Path(p).relative_to(root)) for p in val.paths],
