@@ -19,6 +19,8 @@ from pathlib import Path
 from common import CPU_PEAK_GFLOPS, forward_flops, load_average, save
 
 import foveal
+from foveal.runtime import process_start
+from foveal.training.config import parse_duration
 
 
 def subset_folder(source: Path, destination: Path, per_class: int) -> Path:
@@ -42,12 +44,15 @@ def main() -> None:
     parser.add_argument("data")
     parser.add_argument("--model", default=None)
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--time", default=None, help="a time budget, e.g. 10m (replaces --epochs)")
     parser.add_argument("--name", default=None, help="results/<name>.json")
     parser.add_argument("--quick", action="store_true", help="40 images a class, 1 epoch (for CI)")
     parser.add_argument("--out", type=Path, default=None, help="folder for the JSON [benchmarks/results]")
     args = parser.parse_args()
 
     options = {k: v for k, v in {"model": args.model, "epochs": args.epochs}.items() if v is not None}
+    if args.time:
+        options["time_budget"] = parse_duration(args.time)
     with tempfile.TemporaryDirectory() as scratch:
         data = args.data
         if args.quick:
@@ -55,9 +60,10 @@ def main() -> None:
             if Path(data).is_dir():
                 data = str(subset_folder(Path(data), Path(scratch) / "subset", per_class=40))
         load_before = load_average()
-        started = time.perf_counter()
-        result = foveal.train(data=data, out=str(Path(scratch) / "runs"), quiet=True, **options)
-        wall = time.perf_counter() - started
+        result = foveal.train(
+            data=data, out=str(Path(scratch) / "runs"), quiet=True, started=process_start(), **options
+        )
+        wall = time.perf_counter() - process_start()  # the whole command, as a user would time it
         config = foveal.load(result.run_dir).info
         model = foveal.create_model(
             config.config.name, num_classes=len(config.classes), img_size=config.preprocessing.img_size

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-import foveal.train.state as state_module
+import foveal.training.state as state_module
 from foveal.cli.main import run
 from foveal.io import atomic_write
 

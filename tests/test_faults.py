@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import foveal.train.loop as loop
+import foveal.training.loop as loop
 from foveal.errors import FovealError, ModelFileError
 from foveal.saved import load_model
-from foveal.train import train
-from foveal.train.loop import TrainingDiverged
-from foveal.train.state import list_checkpoints, load_checkpoint
+from foveal.training import train
+from foveal.training.loop import TrainingDiverged
+from foveal.training.state import list_checkpoints, load_checkpoint
 
 
 class Payload:

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 from foveal.errors import ModelFileError
-from foveal.train.state import list_checkpoints, load_checkpoint
+from foveal.training.state import list_checkpoints, load_checkpoint
 
 RUNNER = Path(__file__).with_name("killrun.py")
 

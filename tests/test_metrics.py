@@ -1,4 +1,4 @@
-"""Tests for foveal.evaluate: metric values checked by hand, streaming equivalence, errors and plots."""
+"""Tests for foveal.evaluation: metric values checked by hand, streaming equivalence, errors and plots."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from foveal.errors import FovealError
-from foveal.evaluate import (
+from foveal.evaluation import (
     ClassificationMetrics,
     MetricAccumulator,
     compute_metrics,

@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import load_file
 
 from foveal.errors import FovealError
-from foveal.train import train
-from foveal.train.state import Progress, list_checkpoints, load_checkpoint
+from foveal.training import train
+from foveal.training.state import Progress, list_checkpoints, load_checkpoint
 
 
 def weights(run: Path) -> dict[str, torch.Tensor]:

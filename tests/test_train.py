@@ -14,7 +14,7 @@ import foveal
 from foveal.data.preprocess import Preprocessing
 from foveal.errors import ConfigError, ModelFileError
 from foveal.saved import ModelInfo, load_model, save_model
-from foveal.train import make_train_config, train, train_step
+from foveal.training import make_train_config, train, train_step
 
 
 def test_a_tiny_batch_is_overfitted() -> None:

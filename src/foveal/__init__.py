@@ -17,11 +17,11 @@ __version__ = "0.1.0"
 
 # Heavier entry points load on first use, so `import foveal` stays quick.
 _LAZY = {
-    "train": ("foveal.train", "train"),
-    "TrainConfig": ("foveal.train", "TrainConfig"),
+    "train": ("foveal.training", "train"),
+    "TrainConfig": ("foveal.training", "TrainConfig"),
     "load": ("foveal.classifier", "load"),
     "Classifier": ("foveal.classifier", "Classifier"),
-    "evaluate": ("foveal.evaluate.run", "evaluate_model"),
+    "evaluate": ("foveal.evaluation.run", "evaluate_model"),
 }
 
 

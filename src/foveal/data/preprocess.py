@@ -39,10 +39,11 @@ class Preprocessing:
         )
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, 3, S, S) -> float32 (B, 3, S, S), normalised."""
+        """uint8 (B, 3, S, S) -> float32 (B, 3, S, S), normalised, in channels-last memory order."""
         mean = torch.tensor(self.mean, device=images.device).view(1, 3, 1, 1) * 255.0
         inv_std = 1.0 / (torch.tensor(self.std, device=images.device).view(1, 3, 1, 1) * 255.0)
-        return (images.float() - mean) * inv_std
+        normalized = (images.float() - mean) * inv_std
+        return normalized.contiguous(memory_format=torch.channels_last)  # see runtime.to_fast_layout
 
 
 def channel_stats(images: ImageSet, max_images: int = 10_000) -> tuple[tuple[float, ...], tuple[float, ...]]:

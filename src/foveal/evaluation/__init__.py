@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from foveal.evaluate.metrics import ClassificationMetrics, MetricAccumulator, compute_metrics
-from foveal.evaluate.plots import plot_confusion_matrix, plot_training_curves
+from foveal.evaluation.metrics import ClassificationMetrics, MetricAccumulator, compute_metrics
+from foveal.evaluation.plots import plot_confusion_matrix, plot_training_curves
 
 __all__ = [
     "ClassificationMetrics",

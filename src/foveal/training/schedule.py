@@ -3,19 +3,33 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
 
+@dataclass
+class StepPlan:
+    """How many optimizer steps the run takes, and how many of them warm up.
+
+    Mutable on purpose: with a time budget the total is set once the step time has been measured
+    (and refined after each epoch); the schedule reads it at every step.
+    """
+
+    total_steps: int
+    warmup_steps: int
+
+
 def warmup_cosine(
-    optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, min_ratio: float
+    optimizer: torch.optim.Optimizer, plan: StepPlan, min_ratio: float
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """A LambdaLR scaling each group's lr by the warmup-cosine factor of the step count."""
 
     def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        if step < plan.warmup_steps:
+            return (step + 1) / plan.warmup_steps
+        span = max(1, plan.total_steps - plan.warmup_steps)
+        progress = min(1.0, (step - plan.warmup_steps) / span)
         return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -37,6 +37,9 @@ class Progress:
     epoch_seconds: float = 0.0
     bad_in_a_row: int = 0  # consecutive non-finite steps
     seen: int = 0  # training images processed, all epochs
+    global_step: int = 0  # optimizer steps taken, all epochs
+    planned_steps: int = 0  # with a time budget: steps the run will take (0 until measured)
+    finished: bool = False  # all epochs done, the budget spent, or stopped early
 
     def start_epoch(self, epoch: int) -> None:
         self.epoch, self.step = epoch, 0

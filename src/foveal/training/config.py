@@ -16,6 +16,7 @@ class TrainConfig:
     data: str = "digits"  # built-in name, data set root, or folder of class folders
     model: str = "foveal-small"  # a name from `foveal models`
     epochs: int = 20  # digits: >= 98% held-out top-1 by epoch 20 (docs/benchmarks.md)
+    time_budget: float | None = None  # seconds, command start to saved model; replaces `epochs`
     batch_size: int = 64
     img_size: int | None = None  # None: the data's native size (see data.sources.default_img_size)
     optimizer: Literal["adamw", "adam"] = "adamw"
@@ -63,6 +64,10 @@ class TrainConfig:
             ),
             (self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}"),
             (0.0 < self.val_fraction < 1.0, f"val_fraction must be in (0, 1), got {self.val_fraction}"),
+            (
+                self.time_budget is None or self.time_budget > 0,
+                f"time budget must be > 0 seconds, got {self.time_budget}",
+            ),
             (self.workers >= 0, f"workers must be >= 0, got {self.workers}"),
             (self.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}"),
             (
@@ -92,3 +97,16 @@ def make_train_config(**options: Any) -> TrainConfig:
         if key not in known:
             raise ConfigError(f"unknown training option {key!r}.{suggest(key, known)}")
     return TrainConfig(**options)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from '90s', '10m', '1.5h' or a plain number of seconds; ConfigError otherwise."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    value, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        seconds = float(value) * units[unit]
+    except ValueError:
+        raise ConfigError(f"a duration looks like 90s, 10m or 1.5h; got {text!r}") from None
+    if seconds <= 0:
+        raise ConfigError(f"a duration must be positive, got {text!r}")
+    return seconds

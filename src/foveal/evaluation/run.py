@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from foveal.data.sources import load_evaluation_data
-from foveal.evaluate.metrics import ClassificationMetrics, compute_metrics
-from foveal.evaluate.plots import plot_confusion_matrix
+from foveal.evaluation.metrics import ClassificationMetrics, compute_metrics
+from foveal.evaluation.plots import plot_confusion_matrix
 from foveal.inference import predict_logits
 from foveal.io import atomic_write_text
 from foveal.runtime import resolve_device

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from foveal.errors import FovealError
-from foveal.evaluate import (
+from foveal.evaluation import (
     ClassificationMetrics,
     compute_metrics,
     plot_confusion_matrix,
@@ -21,14 +21,20 @@ from foveal.evaluate import (
 from foveal.inference import mean_loss, predict_logits
 from foveal.runtime import autocast_for
 from foveal.saved import ModelInfo, load_model, save_model
-from foveal.train.batches import EpochBatches, epoch_loader
-from foveal.train.config import TrainConfig, make_train_config
-from foveal.train.progress import EpochBar, say
-from foveal.train.records import append_event, write_json, write_results
-from foveal.train.schedule import build_optimizer, warmup_cosine
-from foveal.train.setup import RunSetup, config_of_run, prepare_run
-from foveal.train.state import Progress, latest_checkpoint, restore_rng, save_checkpoint
-from foveal.train.step import train_step
+from foveal.training.batches import EpochBatches, epoch_loader
+from foveal.training.budget import (
+    CALIBRATION_STEPS,
+    BudgetClock,
+    estimate_validation_seconds,
+    plan_total_steps,
+)
+from foveal.training.config import TrainConfig, make_train_config
+from foveal.training.progress import EpochBar, say
+from foveal.training.records import append_event, write_json, write_results
+from foveal.training.schedule import StepPlan, build_optimizer, warmup_cosine
+from foveal.training.setup import RunSetup, config_of_run, prepare_run
+from foveal.training.state import Progress, latest_checkpoint, restore_rng, save_checkpoint
+from foveal.training.step import train_step
 
 
 class TrainingDiverged(FovealError):
@@ -58,7 +64,13 @@ class _Trainer:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     criterion: nn.Module
     progress: Progress
+    plan: StepPlan
     last_save: float  # perf_counter of the last checkpoint
+    started: float  # perf_counter when the command started: the time budget counts from here
+    step_seconds: float = 0.0  # time spent in training steps by this process
+    steps_timed: int = 0
+    validation_seconds: float = 0.0  # the last validation pass's duration
+    resumed: bool = False
 
 
 def train(
@@ -66,6 +78,7 @@ def train(
     *,
     resume: str | Path | None = None,
     quiet: bool = False,
+    started: float | None = None,
     **options: Any,
 ) -> TrainResult:
     """Train a classifier (or resume one) and return its result.
@@ -74,8 +87,10 @@ def train(
         config: a TrainConfig, or None to build one from `options` (e.g. data="digits", epochs=5).
         resume: a run folder to continue from its newest checkpoint, exactly as if never stopped.
         quiet: print nothing.
+        started: `time.perf_counter()` value a time budget counts from (default: now; the CLI
+            passes its process's start).
     """
-    started = time.perf_counter()
+    started = time.perf_counter() if started is None else started
     if resume is not None:
         if config is not None or options:
             raise FovealError("a resumed run keeps the settings it started with; pass only the run folder.")
@@ -88,7 +103,7 @@ def train(
             else make_train_config(**{**config.to_dict(), **options})
         )
         run = prepare_run(config, quiet)
-    trainer = _build_trainer(run)
+    trainer = _build_trainer(run, started)
     if resume is not None:
         _restore(run, trainer, quiet)
     _fit(run, trainer, quiet)
@@ -116,18 +131,15 @@ def train(
     return result
 
 
-def _build_trainer(run: RunSetup) -> _Trainer:
+def _build_trainer(run: RunSetup, started: float) -> _Trainer:
     config = run.config
-    steps_per_epoch = math.ceil(len(run.data.train) / config.batch_size)
+    steps_per_epoch = _steps_per_epoch(run)
     optimizer = build_optimizer(run.model, config.optimizer, config.peak_lr, config.weight_decay)
-    scheduler = warmup_cosine(
-        optimizer,
-        steps_per_epoch * config.epochs,
-        round(config.warmup_epochs * steps_per_epoch),
-        config.min_lr_ratio,
-    )
+    # With a time budget the total is provisional until the step time is measured (budget.py).
+    plan = StepPlan(steps_per_epoch * config.epochs, round(config.warmup_epochs * steps_per_epoch))
+    scheduler = warmup_cosine(optimizer, plan, config.min_lr_ratio)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    return _Trainer(optimizer, scheduler, criterion, Progress(), time.perf_counter())
+    return _Trainer(optimizer, scheduler, criterion, Progress(), plan, time.perf_counter(), started)
 
 
 def _restore(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
@@ -137,28 +149,27 @@ def _restore(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
     path, state = latest_checkpoint(run.checkpoints)
     progress = Progress(**state["progress"])
     # Training done but killed before its final evaluation (metrics.json, written last): finish it.
-    if progress.epoch > run.config.epochs and (run.run_dir / "metrics.json").is_file():
-        raise FovealError(
-            f"{run.run_dir} already finished its {run.config.epochs} epochs; nothing to resume."
-        )
+    if progress.finished and (run.run_dir / "metrics.json").is_file():
+        raise FovealError(f"{run.run_dir} already finished; nothing to resume.")
     run.model.load_state_dict(state["model"])
     trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.scheduler.load_state_dict(state["scheduler"])
     restore_rng(state)
     trainer.progress = progress
+    trainer.resumed = True
+    if progress.planned_steps:  # a time-budget run keeps the plan it had (see _replan)
+        _apply_plan(run, trainer)
     append_event(run.run_dir, f"resumed from {path.name}")
     say(f"resuming {run.run_dir} at epoch {progress.epoch}, step {progress.step} ({path.name})", quiet)
 
 
 def _fit(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
     progress = trainer.progress
-    for epoch in range(progress.epoch, run.config.epochs + 1):
+    while not progress.finished:
         if progress.step == 0:
-            progress.start_epoch(epoch)
+            progress.start_epoch(progress.epoch)
         _run_epoch(run, trainer, quiet)
-        stop = _end_epoch(run, trainer, quiet)
-        if stop:
-            break
+        _end_epoch(run, trainer, quiet)
 
 
 def _run_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
@@ -171,7 +182,7 @@ def _run_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
     loader = epoch_loader(batches, progress.step, config.workers, pin_memory=run.device.type == "cuda")
     bar = EpochBar(loader, len(batches) - progress.step, progress.epoch, config.epochs, quiet)
     autocast = autocast_for(run.device)
-    clock = time.perf_counter()
+    clock = last = time.perf_counter()
     for images, labels in bar:
         result = train_step(
             run.model,
@@ -191,6 +202,17 @@ def _run_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
         else:
             _non_finite_step(run, progress, result.loss, result.grad_norm)
         bar.update(result.loss, result.correct / len(labels))
+        progress.global_step += 1
+        now = time.perf_counter()
+        trainer.step_seconds += now - last  # loader, augmentation and step: what the budget pays
+        trainer.steps_timed += 1
+        last = now
+        if config.time_budget:
+            calibrated = trainer.steps_timed >= CALIBRATION_STEPS
+            if not progress.planned_steps and calibrated:
+                _replan(run, trainer)
+            if progress.planned_steps and progress.global_step >= progress.planned_steps:
+                break  # the budget is spent: this epoch ends early
         if progress.step < len(batches) and _checkpoint_due(config, trainer):
             now = time.perf_counter()
             progress.epoch_seconds += now - clock
@@ -237,11 +259,12 @@ def _checkpoint(run: RunSetup, trainer: _Trainer) -> None:
     trainer.last_save = time.perf_counter()
 
 
-def _end_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> bool:
-    """Validate, record, save last/best and a checkpoint; return True when training should stop."""
+def _end_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
+    """Validate, record, save last/best and a checkpoint; mark the run finished when it is."""
     config, progress = run.config, trainer.progress
-    n = len(run.data.train)
+    n = min(len(run.data.train), progress.step * config.batch_size)  # less when the budget cut it short
     epoch, seconds = progress.epoch, progress.epoch_seconds
+    validation_started = time.perf_counter()
     row = {
         "epoch": epoch,
         "train_loss": progress.epoch_loss_sum / n,
@@ -251,6 +274,7 @@ def _end_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> bool:
         "images_per_second": n / seconds,
         **_validate(run),
     }
+    trainer.validation_seconds = time.perf_counter() - validation_started
     progress.rows.append(row)
     progress.seen += n
     write_results(run.run_dir / "results.csv", progress.rows)
@@ -265,24 +289,56 @@ def _end_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> bool:
         progress.best_top1, progress.best_epoch = row["val_top1"], epoch
         save_model(run.run_dir / "weights" / "best.safetensors", run.model, info)
     skipped = progress.epoch_skipped
+    of = f"/{config.epochs}" if not config.time_budget else ""
     say(
-        f"epoch {epoch}/{config.epochs}: loss {row['train_loss']:.4f}, train top-1 {row['train_top1']:.2%}, "
+        f"epoch {epoch}{of}: loss {row['train_loss']:.4f}, train top-1 {row['train_top1']:.2%}, "
         f"val loss {row['val_loss']:.4f}, val top-1 {row['val_top1']:.2%}, top-5 {row['val_top5']:.2%}, "
         f"{seconds:.1f} s ({row['images_per_second']:.0f} img/s)"
         + (f", {skipped} non-finite steps skipped" if skipped else ""),
         quiet,
     )
-    stop = config.patience is not None and epoch - progress.best_epoch >= config.patience
-    if stop:
+    early = config.patience is not None and epoch - progress.best_epoch >= config.patience
+    if early:
         say(
             f"early stop: no better val top-1 for {config.patience} epochs (best {progress.best_top1:.2%} at "
             f"epoch {progress.best_epoch})",
             quiet,
         )
         append_event(run.run_dir, f"early stop after epoch {epoch}")
-    progress.start_epoch(config.epochs + 1 if stop else epoch + 1)
+    if config.time_budget:
+        spent = bool(progress.planned_steps) and progress.global_step >= progress.planned_steps
+        # Refine with this epoch's measured times; a resumed run keeps the plan it had, so it
+        # takes the same steps as if it had never stopped.
+        if not spent and not (trainer.resumed and progress.planned_steps):
+            _replan(run, trainer)
+        progress.finished = early or spent
+    else:
+        progress.finished = early or epoch >= config.epochs
+    progress.start_epoch(epoch + 1)
     _checkpoint(run, trainer)
-    return stop
+
+
+def _replan(run: RunSetup, trainer: _Trainer) -> None:
+    """Set the run's total step count so that it ends, evaluated and saved, when the budget does."""
+    config, progress = run.config, trainer.progress
+    step_seconds = trainer.step_seconds / trainer.steps_timed
+    validation = trainer.validation_seconds or estimate_validation_seconds(
+        len(run.data.val), config.eval_batch_size, step_seconds
+    )
+    clock = BudgetClock(config.time_budget, time.perf_counter() - trainer.started, step_seconds, validation)
+    progress.planned_steps = plan_total_steps(clock, progress.global_step, _steps_per_epoch(run))
+    _apply_plan(run, trainer)
+
+
+def _apply_plan(run: RunSetup, trainer: _Trainer) -> None:
+    # Warmup takes its configured epochs, but never more than a fifth of a short budget.
+    total = trainer.progress.planned_steps
+    trainer.plan.total_steps = total
+    trainer.plan.warmup_steps = min(round(run.config.warmup_epochs * _steps_per_epoch(run)), total // 5)
+
+
+def _steps_per_epoch(run: RunSetup) -> int:
+    return math.ceil(len(run.data.train) / run.config.batch_size)
 
 
 def _validate(run: RunSetup) -> dict[str, float]:

@@ -14,12 +14,12 @@ from foveal.data.preprocess import Preprocessing, channel_stats
 from foveal.data.sources import DataSplits, default_img_size, load_training_data
 from foveal.errors import FovealError
 from foveal.models import build_model, config_to_dict, model_config
-from foveal.runtime import resolve_device, seed_everything, set_threads
+from foveal.runtime import resolve_device, seed_everything, set_threads, to_fast_layout
 from foveal.saved import ModelInfo
-from foveal.train.config import TrainConfig, make_train_config
-from foveal.train.progress import say
-from foveal.train.records import write_json, write_skipped
-from foveal.train.run_dir import next_run_dir
+from foveal.training.config import TrainConfig, make_train_config
+from foveal.training.progress import say
+from foveal.training.records import write_json, write_skipped
+from foveal.training.run_dir import next_run_dir
 
 
 @dataclass
@@ -57,7 +57,7 @@ def prepare_run(config: TrainConfig, quiet: bool, run_dir: Path | None = None) -
     data_seconds = time.perf_counter() - started
     # Build the model before creating the run folder, so a bad option leaves no empty folder.
     arch = model_config(config.model, num_classes=len(data.classes), img_size=img_size, **overrides)
-    model = build_model(arch).to(device)
+    model = to_fast_layout(build_model(arch).to(device))
     preprocessing = Preprocessing(img_size, *channel_stats(data.train))
     info = ModelInfo(
         arch, data.classes, preprocessing, {"train_config": config.to_dict(), "data": data.description}

@@ -1,0 +1,26 @@
+"""The Python API of the README: train, load, predict, evaluate, create_model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+import foveal
+import foveal.evaluation  # noqa: F401  (importing the subpackages must not shadow the functions)
+import foveal.training  # noqa: F401
+
+
+def test_the_readme_python_tour_works(class_folder: Path, tiny_train_options: dict) -> None:
+    result = foveal.train(data=str(class_folder), quiet=True, **tiny_train_options)
+    assert 0.0 <= result.best_top1 <= 1.0 and result.run_dir.is_dir()
+    classifier = foveal.load(result.run_dir, device="cpu")
+    files = sorted((class_folder / "circle").glob("*.png"))[:2]
+    predictions = classifier.predict(files, top_k=3)
+    assert [p.source for p in predictions] == [str(f) for f in files]
+    assert all(len(p.labels) == 3 for p in predictions)
+    evaluation = foveal.evaluate(result.run_dir, str(class_folder), device="cpu")
+    assert evaluation.metrics.num_samples == 36 and "circle" in evaluation.metrics.summary_table()
+    model = foveal.create_model("cct-7-3x1", num_classes=10)
+    out = model.forward_explained(torch.randn(1, 3, 32, 32))
+    assert out.logits.shape == (1, 10) and out.pool_weights.shape == (1, 256) and len(out.attentions) == 7
