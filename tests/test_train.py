@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 import foveal
 from foveal.data.preprocess import Preprocessing
 from foveal.errors import ConfigError, ModelFileError
+from foveal.runtime import to_fast_layout
 from foveal.saved import ModelInfo, load_model, save_model
 from foveal.training import make_train_config, train, train_step
 
@@ -72,7 +73,8 @@ def test_a_run_writes_weights_records_and_pictures(class_folder: Path, tiny_trai
 
 
 def test_save_then_load_gives_identical_logits(tmp_path: Path) -> None:
-    model = foveal.create_model("foveal-small", num_classes=3, img_size=16).eval()
+    # Trained and loaded models both live in the channels-last layout; compare like with like.
+    model = to_fast_layout(foveal.create_model("foveal-small", num_classes=3, img_size=16)).eval()
     info = ModelInfo(model.config, ["a", "b", "c"], Preprocessing(16))
     path = save_model(tmp_path / "m.safetensors", model, info)
     loaded, loaded_info = load_model(path)

@@ -28,10 +28,11 @@ class BudgetClock:
 def plan_total_steps(clock: BudgetClock, steps_done: int, steps_per_epoch: int) -> int:
     """The total step count that spends the rest of the budget.
 
-    Each epoch of steps_per_epoch steps also pays one validation, and the end pays one more
-    (the final evaluation) plus FINISH_SECONDS. Never fewer than steps_done + 1.
+    Each epoch of steps_per_epoch steps also pays one validation, and the end pays two more: the
+    whole validation of the last, usually partial, epoch and the final evaluation; plus
+    FINISH_SECONDS. Never fewer than steps_done + 1.
     """
-    remaining = clock.budget - clock.elapsed - clock.validation_seconds - FINISH_SECONDS
+    remaining = clock.budget - clock.elapsed - 2 * clock.validation_seconds - FINISH_SECONDS
     per_step = clock.step_seconds + clock.validation_seconds / steps_per_epoch
     return max(steps_done + 1, steps_done + math.floor(max(0.0, remaining) / per_step))
 
