@@ -132,9 +132,10 @@ def test_a_corrupt_saved_model_gives_one_clear_line(tmp_path: Path, content: byt
     model = tmp_path / "model.safetensors"
     model.write_bytes(content)
     for args in (["predict", str(model), str(model)], ["evaluate", str(model), "digits"]):
-        done = foveal_cli(*args)
+        done = foveal_cli(*args, cwd=tmp_path)
         assert done.returncode == 1 and done.stderr.startswith("error: ")
         assert "Traceback" not in done.stderr
+    assert not (tmp_path / "runs").exists()  # a failed evaluation leaves no empty output folder
 
 
 def test_a_missing_model_and_a_missing_image_are_named(

@@ -142,11 +142,12 @@ def evaluate(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
 ) -> None:
     """Measure a model on labelled images: top-1/top-5, per-class precision/recall/F1, confusion matrix."""
-    from foveal.evaluation.run import evaluate_model
+    from foveal.evaluation.run import evaluate_model, save_evaluation
     from foveal.training.run_dir import next_run_dir
 
-    folder = Path(out) if out else next_run_dir("runs", "evaluate")
-    result = evaluate_model(model, data, device=device, batch_size=batch_size, out=folder)
+    result = evaluate_model(model, data, device=device, batch_size=batch_size)
+    folder = Path(out) if out else next_run_dir("runs", "evaluate")  # only once there is something to save
+    save_evaluation(result, folder)
     if as_json:
         print(
             json.dumps(

@@ -44,15 +44,22 @@ def evaluate_model(
     metrics = compute_metrics(logits, images.labels, info.classes)
     evaluation = Evaluation(metrics, description, resolve_model_path(model_path), images.skipped)
     if out is not None:
-        import json
-
-        out = Path(out)
-        payload = {
-            "model": str(evaluation.model),
-            "data": description,
-            **metrics.to_dict(),
-            "skipped": [{"path": p, "reason": r} for p, r in images.skipped],
-        }
-        atomic_write_text(out / "metrics.json", json.dumps(payload, indent=2) + "\n")
-        plot_confusion_matrix(metrics.confusion, info.classes, out / "confusion_matrix.png")
+        save_evaluation(evaluation, out)
     return evaluation
+
+
+def save_evaluation(evaluation: Evaluation, out: str | Path) -> None:
+    """Write metrics.json (with the skipped files) and confusion_matrix.png into folder `out`."""
+    import json
+
+    out = Path(out)
+    payload = {
+        "model": str(evaluation.model),
+        "data": evaluation.data,
+        **evaluation.metrics.to_dict(),
+        "skipped": [{"path": p, "reason": r} for p, r in evaluation.skipped],
+    }
+    atomic_write_text(out / "metrics.json", json.dumps(payload, indent=2) + "\n")
+    plot_confusion_matrix(
+        evaluation.metrics.confusion, evaluation.metrics.class_names, out / "confusion_matrix.png"
+    )
