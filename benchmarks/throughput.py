@@ -17,6 +17,7 @@ import torch
 from common import CPU_PEAK_GFLOPS, forward_flops, load_average, save
 
 import foveal
+from foveal.runtime import to_fast_layout
 from foveal.training import train_step
 
 
@@ -24,12 +25,15 @@ def time_steps(
     name: str, batch_size: int, img_size: int, steps: int, windows: int, compile_model: bool
 ) -> dict:
     torch.manual_seed(0)
-    model = foveal.create_model(name, num_classes=10, img_size=img_size)
+    model = to_fast_layout(
+        foveal.create_model(name, num_classes=10, img_size=img_size)
+    )  # as the loop runs it
     flops = forward_flops(model, img_size)
     runnable = torch.compile(model) if compile_model else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     criterion = torch.nn.CrossEntropyLoss()
-    images, labels = torch.randn(batch_size, 3, img_size, img_size), torch.randint(0, 10, (batch_size,))
+    images = torch.randn(batch_size, 3, img_size, img_size).contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, 10, (batch_size,))
     started = time.perf_counter()
     for _ in range(3):  # warm-up (and compilation)
         train_step(runnable, images, labels, optimizer, criterion, grad_clip=1.0)

@@ -46,3 +46,27 @@ def test_quick_cifar10_benchmark(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     record = check_record(tmp_path / "quick_cifar10.json")
     assert record["img_size"] == 32
+
+
+def test_quick_throughput_and_loader_benchmarks(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "benchmarks/throughput.py", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads((tmp_path / "throughput.json").read_text())["rows"]
+    assert row["images_per_second"] > 0 and 0 < row["mfu_vs_cpu_peak"] < 1
+    if CIFAR.is_dir():
+        done = subprocess.run(
+            [sys.executable, "benchmarks/loader.py", str(CIFAR), "--quick", "--out", str(tmp_path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr
+        record = json.loads((tmp_path / "quick_loader.json").read_text())
+        assert record["loader_images_per_second"] > record["step_images_per_second"] > 0
