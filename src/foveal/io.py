@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
@@ -33,6 +35,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda temp: Path(temp).write_text(text))
+
+
+def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
+    """Indented JSON, written atomically; values JSON does not know (paths) become strings."""
+    return atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def _umask() -> int:

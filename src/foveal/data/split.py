@@ -43,24 +43,8 @@ def stratified_split(keys: list[str], labels: list[int], val_fraction: float) ->
     return sorted(train), sorted(val)
 
 
-def write_manifest(
-    path: Path, root: Path, classes: list[str], train: list[str], val: list[str], val_fraction: float
-) -> None:
-    """Save the split (paths relative to `root`) as JSON so it can be inspected and reused."""
-    from foveal.io import atomic_write_text
-
-    manifest = {
-        "root": str(root.resolve()),
-        "classes": classes,
-        "val_fraction": val_fraction,
-        "train": [str(Path(p).relative_to(root)) for p in train],
-        "val": [str(Path(p).relative_to(root)) for p in val],
-    }
-    atomic_write_text(path, json.dumps(manifest, indent=1))
-
-
 def read_manifest(path: Path) -> dict[str, Any]:
-    """Load a manifest written by `write_manifest`; raises DataError if it is not one."""
+    """Load a run's split.json (classes, train and val paths relative to the root); DataError if not one."""
     try:
         manifest = json.loads(Path(path).read_text())
         if not all(k in manifest for k in ("classes", "train", "val")):

@@ -9,7 +9,7 @@ from foveal.data.sources import load_evaluation_data
 from foveal.evaluation.metrics import ClassificationMetrics, compute_metrics
 from foveal.evaluation.plots import plot_confusion_matrix
 from foveal.inference import predict_logits
-from foveal.io import atomic_write_text
+from foveal.io import atomic_write_json
 from foveal.runtime import resolve_device
 from foveal.saved import load_model, resolve_model_path
 
@@ -50,8 +50,6 @@ def evaluate_model(
 
 def save_evaluation(evaluation: Evaluation, out: str | Path) -> None:
     """Write metrics.json (with the skipped files) and confusion_matrix.png into folder `out`."""
-    import json
-
     out = Path(out)
     payload = {
         "model": str(evaluation.model),
@@ -59,7 +57,7 @@ def save_evaluation(evaluation: Evaluation, out: str | Path) -> None:
         **evaluation.metrics.to_dict(),
         "skipped": [{"path": p, "reason": r} for p, r in evaluation.skipped],
     }
-    atomic_write_text(out / "metrics.json", json.dumps(payload, indent=2) + "\n")
+    atomic_write_json(out / "metrics.json", payload)
     plot_confusion_matrix(
         evaluation.metrics.confusion, evaluation.metrics.class_names, out / "confusion_matrix.png"
     )

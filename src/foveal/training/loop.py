@@ -19,6 +19,7 @@ from foveal.evaluation import (
     plot_training_curves,
 )
 from foveal.inference import mean_loss, predict_logits
+from foveal.io import atomic_write_json
 from foveal.runtime import autocast_for
 from foveal.saved import ModelInfo, load_model, save_model
 from foveal.training.batches import EpochBatches, epoch_loader
@@ -30,7 +31,7 @@ from foveal.training.budget import (
 )
 from foveal.training.config import TrainConfig, make_train_config
 from foveal.training.progress import EpochBar, say
-from foveal.training.records import append_event, write_json, write_results
+from foveal.training.records import append_event, write_results
 from foveal.training.schedule import StepPlan, build_optimizer, warmup_cosine
 from foveal.training.setup import RunSetup, config_of_run, prepare_run
 from foveal.training.state import Progress, latest_checkpoint, restore_rng, save_checkpoint
@@ -377,7 +378,7 @@ def _final_evaluation(run: RunSetup, best_epoch: int) -> ClassificationMetrics:
     metrics = compute_metrics(logits, run.data.val.labels, run.data.classes)
     plot_confusion_matrix(metrics.confusion, run.data.classes, run.run_dir / "confusion_matrix.png")
     # Written last: its presence marks the run as finished.
-    write_json(
+    atomic_write_json(
         run.run_dir / "metrics.json", {"epoch": best_epoch, "data": run.data.description, **metrics.to_dict()}
     )
     return metrics

@@ -13,12 +13,13 @@ from torch import nn
 from foveal.data.preprocess import Preprocessing, channel_stats
 from foveal.data.sources import DataSplits, default_img_size, load_training_data
 from foveal.errors import FovealError
+from foveal.io import atomic_write_json
 from foveal.models import build_model, config_to_dict, model_config
 from foveal.runtime import resolve_device, seed_everything, set_threads, to_fast_layout
 from foveal.saved import ModelInfo
 from foveal.training.config import TrainConfig, make_train_config
 from foveal.training.progress import say
-from foveal.training.records import write_json, write_skipped
+from foveal.training.records import write_skipped
 from foveal.training.run_dir import next_run_dir
 
 
@@ -90,9 +91,9 @@ def prepare_run(config: TrainConfig, quiet: bool, run_dir: Path | None = None) -
 
 
 def _write_records(run_dir: Path, record: dict, data: DataSplits, quiet: bool) -> None:
-    write_json(run_dir / "config.json", record)
+    atomic_write_json(run_dir / "config.json", record)
     if data.split:
-        write_json(run_dir / "split.json", {"classes": data.classes, **data.split})
+        atomic_write_json(run_dir / "split.json", {"classes": data.classes, **data.split})
     skipped = data.train.skipped + data.val.skipped
     write_skipped(run_dir / "skipped.txt", skipped)
     say(f"data: {data.description}; {len(data.classes)} classes", quiet)
