@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from foveal.models.flops import forward_flops  # noqa: F401  (the benchmarks import it from here)
+
 RESULTS = Path(__file__).parent / "results"
 # Measured fp32 matmul peak of the 2-core reference machine (docs/benchmarks.md), GFLOP/s.
 CPU_PEAK_GFLOPS = 150.0
@@ -41,15 +43,12 @@ def load_average() -> list[float]:
         return []
 
 
-def forward_flops(model: torch.nn.Module, img_size: int) -> int:
-    """FLOPs of one image's forward pass (matmuls, convolutions, attention), counted by PyTorch."""
-    from torch.utils.flop_counter import FlopCounterMode
+def measured_matmul_gflops() -> float:
+    """This CPU's fp32 matmul rate now (foveal.runtime.matmul_gflops), recorded beside
+    CPU_PEAK_GFLOPS: a model cannot run its matmuls faster than two large matrices multiply."""
+    from foveal.runtime import matmul_gflops
 
-    model.eval()
-    counter = FlopCounterMode(display=False)
-    with counter:  # (no_grad trips the counter's module tracker in torch 2.14)
-        model(torch.zeros(1, 3, img_size, img_size))
-    return int(counter.get_total_flops())
+    return round(matmul_gflops(torch.device("cpu"), repeats=10), 1)
 
 
 def save(name: str, record: dict[str, Any], out: Path | None = None) -> Path:

@@ -4,8 +4,9 @@
     python benchmarks/loader.py ../shared/data/cifar10 --quick    # CI: 40 images a class
 
 The loader's figure is what `EpochBatches` delivers (index the cached uint8 tensor, random crop and
-flip, normalise to float, channels-last), in the training process, with augmentation on. The
-step's figure times `train_step` on those batches. Both are medians of several timed windows.
+flip, TrivialAugment, random erasing, MixUp or CutMix, normalise to float, channels-last), in the
+training process, with every augmentation on. The step's figure times `train_step` on those
+batches. Both are medians of several timed windows.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from foveal.data.preprocess import Preprocessing, channel_stats
 from foveal.data.sources import load_training_data
 from foveal.runtime import to_fast_layout
 from foveal.training import train_step
-from foveal.training.batches import EpochBatches
+from foveal.training.batches import Augmentation, EpochBatches
 
 
 def median_rate(fn, batches: int, batch_size: int, windows: int) -> float:
@@ -55,7 +56,11 @@ def main() -> None:
             data = str(subset_folder(Path(data), Path(scratch) / "subset", per_class=40))
         splits = load_training_data(data, 32)
     preprocessing = Preprocessing(32, *channel_stats(splits.train))
-    batches = EpochBatches(splits.train, epoch=1, seed=0, batch_size=args.batch_size, padding=4, flip=True)
+    # Every augmentation on, at once: the loader's worst case.
+    augmentation = Augmentation(4, True, "trivial", erase=0.25, mixup_alpha=0.8, cutmix_alpha=1.0)
+    batches = EpochBatches(
+        splits.train, epoch=1, seed=0, batch_size=args.batch_size, augmentation=augmentation
+    )
     count = min(len(batches), 4 if args.quick else 40)
     load_before = load_average()
     loader_rate = median_rate(lambda i: preprocessing.normalize(batches[i][0]), count, args.batch_size, 3)
@@ -74,6 +79,7 @@ def main() -> None:
         "quick": args.quick,
         "model": args.model,
         "batch_size": args.batch_size,
+        "augmentation": augmentation.__dict__,
         "loader_images_per_second": round(loader_rate, 1),
         "step_images_per_second": round(step_rate, 1),
         "loader_over_step": round(loader_rate / step_rate, 1),

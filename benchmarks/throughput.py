@@ -10,11 +10,12 @@ after warm-up steps, and reports the median images/s of several timed windows.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
 import torch
-from common import CPU_PEAK_GFLOPS, forward_flops, load_average, save
+from common import CPU_PEAK_GFLOPS, forward_flops, load_average, measured_matmul_gflops, save
 
 import foveal
 from foveal.runtime import to_fast_layout
@@ -22,7 +23,7 @@ from foveal.training import train_step
 
 
 def time_steps(
-    name: str, batch_size: int, img_size: int, steps: int, windows: int, compile_model: bool
+    name: str, batch_size: int, img_size: int, steps: int, windows: int, compile_model: bool, matmul: float
 ) -> dict:
     torch.manual_seed(0)
     model = to_fast_layout(
@@ -56,6 +57,7 @@ def time_steps(
         "forward_mflops_per_image": round(flops / 1e6, 2),
         "train_gflops_per_second": round(gflops, 1),
         "mfu_vs_cpu_peak": round(gflops / CPU_PEAK_GFLOPS, 3),
+        "mfu_vs_measured_matmul": round(gflops / matmul, 3),
     }
 
 
@@ -69,27 +71,36 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--windows", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd models")
+    parser.add_argument("--threads", default=None, help="comma-separated thread counts [all cores]")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--name", default="throughput")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     if args.quick:
         args.models, args.batch_sizes, args.steps, args.windows = "foveal-tiny", "16", 2, 1
-    torch.set_num_threads(torch.get_num_threads())
+    thread_counts = [int(t) for t in args.threads.split(",")] if args.threads else [os.cpu_count() or 1]
     rows, load_before = [], load_average()
-    for name in args.models.split(","):
-        for batch_size in map(int, args.batch_sizes.split(",")):
-            for compiled in (False, True) if args.compile else (False,):
-                row = time_steps(name, batch_size, args.img_size, args.steps, args.windows, compiled)
-                print(row, flush=True)
-                rows.append(row)
+    torch.set_num_threads(max(thread_counts))
+    matmul = measured_matmul_gflops()
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        for name in args.models.split(","):
+            for batch_size in map(int, args.batch_sizes.split(",")):
+                for compiled in (False, True) if args.compile else (False,):
+                    row = time_steps(
+                        name, batch_size, args.img_size, args.steps, args.windows, compiled, matmul
+                    )
+                    row["threads"] = threads
+                    print(row, flush=True)
+                    rows.append(row)
     from pathlib import Path
 
     save(
         args.name,
         {
             "rows": rows,
-            "threads": torch.get_num_threads(),
+            "matmul_gflops_measured": matmul,
+            "cpu_peak_gflops_stated": CPU_PEAK_GFLOPS,
             "load_average_before": load_before,
             "load_average_after": load_average(),
         },

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import CPU_PEAK_GFLOPS, forward_flops, load_average, save
+from common import CPU_PEAK_GFLOPS, forward_flops, load_average, measured_matmul_gflops, save
 
 import foveal
 from foveal.runtime import process_start
@@ -37,6 +37,25 @@ def subset_folder(source: Path, destination: Path, per_class: int) -> Path:
     return destination
 
 
+def parse_settings(settings: list[str]) -> dict[str, object]:
+    """{"ema_decay": 0.0, ...} from ["ema_decay=0", ...]: numbers, true/false and none are parsed."""
+    options: dict[str, object] = {}
+    for setting in settings:
+        key, _, text = setting.partition("=")
+        lowered = text.lower()
+        if lowered in ("true", "false", "none"):
+            options[key] = {"true": True, "false": False, "none": None}[lowered]
+            continue
+        try:
+            options[key] = int(text)
+        except ValueError:
+            try:
+                options[key] = float(text)
+            except ValueError:
+                options[key] = text
+    return options
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -48,9 +67,17 @@ def main() -> None:
     parser.add_argument("--name", default=None, help="results/<name>.json")
     parser.add_argument("--quick", action="store_true", help="40 images a class, 1 epoch (for CI)")
     parser.add_argument("--out", type=Path, default=None, help="folder for the JSON [benchmarks/results]")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="OPTION=VALUE",
+        help="any other training option, e.g. --set ema_decay=0 --set auto_augment=trivial",
+    )
     args = parser.parse_args()
 
     options = {k: v for k, v in {"model": args.model, "epochs": args.epochs}.items() if v is not None}
+    options.update(parse_settings(args.set))
     if args.time:
         options["time_budget"] = parse_duration(args.time)
     with tempfile.TemporaryDirectory() as scratch:
@@ -64,11 +91,9 @@ def main() -> None:
             data=data, out=str(Path(scratch) / "runs"), quiet=True, started=process_start(), **options
         )
         wall = time.perf_counter() - process_start()  # the whole command, as a user would time it
-        config = foveal.load(result.run_dir).info
-        model = foveal.create_model(
-            config.config.name, num_classes=len(config.classes), img_size=config.preprocessing.img_size
-        )
-        flops = forward_flops(model, config.preprocessing.img_size)
+        trained = foveal.load(result.run_dir, device="cpu")
+        config = trained.info
+        flops = forward_flops(trained.model, config.preprocessing.img_size)
     train_gflops = result.train_images_per_second * 3 * flops / 1e9  # backward ~ 2x forward
     record = {
         "data": args.data,
@@ -88,7 +113,11 @@ def main() -> None:
         "mfu_vs_cpu_peak": round(train_gflops / CPU_PEAK_GFLOPS, 3),
         "load_average_before": load_before,
         "load_average_after": load_average(),
+        "options": options,
     }
+    matmul = measured_matmul_gflops()  # after the run, so it does not eat the budget
+    record["matmul_gflops_measured"] = matmul
+    record["mfu_vs_measured_matmul"] = round(train_gflops / matmul, 3)
     name = args.name or ("quick_" if args.quick else "") + Path(args.data).name
     save(name, record, args.out)
 

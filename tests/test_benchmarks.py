@@ -70,3 +70,22 @@ def test_quick_throughput_and_loader_benchmarks(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         record = json.loads((tmp_path / "quick_loader.json").read_text())
         assert record["loader_images_per_second"] > record["step_images_per_second"] > 0
+
+
+def run_script(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, f"benchmarks/{script}", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.mark.skipif(not CIFAR.is_dir(), reason="needs ../shared/data/cifar10")
+def test_quick_ablation_and_reference_pipeline(tmp_path: Path) -> None:
+    done = run_script("ablation.py", str(CIFAR), "--quick", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    rows = json.loads((tmp_path / "quick_ablation.json").read_text())["rows"]
+    assert [row["variant"] for row in rows] == ["default", "ema"]
+    assert all(0.0 <= row["final_top1"] <= 1.0 and row["epochs"] >= 1 for row in rows)
+    done = run_script("reference_pipeline.py", str(CIFAR), "--quick", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "quick_reference_pipeline.json").read_text())
+    assert record["train_images_per_second"] > 0 and 0.0 <= record["test_top1"] <= 1.0

@@ -26,12 +26,12 @@ def test_durations_parse_and_bad_ones_are_refused() -> None:
 
 
 def test_the_plan_spends_the_budget_on_steps_and_validations() -> None:
-    clock = BudgetClock(budget=600, elapsed=60, step_seconds=0.5, validation_seconds=10)
+    clock = BudgetClock(budget=600, elapsed=60, step_seconds=0.5, validation_seconds=10, final_seconds=40)
     total = plan_total_steps(clock, steps_done=20, steps_per_epoch=100)
-    validations = math.ceil(total / 100) + 1  # one per epoch, the last partial one included, + the final
-    used = 60 + (total - 20) * 0.5 + validations * 10 + FINISH_SECONDS
+    validations = math.ceil(total / 100)  # one per epoch, the last partial one included
+    used = 60 + (total - 20) * 0.5 + validations * 10 + 40 + FINISH_SECONDS  # + the final evaluation
     assert 600 - 12 < used <= 600  # inside the budget, with little left over
-    late = BudgetClock(budget=600, elapsed=700, step_seconds=0.5, validation_seconds=10)
+    late = BudgetClock(budget=600, elapsed=700, step_seconds=0.5, validation_seconds=10, final_seconds=40)
     assert plan_total_steps(late, steps_done=20, steps_per_epoch=100) == 21  # at least one more step
 
 

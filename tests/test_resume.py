@@ -39,12 +39,26 @@ def copy_run_until(run: Path, destination: Path, checkpoint: Path) -> Path:
     return destination
 
 
-@pytest.mark.parametrize("workers", [0, 2])
+RECIPE_WITH_EVERYTHING = {
+    "ema_decay": 0.9,
+    "auto_augment": "trivial",
+    "random_erase": 0.5,
+    "mixup_alpha": 0.8,
+    "cutmix_alpha": 1.0,
+}
+
+
+@pytest.mark.parametrize(
+    ("workers", "recipe"),
+    [(0, {}), (2, {}), (0, RECIPE_WITH_EVERYTHING)],
+    ids=["plain", "workers", "ema-mix"],
+)
 def test_resume_mid_epoch_in_a_new_process_is_bit_identical(
-    class_folder: Path, tiny_train_options: dict, tmp_path: Path, workers: int
+    class_folder: Path, tiny_train_options: dict, tmp_path: Path, workers: int, recipe: dict
 ) -> None:
     options = {
         **tiny_train_options,
+        **recipe,
         "epochs": 2,
         "checkpoint_every_steps": 1,
         "keep_checkpoints": 100,

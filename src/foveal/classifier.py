@@ -52,7 +52,12 @@ class Classifier:
         """Class probabilities float32 (N, num_classes) for image files or uint8 tensors (N, 3, S, S)."""
         batch = self._to_uint8(images)
         logits = predict_logits(
-            self.model, batch, self.info.preprocessing, device=self.device, batch_size=batch_size
+            self.model,
+            batch,
+            self.info.preprocessing,
+            device=self.device,
+            batch_size=batch_size,
+            flip=self.info.test_time_flip,
         )
         return logits.softmax(dim=1)
 

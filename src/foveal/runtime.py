@@ -42,6 +42,25 @@ def autocast_for(device: torch.device) -> AbstractContextManager | None:
     return None
 
 
+def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
+    """How fast this device multiplies fp32 matrices now, GFLOP/s (median of `repeats` size^3 products).
+
+    The machine's own best kernel is the honest yardstick for planning and for model FLOP
+    utilisation: a model's matmuls cannot run faster than two large matrices multiply.
+    """
+    import statistics
+    import time
+
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    times = []
+    for _ in range(repeats + 1):  # the first is a warm-up
+        started = time.perf_counter()
+        (a @ b).sum().item()  # .item() waits for an asynchronous device
+        times.append(time.perf_counter() - started)
+    return 2 * size**3 / statistics.median(times[1:]) / 1e9
+
+
 def set_threads(threads: int | None) -> int:
     """Use `threads` CPU threads (default: every core); returns the count in force."""
     count = threads or os.cpu_count() or 1

@@ -30,6 +30,11 @@ class ModelInfo:
     preprocessing: Preprocessing
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. epoch, val_top1, training config
 
+    @property
+    def test_time_flip(self) -> bool:
+        """Whether predictions average each image with its mirror image (trained with --tta-flip)."""
+        return bool(self.extra.get("train_config", {}).get("tta_flip", False))
+
     def to_json(self) -> str:
         return json.dumps(
             {

@@ -40,14 +40,24 @@ def train(
     resume: Annotated[
         str | None, typer.Option(help="Continue this run folder from its newest checkpoint, exactly.")
     ] = None,
-    model: Annotated[str, typer.Option(help="Model preset; see `foveal models`.")] = D.model,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model preset; see `foveal models` [default: foveal-small; with --time, "
+            "the recipe's choice for the budget]."
+        ),
+    ] = None,
     epochs: Annotated[int, typer.Option(help="Passes over the training images.")] = D.epochs,
     time: Annotated[
         str | None,
         typer.Option("--time", help="Train for a wall-clock budget instead of --epochs: 90s, 10m, 1.5h."),
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per training step.")] = D.batch_size,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate [default: 1e-3].")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Images per training step [default: 64; with --time, the recipe's].")
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Peak learning rate [default: 1e-3; with --time, the recipe's].")
+    ] = None,
     img_size: Annotated[int | None, typer.Option(help="Input side in pixels [default: the data's].")] = None,
     optimizer: Annotated[str, typer.Option(help="adamw or adam.")] = D.optimizer,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = D.weight_decay,
@@ -55,8 +65,26 @@ def train(
         float, typer.Option(help="Cross-entropy label smoothing.")
     ] = D.label_smoothing,
     warmup_epochs: Annotated[
-        float, typer.Option(help="Linear warmup before cosine decay.")
-    ] = D.warmup_epochs,
+        float | None, typer.Option(help="Linear warmup before cosine decay [default: 3; with --time, 0.3].")
+    ] = None,
+    ema_decay: Annotated[
+        float | None,
+        typer.Option(
+            help="Validate and save an EMA of the weights with this decay, e.g. 0.999 (0: off) "
+            "[default: off]."
+        ),
+    ] = None,
+    auto_augment: Annotated[
+        str, typer.Option(help="none, trivial (TrivialAugment) or rand (RandAugment).")
+    ] = D.auto_augment,
+    random_erase: Annotated[
+        float, typer.Option(help="Probability of erasing a random rectangle of each image.")
+    ] = D.random_erase,
+    mixup_alpha: Annotated[float, typer.Option(help="MixUp Beta(alpha, alpha) (0: off).")] = D.mixup_alpha,
+    cutmix_alpha: Annotated[float, typer.Option(help="CutMix Beta(alpha, alpha) (0: off).")] = D.cutmix_alpha,
+    tta_flip: Annotated[
+        bool, typer.Option("--tta-flip", help="Validate and predict on each image and its mirror, averaged.")
+    ] = D.tta_flip,
     val_fraction: Annotated[
         float, typer.Option(help="Share of each class held out when auto-splitting.")
     ] = D.val_fraction,
@@ -132,6 +160,13 @@ def evaluate(
         ),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    tta_flip: Annotated[
+        bool | None,
+        typer.Option(
+            "--tta-flip/--no-tta-flip",
+            help="Average each image with its mirror image [default: as the model was trained].",
+        ),
+    ] = None,
     out: Annotated[
         str | None,
         typer.Option(
@@ -145,7 +180,7 @@ def evaluate(
     from foveal.evaluation.run import evaluate_model, save_evaluation
     from foveal.training.run_dir import next_run_dir
 
-    result = evaluate_model(model, data, device=device, batch_size=batch_size)
+    result = evaluate_model(model, data, device=device, batch_size=batch_size, flip=tta_flip)
     folder = Path(out) if out else next_run_dir("runs", "evaluate")  # only once there is something to save
     save_evaluation(result, folder)
     if as_json:

@@ -29,6 +29,7 @@ def evaluate_model(
     device: str = "auto",
     batch_size: int = 256,
     out: str | Path | None = None,
+    flip: bool | None = None,
 ) -> Evaluation:
     """Evaluate the saved model at `model_path` on `source`.
 
@@ -36,11 +37,15 @@ def evaluate_model(
         source: a built-in name (its held-out split), a data set root (its val/ or test/ folder),
             or a folder of class folders (every image in it).
         out: a folder to write metrics.json and confusion_matrix.png into (None: write nothing).
+        flip: average each image's logits with its mirror image's (None: as the model was trained to).
     """
     resolved = resolve_device(device)
     model, info = load_model(model_path, resolved)
     images, description = load_evaluation_data(source, info.classes, info.preprocessing.img_size)
-    logits = predict_logits(model, images.images, info.preprocessing, device=resolved, batch_size=batch_size)
+    flip = info.test_time_flip if flip is None else flip
+    logits = predict_logits(
+        model, images.images, info.preprocessing, device=resolved, batch_size=batch_size, flip=flip
+    )
     metrics = compute_metrics(logits, images.labels, info.classes)
     evaluation = Evaluation(metrics, description, resolve_model_path(model_path), images.skipped)
     if out is not None:

@@ -24,6 +24,8 @@ class AttentionConfig:
     tokenizer_kernel: int = 3  # conv kernel; CCT names this the "3" in CCT-7/3x1
     tokenizer_stride: int = 1  # conv stride; 2 for ImageNet-size inputs (CCT-14/7x2)
     tokenizer_channels: int = 64  # width of the inner conv stages (CCT uses 64)
+    tokenizer_norm: Literal["none", "batch"] = "none"  # CCT: none; batch norm after each conv trains faster
+    tokenizer_whitened: bool = False  # first conv set to whitening filters of the data, frozen (whitening.py)
     patch_size: int = 4  # only for tokenizer="patch"
     pos_embed: Literal["learnable", "sincos", "none"] = "learnable"
     embed_dim: int = 128
@@ -48,6 +50,12 @@ class AttentionConfig:
             raise ConfigError(
                 f"img_size={self.img_size} is not a multiple of patch_size={self.patch_size}; "
                 f"use an image size such as {nearest}."
+            )
+        if self.tokenizer_whitened and (
+            self.tokenizer != "conv" or self.tokenizer_channels % 2 or self.tokenizer_layers < 2
+        ):
+            raise ConfigError(
+                "tokenizer_whitened needs the conv tokenizer with 2+ stages and an even tokenizer_channels."
             )
         if min(self.grid_size) < 1:
             raise ConfigError(

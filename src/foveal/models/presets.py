@@ -28,6 +28,38 @@ def foveal_base() -> AttentionConfig:  # GPU-sized: 8 blocks of width 384 on an 
     return AttentionConfig(embed_dim=384, depth=8, num_heads=6, mlp_ratio=2.0, tokenizer_layers=2)
 
 
+# The `--time` ladder (training/recipe.py): whitened, batch-normed tokenizers and no dropout, because
+# a budget of a few passes over the data underfits long before it overfits. Smallest to largest.
+def _budget_model(embed_dim: int, depth: int, tokenizer_channels: int) -> AttentionConfig:
+    return AttentionConfig(
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=2,
+        mlp_ratio=2.0,
+        tokenizer_layers=2,
+        tokenizer_channels=tokenizer_channels,
+        tokenizer_norm="batch",
+        tokenizer_whitened=True,
+        attn_drop_rate=0.0,
+        drop_path_rate=0.0,
+    )
+
+
+@register_model("foveal-nano")
+def foveal_nano() -> AttentionConfig:  # 0.19M parameters, 35 MFLOPs at 32 px
+    return _budget_model(embed_dim=96, depth=2, tokenizer_channels=32)
+
+
+@register_model("foveal-micro")
+def foveal_micro() -> AttentionConfig:  # 0.22M parameters, 58 MFLOPs at 32 px
+    return _budget_model(embed_dim=128, depth=1, tokenizer_channels=64)
+
+
+@register_model("foveal-mini")
+def foveal_mini() -> AttentionConfig:  # 0.35M parameters, 75 MFLOPs at 32 px
+    return _budget_model(embed_dim=128, depth=2, tokenizer_channels=64)
+
+
 # Published CCT shapes, so results can be set beside the paper's.
 @register_model("cct-2-3x2")
 def cct_2_3x2() -> AttentionConfig:  # 0.28M params on CIFAR-10

@@ -7,22 +7,44 @@ whenever, so worker count and resuming mid-epoch do not change a bit of training
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from foveal.data.augment import crop_and_flip
+from foveal.data.augment import auto_augment, crop_and_flip, mix_batch, random_erase
 from foveal.data.imageset import ImageSet
-from foveal.data.randomness import epoch_order
+from foveal.data.randomness import epoch_order, mix
+
+MIX_STREAM, AUTO_AUGMENT_STREAM = 0x313C, 0x7A7A  # per-batch random streams
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """What is done to each training batch, beyond normalisation."""
+
+    padding: int  # zero padding before the random crop (0: no crop)
+    flip: bool  # random horizontal flips
+    auto_augment: str = "none"  # "trivial" (TrivialAugment), "rand" (RandAugment) or "none"
+    erase: float = 0.0  # probability of random erasing per image
+    mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixing weights; 0: off
+    cutmix_alpha: float = 0.0
+
+    @property
+    def mixes(self) -> bool:
+        return self.mixup_alpha > 0 or self.cutmix_alpha > 0
 
 
 class EpochBatches(Dataset):
-    """Map-style data set whose item i is batch i of an epoch: (uint8 images (B, 3, S, S), labels (B,))."""
+    """Map-style data set whose item i is batch i of an epoch: uint8 images (B, 3, S, S) and targets,
+    int64 labels (B,), or float32 (B, classes) label mixtures when MixUp / CutMix are on."""
 
     def __init__(
-        self, images: ImageSet, epoch: int, seed: int, batch_size: int, padding: int, flip: bool
+        self, images: ImageSet, epoch: int, seed: int, batch_size: int, augmentation: Augmentation
     ) -> None:
         self.images, self.epoch, self.seed = images, epoch, seed
-        self.batch_size, self.padding, self.flip = batch_size, padding, flip
+        self.batch_size, self.augmentation = batch_size, augmentation
         self.order = epoch_order(seed, epoch, len(images))
 
     def __len__(self) -> int:
@@ -30,10 +52,26 @@ class EpochBatches(Dataset):
 
     def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         indices = self.order[step * self.batch_size : (step + 1) * self.batch_size]
+        aug, labels = self.augmentation, self.images.labels[indices]
         batch = crop_and_flip(
-            self.images.images[indices], indices, self.seed, self.epoch, padding=self.padding, flip=self.flip
+            self.images.images[indices], indices, self.seed, self.epoch, padding=aug.padding, flip=aug.flip
         )
-        return batch, self.images.labels[indices]
+        if aug.auto_augment != "none":
+            stream = mix(self.seed, self.epoch, AUTO_AUGMENT_STREAM, step)
+            batch = auto_augment(batch, aug.auto_augment, stream)
+        if aug.erase > 0:
+            batch = random_erase(batch, indices, self.seed, self.epoch, probability=aug.erase)
+        if not aug.mixes:
+            return batch, labels
+        rng = np.random.default_rng(mix(self.seed, self.epoch, MIX_STREAM, step))
+        return mix_batch(
+            batch,
+            labels,
+            len(self.images.classes),
+            rng,
+            mixup_alpha=aug.mixup_alpha,
+            cutmix_alpha=aug.cutmix_alpha,
+        )
 
 
 def epoch_loader(batches: EpochBatches, start_step: int, workers: int, pin_memory: bool) -> DataLoader:

@@ -22,17 +22,19 @@ class BudgetClock:
     budget: float  # the whole budget, from the command's start
     elapsed: float  # spent so far, data loading included
     step_seconds: float  # mean time of one training step so far
-    validation_seconds: float  # time of one validation pass (measured, or estimated)
+    validation_seconds: float  # time of one per-epoch validation pass (measured, or estimated)
+    final_seconds: float  # time of the final evaluation on every held-out image (estimated)
 
 
 def plan_total_steps(clock: BudgetClock, steps_done: int, steps_per_epoch: int) -> int:
     """The total step count that spends the rest of the budget.
 
-    Each epoch of steps_per_epoch steps also pays one validation, and the end pays two more: the
-    whole validation of the last, usually partial, epoch and the final evaluation; plus
-    FINISH_SECONDS. Never fewer than steps_done + 1.
+    Each epoch of steps_per_epoch steps also pays one validation, and the end pays the whole
+    validation of the last, usually partial, epoch, the final evaluation and FINISH_SECONDS.
+    Never fewer than steps_done + 1.
     """
-    remaining = clock.budget - clock.elapsed - 2 * clock.validation_seconds - FINISH_SECONDS
+    reserved = clock.validation_seconds + clock.final_seconds + FINISH_SECONDS
+    remaining = clock.budget - clock.elapsed - reserved
     per_step = clock.step_seconds + clock.validation_seconds / steps_per_epoch
     return max(steps_done + 1, steps_done + math.floor(max(0.0, remaining) / per_step))
 

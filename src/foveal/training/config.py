@@ -8,26 +8,37 @@ from typing import Any, Literal
 
 from foveal.errors import ConfigError, suggest
 
+BUDGET_VAL_IMAGES = 2_000  # per-epoch validation images under a time budget: ~1/5 of CIFAR-10's cost
+
 
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train. Defaults are the recipe `foveal train digits` is measured with."""
 
     data: str = "digits"  # built-in name, data set root, or folder of class folders
-    model: str = "foveal-small"  # a name from `foveal models`
+    # None below: the recipe decides (training/recipe.py): fixed defaults with `epochs`, chosen for
+    # the budget and the data with `time_budget`.
+    model: str | None = None  # a name from `foveal models`
     epochs: int = 20  # digits: >= 98% held-out top-1 by epoch 20 (docs/benchmarks.md)
     time_budget: float | None = None  # seconds, command start to saved model; replaces `epochs`
-    batch_size: int = 64
+    batch_size: int | None = None
     img_size: int | None = None  # None: the data's native size (see data.sources.default_img_size)
     optimizer: Literal["adamw", "adam"] = "adamw"
     lr: float | None = None  # None: 1e-3 (peak, after warmup)
     weight_decay: float = 0.05  # AdamW's decoupled decay (Loshchilov & Hutter 2019); 0 for Adam
-    warmup_epochs: float = 3.0  # linear warmup, then cosine decay to lr * min_lr_ratio
+    warmup_epochs: float | None = None  # linear warmup, then cosine decay to lr * min_lr_ratio
     min_lr_ratio: float = 0.01
     label_smoothing: float = 0.1  # Szegedy et al. 2016; CCT trains with 0.1
+    ema_decay: float | None = (
+        None  # 0: off; else an EMA of the weights (training/ema.py) is validated and saved
+    )
     grad_clip: float = 1.0  # max global gradient norm; 0 disables
     hflip: bool | None = None  # None: on, except for data sets where flips change the label (digits)
     crop_padding: int | None = None  # None: img_size // 8 (4 px for 32-px images)
+    auto_augment: Literal["none", "trivial", "rand"] = "none"  # TrivialAugment / RandAugment (torchvision)
+    random_erase: float = 0.0  # probability of erasing a random rectangle of each image (Zhong et al. 2020)
+    mixup_alpha: float = 0.0  # MixUp (Zhang et al. 2018) Beta(alpha, alpha); 0: off
+    cutmix_alpha: float = 0.0  # CutMix (Yun et al. 2019); with both on, each batch uses one of them
     val_fraction: float = 0.1  # held out per class when a single folder is auto-split
     split_manifest: str | None = None  # reuse the split of an earlier run (its split.json)
     seed: int = 0
@@ -37,6 +48,9 @@ class TrainConfig:
     name: str = "train"
     drop_path_rate: float | None = None  # None: the preset's
     eval_batch_size: int = 256
+    tta_flip: bool = False  # validate, evaluate and predict on each image and its mirror, averaged
+    epoch_val_images: int | None = None  # per-epoch validation on at most this many held-out images
+    # (evenly spaced); None: all, or BUDGET_VAL_IMAGES under a time budget. The final evaluation uses all.
     workers: int = 0  # processes preparing batches ahead; 0 prepares them in the training process
     checkpoint_every_steps: int | None = None  # also save the full state every N steps (mid-epoch)
     checkpoint_every_minutes: float | None = 10.0  # ...and at least this often; always after each epoch
@@ -48,7 +62,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         checks = [
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (
+                self.batch_size is None or self.batch_size >= 1,
+                f"batch_size must be >= 1, got {self.batch_size}",
+            ),
             (
                 self.img_size is None or 4 <= self.img_size <= 4096,
                 f"img_size must be between 4 and 4096 pixels, got {self.img_size}",
@@ -62,11 +79,31 @@ class TrainConfig:
                 0.0 <= self.label_smoothing < 1.0,
                 f"label_smoothing must be in [0, 1), got {self.label_smoothing}",
             ),
-            (self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}"),
+            (
+                self.warmup_epochs is None or self.warmup_epochs >= 0,
+                f"warmup_epochs must be >= 0, got {self.warmup_epochs}",
+            ),
             (0.0 < self.val_fraction < 1.0, f"val_fraction must be in (0, 1), got {self.val_fraction}"),
             (
                 self.time_budget is None or self.time_budget > 0,
                 f"time budget must be > 0 seconds, got {self.time_budget}",
+            ),
+            (
+                self.auto_augment in ("none", "trivial", "rand"),
+                f"auto_augment must be none, trivial or rand, got {self.auto_augment!r}",
+            ),
+            (0.0 <= self.random_erase <= 1.0, f"random_erase must be in [0, 1], got {self.random_erase}"),
+            (
+                self.mixup_alpha >= 0 and self.cutmix_alpha >= 0,
+                f"mixup_alpha and cutmix_alpha must be >= 0, got {self.mixup_alpha}, {self.cutmix_alpha}",
+            ),
+            (
+                self.ema_decay is None or 0.0 <= self.ema_decay < 1.0,
+                f"ema_decay must be in [0, 1), got {self.ema_decay}",
+            ),
+            (
+                self.epoch_val_images is None or self.epoch_val_images >= 1,
+                f"epoch_val_images must be >= 1, got {self.epoch_val_images}",
             ),
             (self.workers >= 0, f"workers must be >= 0, got {self.workers}"),
             (self.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}"),
@@ -81,6 +118,12 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+
+    @property
+    def epoch_val_limit(self) -> int | None:
+        if self.epoch_val_images is not None:
+            return self.epoch_val_images
+        return BUDGET_VAL_IMAGES if self.time_budget else None
 
     @property
     def peak_lr(self) -> float:

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from foveal.errors import FovealError
 from foveal.evaluation import (
@@ -22,7 +23,7 @@ from foveal.inference import mean_loss, predict_logits
 from foveal.io import atomic_write_json
 from foveal.runtime import autocast_for
 from foveal.saved import ModelInfo, load_model, save_model
-from foveal.training.batches import EpochBatches, epoch_loader
+from foveal.training.batches import Augmentation, EpochBatches, epoch_loader
 from foveal.training.budget import (
     CALIBRATION_STEPS,
     BudgetClock,
@@ -30,6 +31,7 @@ from foveal.training.budget import (
     plan_total_steps,
 )
 from foveal.training.config import TrainConfig, make_train_config
+from foveal.training.ema import make_ema
 from foveal.training.progress import EpochBar, say
 from foveal.training.records import append_event, write_results
 from foveal.training.schedule import StepPlan, build_optimizer, warmup_cosine
@@ -66,12 +68,17 @@ class _Trainer:
     criterion: nn.Module
     progress: Progress
     plan: StepPlan
+    ema: AveragedModel | None  # the weight average that is validated and saved, when EMA is on
     last_save: float  # perf_counter of the last checkpoint
     started: float  # perf_counter when the command started: the time budget counts from here
     step_seconds: float = 0.0  # time spent in training steps by this process
     steps_timed: int = 0
     validation_seconds: float = 0.0  # the last validation pass's duration
     resumed: bool = False
+
+    def model_to_keep(self, model: nn.Module) -> nn.Module:
+        """What gets validated and saved: the EMA of the weights when EMA is on, else the model."""
+        return self.ema.module if self.ema is not None else model
 
 
 def train(
@@ -140,7 +147,8 @@ def _build_trainer(run: RunSetup, started: float) -> _Trainer:
     plan = StepPlan(steps_per_epoch * config.epochs, round(config.warmup_epochs * steps_per_epoch))
     scheduler = warmup_cosine(optimizer, plan, config.min_lr_ratio)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    return _Trainer(optimizer, scheduler, criterion, Progress(), plan, time.perf_counter(), started)
+    ema = make_ema(run.model, config.ema_decay)
+    return _Trainer(optimizer, scheduler, criterion, Progress(), plan, ema, time.perf_counter(), started)
 
 
 def _restore(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
@@ -155,6 +163,8 @@ def _restore(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
     run.model.load_state_dict(state["model"])
     trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.scheduler.load_state_dict(state["scheduler"])
+    if trainer.ema is not None:
+        trainer.ema.load_state_dict(state["ema"])
     restore_rng(state)
     trainer.progress = progress
     trainer.resumed = True
@@ -176,33 +186,32 @@ def _fit(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
 def _run_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
     """Train the rest of the epoch in progress, checkpointing as configured."""
     config, progress = run.config, trainer.progress
-    flip = run.data.flip_safe if config.hflip is None else config.hflip
-    size = run.info.preprocessing.img_size
-    padding = config.crop_padding if config.crop_padding is not None else size // 8
-    batches = EpochBatches(run.data.train, progress.epoch, config.seed, config.batch_size, padding, flip)
+    batches = EpochBatches(run.data.train, progress.epoch, config.seed, config.batch_size, _augmentation(run))
     loader = epoch_loader(batches, progress.step, config.workers, pin_memory=run.device.type == "cuda")
     bar = EpochBar(loader, len(batches) - progress.step, progress.epoch, config.epochs, quiet)
     autocast = autocast_for(run.device)
     clock = last = time.perf_counter()
-    for images, labels in bar:
+    for images, targets in bar:
         result = train_step(
             run.model,
             run.info.preprocessing.normalize(images.to(run.device, non_blocking=True)),
-            labels.to(run.device, non_blocking=True),
+            targets.to(run.device, non_blocking=True),
             trainer.optimizer,
             trainer.criterion,
             grad_clip=config.grad_clip,
             autocast=autocast,
         )
         trainer.scheduler.step()
+        if trainer.ema is not None and result.applied:
+            trainer.ema.update_parameters(run.model)
         progress.step += 1
         progress.epoch_correct += result.correct
         if result.applied:
-            progress.epoch_loss_sum += result.loss * len(labels)
+            progress.epoch_loss_sum += result.loss * len(targets)
             progress.bad_in_a_row = 0
         else:
             _non_finite_step(run, progress, result.loss, result.grad_norm)
-        bar.update(result.loss, result.correct / len(labels))
+        bar.update(result.loss, result.correct / len(targets))
         progress.global_step += 1
         now = time.perf_counter()
         trainer.step_seconds += now - last  # loader, augmentation and step: what the budget pays
@@ -221,6 +230,19 @@ def _run_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
             _checkpoint(run, trainer)
     bar.close()
     progress.epoch_seconds += time.perf_counter() - clock
+
+
+def _augmentation(run: RunSetup) -> Augmentation:
+    config = run.config
+    size = run.info.preprocessing.img_size
+    return Augmentation(
+        padding=config.crop_padding if config.crop_padding is not None else size // 8,
+        flip=run.data.flip_safe if config.hflip is None else config.hflip,
+        auto_augment=config.auto_augment,
+        erase=config.random_erase,
+        mixup_alpha=config.mixup_alpha,
+        cutmix_alpha=config.cutmix_alpha,
+    )
 
 
 def _non_finite_step(run: RunSetup, progress: Progress, loss: float, grad_norm: float) -> None:
@@ -256,6 +278,7 @@ def _checkpoint(run: RunSetup, trainer: _Trainer) -> None:
         trainer.scheduler,
         trainer.progress,
         run.config.keep_checkpoints,
+        ema=trainer.ema,
     )
     trainer.last_save = time.perf_counter()
 
@@ -273,7 +296,7 @@ def _end_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
         "lr": trainer.optimizer.param_groups[0]["lr"],
         "seconds": seconds,
         "images_per_second": n / seconds,
-        **_validate(run),
+        **_validate(run, trainer.model_to_keep(run.model)),
     }
     trainer.validation_seconds = time.perf_counter() - validation_started
     progress.rows.append(row)
@@ -285,10 +308,11 @@ def _end_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
         run.info.preprocessing,
         {**run.info.extra, "epoch": epoch, "val_top1": row["val_top1"]},
     )
-    save_model(run.run_dir / "weights" / "last.safetensors", run.model, info)
+    kept = trainer.model_to_keep(run.model)
+    save_model(run.run_dir / "weights" / "last.safetensors", kept, info)
     if math.isfinite(row["val_top1"]) and row["val_top1"] > progress.best_top1:  # NaN is never best
         progress.best_top1, progress.best_epoch = row["val_top1"], epoch
-        save_model(run.run_dir / "weights" / "best.safetensors", run.model, info)
+        save_model(run.run_dir / "weights" / "best.safetensors", kept, info)
     skipped = progress.epoch_skipped
     of = f"/{config.epochs}" if not config.time_budget else ""
     say(
@@ -323,10 +347,14 @@ def _replan(run: RunSetup, trainer: _Trainer) -> None:
     """Set the run's total step count so that it ends, evaluated and saved, when the budget does."""
     config, progress = run.config, trainer.progress
     step_seconds = trainer.step_seconds / trainer.steps_timed
+    val_images = len(run.data.val)
+    epoch_val_images = min(val_images, config.epoch_val_limit or val_images)
     validation = trainer.validation_seconds or estimate_validation_seconds(
-        len(run.data.val), config.eval_batch_size, step_seconds
+        epoch_val_images, config.eval_batch_size, step_seconds
     )
-    clock = BudgetClock(config.time_budget, time.perf_counter() - trainer.started, step_seconds, validation)
+    final = validation * val_images / epoch_val_images  # the final evaluation reads every image
+    elapsed = time.perf_counter() - trainer.started
+    clock = BudgetClock(config.time_budget, elapsed, step_seconds, validation, final)
     progress.planned_steps = plan_total_steps(clock, progress.global_step, _steps_per_epoch(run))
     _apply_plan(run, trainer)
 
@@ -342,15 +370,20 @@ def _steps_per_epoch(run: RunSetup) -> int:
     return math.ceil(len(run.data.train) / run.config.batch_size)
 
 
-def _validate(run: RunSetup) -> dict[str, float]:
+def _validate(run: RunSetup, model: nn.Module) -> dict[str, float]:
+    """Loss, top-1 and top-5 on the validation images (an evenly spaced subset, if limited)."""
+    val, limit = run.data.val, run.config.epoch_val_limit
+    if limit is not None and len(val) > limit:
+        val = val.subset(torch.linspace(0, len(val) - 1, limit).round().long())
     logits = predict_logits(
-        run.model,
-        run.data.val.images,
+        model,
+        val.images,
         run.info.preprocessing,
         device=run.device,
         batch_size=run.config.eval_batch_size,
+        flip=run.config.tta_flip,
     )
-    labels = run.data.val.labels
+    labels = val.labels
     k = min(5, logits.shape[1])
     top5 = (logits.topk(k, dim=1).indices == labels[:, None]).any(dim=1).float().mean()
     top1 = (logits.argmax(1) == labels).float().mean()
@@ -374,6 +407,7 @@ def _final_evaluation(run: RunSetup, best_epoch: int) -> ClassificationMetrics:
         info.preprocessing,
         device=run.device,
         batch_size=run.config.eval_batch_size,
+        flip=info.test_time_flip,
     )
     metrics = compute_metrics(logits, run.data.val.labels, run.data.classes)
     plot_confusion_matrix(metrics.confusion, run.data.classes, run.run_dir / "confusion_matrix.png")

@@ -15,10 +15,12 @@ from foveal.data.sources import DataSplits, default_img_size, load_training_data
 from foveal.errors import FovealError
 from foveal.io import atomic_write_json
 from foveal.models import build_model, config_to_dict, model_config
+from foveal.models.whitening import whiten_first_conv
 from foveal.runtime import resolve_device, seed_everything, set_threads, to_fast_layout
 from foveal.saved import ModelInfo
 from foveal.training.config import TrainConfig, make_train_config
 from foveal.training.progress import say
+from foveal.training.recipe import resolve_recipe
 from foveal.training.records import write_skipped
 from foveal.training.run_dir import next_run_dir
 
@@ -56,10 +58,14 @@ def prepare_run(config: TrainConfig, quiet: bool, run_dir: Path | None = None) -
         max_pixels=config.max_image_pixels,
     )
     data_seconds = time.perf_counter() - started
+    config = resolve_recipe(config, len(data.train), device, img_size, len(data.classes))
     # Build the model before creating the run folder, so a bad option leaves no empty folder.
     arch = model_config(config.model, num_classes=len(data.classes), img_size=img_size, **overrides)
-    model = to_fast_layout(build_model(arch).to(device))
+    model = build_model(arch).to(device)
     preprocessing = Preprocessing(img_size, *channel_stats(data.train))
+    if getattr(arch, "tokenizer_whitened", False):  # (a resumed run then loads its saved weights)
+        whiten_first_conv(model, data.train.images, preprocessing)
+    model = to_fast_layout(model)
     info = ModelInfo(
         arch, data.classes, preprocessing, {"train_config": config.to_dict(), "data": data.description}
     )

@@ -53,6 +53,7 @@ def save_checkpoint(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     progress: Progress,
     keep: int,
+    ema: torch.nn.Module | None = None,
 ) -> Path:
     """Write the full training state to folder/state-e{epoch}-s{step}.pt; keep the newest `keep`."""
     state = {
@@ -60,6 +61,7 @@ def save_checkpoint(
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
+        "ema": ema.state_dict() if ema is not None else None,
         "rng": {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],

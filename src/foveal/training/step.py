@@ -21,7 +21,7 @@ class StepResult:
 def train_step(
     model: nn.Module,
     images: torch.Tensor,
-    labels: torch.Tensor,
+    targets: torch.Tensor,
     optimizer: torch.optim.Optimizer,
     criterion: nn.Module,
     *,
@@ -33,7 +33,7 @@ def train_step(
 
     Args:
         images: float (B, C, H, W), normalised, on the model's device.
-        labels: int64 (B,).
+        targets: int64 labels (B,), or float32 label mixtures (B, classes) from MixUp / CutMix.
         grad_clip: max global gradient norm (0: no clipping; the norm is still measured).
         autocast: a reduced-precision context (CUDA), or None for full precision.
         scaler: a GradScaler for fp16, or None.
@@ -46,7 +46,7 @@ def train_step(
     optimizer.zero_grad(set_to_none=True)
     with autocast or nullcontext():
         logits = model(images)
-        loss = criterion(logits, labels)
+        loss = criterion(logits, targets)
     (scaler.scale(loss) if scaler else loss).backward()
     if scaler:
         scaler.unscale_(optimizer)
@@ -59,5 +59,6 @@ def train_step(
         scaler.update()
     elif applied:
         optimizer.step()
+    labels = targets if targets.ndim == 1 else targets.argmax(dim=1)  # a mixture's larger share
     correct = int((logits.detach().argmax(dim=1) == labels).sum())
     return StepResult(loss_value, grad_norm, correct, applied)

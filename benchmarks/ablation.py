@@ -1,0 +1,129 @@
+"""Recipe ablation: the default `--time` recipe against variants that each change one thing, every
+run for the same time budget, one after another in this process.
+
+    python benchmarks/ablation.py ../shared/data/cifar10 --time 3m
+    python benchmarks/ablation.py ../shared/data/cifar10 --quick      # CI: 40 images a class, 2 variants
+
+Each row is a full `foveal.train` run (wall clock from its start to the saved model). Test-time flip
+averaging needs no training: it re-evaluates the default run's model. The table goes to stdout, the
+rows to benchmarks/results/ablation_<budget>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from common import load_average, save
+from train_time import subset_folder
+
+import foveal
+from foveal.evaluation.run import evaluate_model
+from foveal.models import model_config
+from foveal.models.config import replace_config
+from foveal.models.registry import register_model
+from foveal.training.config import parse_duration
+
+# name -> (what it tests, training options, changes to the default model's config)
+VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
+    "default": ("the --time recipe as shipped", {}, {}),
+    "ema": ("+ an EMA of the weights, decay 0.99", {"ema_decay": 0.99}, {}),
+    "no-whitening": ("first conv learnt from He init, not whitened", {}, {"tokenizer_whitened": False}),
+    "no-batchnorm": ("CCT's tokenizer: no batch norm", {}, {"tokenizer_norm": "none"}),
+    "old-defaults": (
+        "batch 64, lr 1e-3, 3 warmup epochs (the --epochs defaults)",
+        {"batch_size": 64, "lr": 1e-3, "warmup_epochs": 3.0},
+        {},
+    ),
+    "wider-deeper": ("width 128, 2 blocks, 64-channel tokenizer (foveal-mini)", {"model": "foveal-mini"}, {}),
+    "trivialaugment": ("+ TrivialAugment", {"auto_augment": "trivial"}, {}),
+    "mixup-cutmix": ("+ MixUp 0.8 / CutMix 1.0", {"mixup_alpha": 0.8, "cutmix_alpha": 1.0}, {}),
+    "random-erasing": ("+ random erasing, p = 0.25", {"random_erase": 0.25}, {}),
+    "stochastic-depth": ("+ stochastic depth 0.1", {"drop_path_rate": 0.1}, {}),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("data")
+    parser.add_argument("--time", default="3m")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--name", default=None)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    budget = 15.0 if args.quick else parse_duration(args.time)
+    names = ["default", "ema"] if args.quick else args.variants.split(",")
+    names = ["default"] + [n for n in names if n != "default"]  # the others are compared with it
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        data = args.data
+        if args.quick:
+            data = str(subset_folder(Path(data), Path(scratch) / "subset", per_class=40))
+        default, default_model = None, ""
+        for name in names:
+            description, options, model_changes = VARIANTS[name]
+            if model_changes:
+                options = {**options, "model": _register_variant(name, default_model, model_changes)}
+            load_before = load_average()
+            started = time.perf_counter()
+            result = foveal.train(
+                data=data,
+                out=str(Path(scratch) / "runs"),
+                quiet=True,
+                time_budget=budget,
+                started=started,
+                **options,
+            )
+            config = foveal.load(result.run_dir, device="cpu").info
+            row = {
+                "variant": name,
+                "change": description,
+                "model": config.config.name,
+                "final_top1": round(result.final_top1, 4),
+                "epochs": result.epochs,
+                "wall_seconds": round(time.perf_counter() - started, 1),
+                "train_images_per_second": round(result.train_images_per_second, 1),
+                "load_average_before": load_before,
+                "load_average_after": load_average(),
+            }
+            rows.append(row)
+            print(row, flush=True)
+            if name == "default":
+                default, default_model = result.run_dir, config.config.name
+        if default is not None and not args.quick:
+            flipped = evaluate_model(default, data, device="cpu", flip=True)
+            rows.append(
+                {
+                    "variant": "tta-flip",
+                    "change": "default run, test-time flip averaging",
+                    "final_top1": round(flipped.metrics.top1, 4),
+                }
+            )
+    print("\n| variant | change | final top-1 | epochs | images/s |\n|---|---|---|---|---|")
+    for row in rows:
+        print(
+            f"| {row['variant']} | {row['change']} | {row['final_top1']:.2%} | {row.get('epochs', '')} | "
+            f"{row.get('train_images_per_second', '')} |"
+        )
+    save(
+        args.name or ("quick_ablation" if args.quick else f"ablation_{args.time}"),
+        {"budget_seconds": budget, "rows": rows},
+        args.out,
+    )
+
+
+def _register_variant(variant: str, model: str, changes: dict[str, Any]) -> str:
+    """Preset `model` with `changes`, registered as ablation-<variant>; returns that name."""
+    name = f"ablation-{variant}"
+    register_model(name)(lambda: replace_config(model_config(model), **changes))
+    return name
+
+
+if __name__ == "__main__":
+    main()

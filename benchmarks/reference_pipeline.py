@@ -1,0 +1,135 @@
+"""The conventional way, side by side: the same model and recipe trained from JPEG files through a
+per-image torchvision pipeline, as the reference training scripts do (ImageFolder, PIL decode per
+image per epoch, v2 transforms, DataLoader with worker processes), for the same time budget.
+
+    python benchmarks/reference_pipeline.py ../shared/data/cifar10 --time 10m
+    python benchmarks/reference_pipeline.py ../shared/data/cifar10 --quick     # CI: 40 images a class
+
+Only the input pipeline differs from `foveal train --time`: the recipe's model, batch size,
+optimizer, warmup-cosine schedule laid out over the steps that fit the budget, EMA, loss and
+test-set evaluation are Foveal's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from common import load_average, save
+from torch.utils.data import DataLoader
+from torchvision import datasets
+from torchvision.transforms import v2
+from train_time import subset_folder
+
+import foveal
+from foveal.data.preprocess import Preprocessing, channel_stats
+from foveal.data.sources import load_evaluation_data, load_training_data
+from foveal.inference import predict_logits
+from foveal.runtime import process_start, to_fast_layout
+from foveal.training.budget import CALIBRATION_STEPS
+from foveal.training.config import TrainConfig, parse_duration
+from foveal.training.ema import make_ema
+from foveal.training.recipe import resolve_recipe
+from foveal.training.schedule import StepPlan, build_optimizer, warmup_cosine
+from foveal.training.step import train_step
+
+
+def per_image_loader(root: Path, preprocessing: Preprocessing, batch_size: int, workers: int) -> DataLoader:
+    transform = v2.Compose(
+        [
+            v2.PILToTensor(),
+            v2.RandomCrop(preprocessing.img_size, padding=preprocessing.img_size // 8),
+            v2.RandomHorizontalFlip(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(preprocessing.mean, preprocessing.std),
+        ]
+    )
+    images = datasets.ImageFolder(str(root), transform=transform)
+    return DataLoader(
+        images,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=True,
+        persistent_workers=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("data", help="a root with train/ and test/ class folders")
+    parser.add_argument("--model", default=None, help="[default: the --time recipe's choice]")
+    parser.add_argument("--time", default="10m")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="40 images a class, 20 s")
+    parser.add_argument("--name", default=None)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    budget = 20.0 if args.quick else parse_duration(args.time)
+    load_before = load_average()
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(args.data)
+        if args.quick:
+            root = subset_folder(root, Path(scratch) / "subset", per_class=40)
+        classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+        # Normalisation statistics as Foveal computes them, so only the pipeline differs.
+        decoded = load_training_data(str(root), 32).train
+        preprocessing = Preprocessing(32, *channel_stats(decoded))
+        options = {"model": args.model} if args.model else {}
+        recipe = resolve_recipe(
+            TrainConfig(time_budget=budget, **options), len(decoded), torch.device("cpu"), 32, len(classes)
+        )
+        loader = per_image_loader(root / "train", preprocessing, recipe.batch_size, args.workers)
+        model = to_fast_layout(foveal.create_model(recipe.model, num_classes=len(classes), img_size=32))
+        optimizer = build_optimizer(model, recipe.optimizer, recipe.peak_lr, recipe.weight_decay)
+        ema = make_ema(model, recipe.ema_decay)
+        plan = StepPlan(total_steps=10**9, warmup_steps=round(recipe.warmup_epochs * len(loader)))
+        scheduler = warmup_cosine(optimizer, plan, recipe.min_lr_ratio)
+        criterion = torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+        started, step, seen, epochs = time.perf_counter(), 0, 0, 0
+        reserve = 30.0  # the final evaluation, as `foveal train` reserves it
+        while step < plan.total_steps:
+            epochs += 1
+            for images, labels in loader:
+                images = images.contiguous(memory_format=torch.channels_last)
+                train_step(model, images, labels, optimizer, criterion, grad_clip=recipe.grad_clip)
+                scheduler.step()
+                if ema is not None:
+                    ema.update_parameters(model)
+                step, seen = step + 1, seen + len(labels)
+                if step == CALIBRATION_STEPS:  # lay the schedule over the steps that fit
+                    per_step = (time.perf_counter() - started) / step
+                    plan.total_steps = max(step + 1, int((budget - reserve) / per_step))
+                    plan.warmup_steps = min(plan.warmup_steps, plan.total_steps // 5)
+                if step >= plan.total_steps:
+                    break
+        train_seconds = time.perf_counter() - started
+        test, _ = load_evaluation_data(str(root), classes, 32)
+        kept = ema.module if ema is not None else model
+        logits = predict_logits(kept, test.images, preprocessing, device=torch.device("cpu"))
+        top1 = float((logits.argmax(1) == test.labels).float().mean())
+    record = {
+        "data": args.data,
+        "quick": args.quick,
+        "model": recipe.model,
+        "batch_size": recipe.batch_size,
+        "pipeline": f"torchvision ImageFolder + v2 per image, DataLoader({args.workers} workers)",
+        "budget_seconds": budget,
+        "train_seconds": round(train_seconds, 1),
+        "wall_seconds": round(time.perf_counter() - process_start(), 1),
+        "epochs": round(seen / len(loader.dataset), 2),
+        "train_images_per_second": round(seen / train_seconds, 1),
+        "test_top1": round(top1, 4),
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
+    }
+    save(args.name or ("quick_reference_pipeline" if args.quick else "reference_pipeline"), record, args.out)
+
+
+if __name__ == "__main__":
+    main()
