@@ -90,9 +90,9 @@ def test_a_nan_metric_is_never_best(
     real_validate = loop._validate
     calls = []
 
-    def validate(run):  # epoch 2 produces a NaN accuracy
+    def validate(run, model):  # epoch 2 produces a NaN accuracy
         calls.append(1)
-        metrics = real_validate(run)
+        metrics = real_validate(run, model)
         return {**metrics, "val_top1": math.nan} if len(calls) == 2 else metrics
 
     monkeypatch.setattr(loop, "_validate", validate)

@@ -32,9 +32,13 @@ def test_preset_gives_finite_logits_and_gradients_reach_every_parameter(name: st
     missing = [
         n
         for n, p in model.named_parameters()
-        if p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0
+        if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0)
     ]
     assert missing == []
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    assert frozen == (
+        ["tokenizer.stages.0.weight"] if getattr(model.config, "tokenizer_whitened", False) else []
+    )
 
 
 @pytest.mark.parametrize("name", ATTENTION_MODELS)

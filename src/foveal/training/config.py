@@ -112,6 +112,11 @@ class TrainConfig:
                 f"checkpoint_every_steps must be >= 1, got {self.checkpoint_every_steps}",
             ),
             (self.patience is None or self.patience >= 1, f"patience must be >= 1, got {self.patience}"),
+            (
+                self.patience is None or self.time_budget is None,
+                "patience (early stopping) does not combine with a time budget: the budget's schedule "
+                "ends annealed and its final model is the one kept; use one or the other.",
+            ),
             (self.max_bad_steps >= 1, f"max_bad_steps must be >= 1, got {self.max_bad_steps}"),
             (self.max_image_pixels >= 1, f"max_image_pixels must be >= 1, got {self.max_image_pixels}"),
         ]

@@ -310,7 +310,14 @@ def _end_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
     )
     kept = trainer.model_to_keep(run.model)
     save_model(run.run_dir / "weights" / "last.safetensors", kept, info)
-    if math.isfinite(row["val_top1"]) and row["val_top1"] > progress.best_top1:  # NaN is never best
+    if config.time_budget:
+        # The schedule is laid out to end annealed, so the final model is the one kept; picking
+        # an earlier epoch by a 2,000-image validation would select on noise.
+        budget_spent = bool(progress.planned_steps) and progress.global_step >= progress.planned_steps
+        keep = budget_spent
+    else:
+        keep = row["val_top1"] > progress.best_top1
+    if math.isfinite(row["val_top1"]) and keep:  # NaN is never best
         progress.best_top1, progress.best_epoch = row["val_top1"], epoch
         save_model(run.run_dir / "weights" / "best.safetensors", kept, info)
     skipped = progress.epoch_skipped
