@@ -44,8 +44,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("data")
-    parser.add_argument("--model", default="foveal-small")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--model", default="foveal-nano")
+    parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--name", default=None)
     parser.add_argument("--out", type=Path, default=None)

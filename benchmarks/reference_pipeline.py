@@ -28,7 +28,8 @@ import foveal
 from foveal.data.preprocess import Preprocessing, channel_stats
 from foveal.data.sources import load_evaluation_data, load_training_data
 from foveal.inference import predict_logits
-from foveal.runtime import process_start, to_fast_layout
+from foveal.models.whitening import whiten_first_conv
+from foveal.runtime import to_fast_layout
 from foveal.training.budget import CALIBRATION_STEPS
 from foveal.training.config import TrainConfig, parse_duration
 from foveal.training.ema import make_ema
@@ -54,8 +55,62 @@ def per_image_loader(root: Path, preprocessing: Preprocessing, batch_size: int, 
         shuffle=True,
         num_workers=workers,
         drop_last=True,
-        persistent_workers=True,
+        persistent_workers=workers > 0,
     )
+
+
+def train_per_image(root: Path, budget: float, model_name: str | None = None, workers: int = 2) -> dict:
+    """Train the recipe's model for `budget` seconds through the per-image pipeline; its record."""
+    started = time.perf_counter()
+    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    # Normalisation statistics and whitening as Foveal computes them, so only the pipeline differs.
+    decoded = load_training_data(str(root), 32).train
+    preprocessing = Preprocessing(32, *channel_stats(decoded))
+    options = {"model": model_name} if model_name else {}
+    recipe = resolve_recipe(
+        TrainConfig(time_budget=budget, **options), len(decoded), torch.device("cpu"), 32, len(classes)
+    )
+    loader = per_image_loader(root / "train", preprocessing, recipe.batch_size, workers)
+    model = foveal.create_model(recipe.model, num_classes=len(classes), img_size=32)
+    if getattr(model.config, "tokenizer_whitened", False):
+        whiten_first_conv(model, decoded.images, preprocessing)
+    model = to_fast_layout(model)
+    optimizer = build_optimizer(model, recipe.optimizer, recipe.peak_lr, recipe.weight_decay)
+    ema = make_ema(model, recipe.ema_decay)
+    plan = StepPlan(total_steps=10**9, warmup_steps=round(recipe.warmup_epochs * len(loader)))
+    scheduler = warmup_cosine(optimizer, plan, recipe.min_lr_ratio)
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    train_started, step, seen = time.perf_counter(), 0, 0
+    reserve = 15.0 + (time.perf_counter() - started)  # the final evaluation; set-up already spent
+    while step < plan.total_steps:
+        for images, labels in loader:
+            images = images.contiguous(memory_format=torch.channels_last)
+            train_step(model, images, labels, optimizer, criterion, grad_clip=recipe.grad_clip)
+            scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            step, seen = step + 1, seen + len(labels)
+            if step == CALIBRATION_STEPS:  # lay the schedule over the steps that fit
+                per_step = (time.perf_counter() - train_started) / step
+                plan.total_steps = max(step + 1, int((budget - reserve) / per_step))
+                plan.warmup_steps = min(plan.warmup_steps, plan.total_steps // 5)
+            if step >= plan.total_steps:
+                break
+    train_seconds = time.perf_counter() - train_started
+    test, _ = load_evaluation_data(str(root), classes, 32)
+    kept = ema.module if ema is not None else model
+    logits = predict_logits(kept, test.images, preprocessing, device=torch.device("cpu"))
+    return {
+        "model": recipe.model,
+        "batch_size": recipe.batch_size,
+        "pipeline": f"torchvision ImageFolder + v2 per image, DataLoader({workers} workers)",
+        "budget_seconds": budget,
+        "train_seconds": round(train_seconds, 1),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "passes": round(seen / len(loader.dataset), 2),
+        "train_images_per_second": round(seen / train_seconds, 1),
+        "test_top1": round(float((logits.argmax(1) == test.labels).float().mean()), 4),
+    }
 
 
 def main() -> None:
@@ -76,55 +131,11 @@ def main() -> None:
         root = Path(args.data)
         if args.quick:
             root = subset_folder(root, Path(scratch) / "subset", per_class=40)
-        classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
-        # Normalisation statistics as Foveal computes them, so only the pipeline differs.
-        decoded = load_training_data(str(root), 32).train
-        preprocessing = Preprocessing(32, *channel_stats(decoded))
-        options = {"model": args.model} if args.model else {}
-        recipe = resolve_recipe(
-            TrainConfig(time_budget=budget, **options), len(decoded), torch.device("cpu"), 32, len(classes)
-        )
-        loader = per_image_loader(root / "train", preprocessing, recipe.batch_size, args.workers)
-        model = to_fast_layout(foveal.create_model(recipe.model, num_classes=len(classes), img_size=32))
-        optimizer = build_optimizer(model, recipe.optimizer, recipe.peak_lr, recipe.weight_decay)
-        ema = make_ema(model, recipe.ema_decay)
-        plan = StepPlan(total_steps=10**9, warmup_steps=round(recipe.warmup_epochs * len(loader)))
-        scheduler = warmup_cosine(optimizer, plan, recipe.min_lr_ratio)
-        criterion = torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
-        started, step, seen, epochs = time.perf_counter(), 0, 0, 0
-        reserve = 30.0  # the final evaluation, as `foveal train` reserves it
-        while step < plan.total_steps:
-            epochs += 1
-            for images, labels in loader:
-                images = images.contiguous(memory_format=torch.channels_last)
-                train_step(model, images, labels, optimizer, criterion, grad_clip=recipe.grad_clip)
-                scheduler.step()
-                if ema is not None:
-                    ema.update_parameters(model)
-                step, seen = step + 1, seen + len(labels)
-                if step == CALIBRATION_STEPS:  # lay the schedule over the steps that fit
-                    per_step = (time.perf_counter() - started) / step
-                    plan.total_steps = max(step + 1, int((budget - reserve) / per_step))
-                    plan.warmup_steps = min(plan.warmup_steps, plan.total_steps // 5)
-                if step >= plan.total_steps:
-                    break
-        train_seconds = time.perf_counter() - started
-        test, _ = load_evaluation_data(str(root), classes, 32)
-        kept = ema.module if ema is not None else model
-        logits = predict_logits(kept, test.images, preprocessing, device=torch.device("cpu"))
-        top1 = float((logits.argmax(1) == test.labels).float().mean())
+        record = train_per_image(root, budget, args.model, args.workers)
     record = {
         "data": args.data,
         "quick": args.quick,
-        "model": recipe.model,
-        "batch_size": recipe.batch_size,
-        "pipeline": f"torchvision ImageFolder + v2 per image, DataLoader({args.workers} workers)",
-        "budget_seconds": budget,
-        "train_seconds": round(train_seconds, 1),
-        "wall_seconds": round(time.perf_counter() - process_start(), 1),
-        "epochs": round(seen / len(loader.dataset), 2),
-        "train_images_per_second": round(seen / train_seconds, 1),
-        "test_top1": round(top1, 4),
+        **record,
         "load_average_before": load_before,
         "load_average_after": load_average(),
     }

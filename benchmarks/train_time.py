@@ -100,6 +100,7 @@ def main() -> None:
         "quick": args.quick,
         "model": config.config.name,
         "epochs": result.epochs,
+        "passes": round(result.passes, 2),
         "img_size": config.preprocessing.img_size,
         "wall_seconds": round(wall, 1),
         "data_seconds": round(result.data_seconds, 1),

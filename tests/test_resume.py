@@ -40,6 +40,7 @@ def copy_run_until(run: Path, destination: Path, checkpoint: Path) -> Path:
 
 
 RECIPE_WITH_EVERYTHING = {
+    "model": "foveal-nano",  # whitened, batch-normed tokenizer
     "ema_decay": 0.9,
     "auto_augment": "trivial",
     "random_erase": 0.5,
@@ -58,13 +59,13 @@ def test_resume_mid_epoch_in_a_new_process_is_bit_identical(
 ) -> None:
     options = {
         **tiny_train_options,
-        **recipe,
         "epochs": 2,
         "checkpoint_every_steps": 1,
         "keep_checkpoints": 100,
         "workers": workers,
-        "model": "foveal-small",
-    }  # foveal-small has dropout and stochastic depth
+        "model": "foveal-small",  # dropout and stochastic depth
+        **recipe,
+    }
     full = train(data=str(class_folder), quiet=True, **options).run_dir
     checkpoints = list_checkpoints(full / "checkpoints")
     # Epoch 1 has 5 steps (33 images in batches of 8): step 2 is mid-epoch.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,16 @@ def test_misspelled_training_options_fail_loudly() -> None:
         make_train_config(epoch=3)
     with pytest.raises(ConfigError, match="batch_size must be >= 1"):
         make_train_config(batch_size=0)
+
+
+def test_reduced_precision_only_where_the_hardware_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from foveal import runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
+    assert runtime.autocast_for(torch.device("cpu")) is None  # AVX2-only: fp32
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
+    autocast = runtime.autocast_for(torch.device("cpu"))
+    assert autocast is not None and autocast.fast_dtype == torch.bfloat16
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    monkeypatch.undo()
+    assert runtime.cpu_has_native_bf16() == ("amx_bf16" in flags.split())

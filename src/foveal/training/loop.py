@@ -56,6 +56,7 @@ class TrainResult:
     seconds: float  # wall clock from the call to the saved, evaluated model
     data_seconds: float  # of which: finding and decoding the images
     train_images_per_second: float  # training steps only (augmentation included, validation not)
+    passes: float  # training images seen over the training set's size (epochs, the last partial counted so)
     metrics: ClassificationMetrics  # the best model on the validation / held-out images
 
 
@@ -129,6 +130,7 @@ def train(
         seconds=seconds,
         data_seconds=run.data_seconds,
         train_images_per_second=progress.seen / max(train_seconds, 1e-9),
+        passes=progress.seen / len(run.data.train),
         metrics=metrics,
     )
     say(
