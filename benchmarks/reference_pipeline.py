@@ -28,7 +28,7 @@ import foveal
 from foveal.data.preprocess import Preprocessing, channel_stats
 from foveal.data.sources import load_evaluation_data, load_training_data
 from foveal.inference import predict_logits
-from foveal.models.whitening import whiten_first_conv
+from foveal.models.whitening import init_from_data
 from foveal.runtime import to_fast_layout
 from foveal.training.budget import CALIBRATION_STEPS
 from foveal.training.config import TrainConfig, parse_duration
@@ -72,8 +72,7 @@ def train_per_image(root: Path, budget: float, model_name: str | None = None, wo
     )
     loader = per_image_loader(root / "train", preprocessing, recipe.batch_size, workers)
     model = foveal.create_model(recipe.model, num_classes=len(classes), img_size=32)
-    if getattr(model.config, "tokenizer_whitened", False):
-        whiten_first_conv(model, decoded.images, preprocessing)
+    init_from_data(model, decoded.images, preprocessing)
     model = to_fast_layout(model)
     optimizer = build_optimizer(model, recipe.optimizer, recipe.peak_lr, recipe.weight_decay)
     ema = make_ema(model, recipe.ema_decay)

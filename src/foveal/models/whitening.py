@@ -39,6 +39,13 @@ def whitening_weights(
     return filters.reshape(2 * pairs, C, kernel, kernel)
 
 
+def init_from_data(model: nn.Module, images: torch.Tensor, preprocessing: Preprocessing) -> None:
+    """Initialise what `model`'s config sets from the training images: the whitened first conv of a
+    `tokenizer_whitened` model. Other models are left as they are."""
+    if getattr(getattr(model, "config", None), "tokenizer_whitened", False):
+        whiten_first_conv(model, images, preprocessing)
+
+
 def whiten_first_conv(model: nn.Module, images: torch.Tensor, preprocessing: Preprocessing) -> None:
     """Set the first Conv2d of `model` to whitening filters of `images` (it is frozen at build time).
 

@@ -15,7 +15,7 @@ from foveal.data.sources import DataSplits, default_img_size, load_training_data
 from foveal.errors import FovealError
 from foveal.io import atomic_write_json
 from foveal.models import build_model, config_to_dict, model_config
-from foveal.models.whitening import whiten_first_conv
+from foveal.models.whitening import init_from_data
 from foveal.runtime import resolve_device, seed_everything, set_threads, to_fast_layout
 from foveal.saved import ModelInfo
 from foveal.training.config import TrainConfig, make_train_config
@@ -63,8 +63,8 @@ def prepare_run(config: TrainConfig, quiet: bool, run_dir: Path | None = None) -
     arch = model_config(config.model, num_classes=len(data.classes), img_size=img_size, **overrides)
     model = build_model(arch).to(device)
     preprocessing = Preprocessing(img_size, *channel_stats(data.train))
-    if getattr(arch, "tokenizer_whitened", False):  # (a resumed run then loads its saved weights)
-        whiten_first_conv(model, data.train.images, preprocessing)
+    if run_dir is None:  # a resumed run loads its weights from its checkpoint instead
+        init_from_data(model, data.train.images, preprocessing)
     model = to_fast_layout(model)
     info = ModelInfo(
         arch, data.classes, preprocessing, {"train_config": config.to_dict(), "data": data.description}
