@@ -41,4 +41,5 @@ def tiny_train_options(tmp_path: Path) -> dict:
         "img_size": 16,
         "out": str(tmp_path / "runs"),
         "threads": 2,
+        "report": False,  # report.html is tested in test_report.py; here it would only add time
     }

@@ -21,6 +21,10 @@ def test_the_readme_python_tour_works(class_folder: Path, tiny_train_options: di
     assert all(len(p.labels) == 3 for p in predictions)
     evaluation = foveal.evaluate(result.run_dir, str(class_folder), device="cpu")
     assert evaluation.metrics.num_samples == 36 and "circle" in evaluation.metrics.summary_table()
+    maps = foveal.explain(result.run_dir, files[:1], method="rollout", out=result.run_dir / "explain")
+    assert maps[0].labels[0] == predictions[0].labels[0] and len(maps[0].token_map) == maps[0].grid[0]
+    assert (result.run_dir / "explain" / "0000_000.json").is_file()
+    assert foveal.report(result.run_dir) == result.run_dir / "report.html"
     model = foveal.create_model("cct-7-3x1", num_classes=10)
     out = model.forward_explained(torch.randn(1, 3, 32, 32))
     assert out.logits.shape == (1, 10) and out.pool_weights.shape == (1, 256) and len(out.attentions) == 7

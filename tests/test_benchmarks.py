@@ -89,3 +89,12 @@ def test_quick_ablation_and_reference_pipeline(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     record = json.loads((tmp_path / "quick_reference_pipeline.json").read_text())
     assert record["train_images_per_second"] > 0 and 0.0 <= record["test_top1"] <= 1.0
+
+
+def test_quick_explain_benchmark(tmp_path: Path) -> None:
+    done = run_script("explain_maps.py", "--quick", "--name", "quick_explain", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "quick_explain.json").read_text())
+    assert [s["method"] for s in record["scores"]] == ["pool", "rollout", "grad-rollout", "gradcam", "random"]
+    assert all(0 <= s["deletion_auc"] <= 1 and 0 <= s["insertion_auc"] <= 1 for s in record["scores"])
+    assert (tmp_path / "quick_explain.png").stat().st_size > 5_000

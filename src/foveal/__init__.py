@@ -22,6 +22,8 @@ _LAZY = {
     "load": ("foveal.classifier", "load"),
     "Classifier": ("foveal.classifier", "Classifier"),
     "evaluate": ("foveal.evaluation.run", "evaluate_model"),
+    "explain": ("foveal.explain.run", "explain"),
+    "report": ("foveal.report", "write_report"),
 }
 
 
@@ -41,8 +43,10 @@ __all__ = [
     "TrainConfig",
     "create_model",
     "evaluate",
+    "explain",
     "list_models",
     "load",
+    "report",
     "train",
     "__version__",
 ]

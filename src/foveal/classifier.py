@@ -88,15 +88,28 @@ class Classifier:
             for src, val, idx in zip(sources, values, indices)
         ]
 
+    def explain(self, images: Sequence[ImageInput] | torch.Tensor, method: str | None = None, **options):
+        """Maps of where the model looked for each image; see `foveal.explain.explain`."""
+        from foveal.explain import explain
+
+        return explain(self, images, method=method, **options)
+
+    def check_tensor(self, images: torch.Tensor) -> torch.Tensor:
+        """`images` if it is uint8 (N, 3, S, S) at the model's size (S), else a DataError saying so."""
+        size = self.info.preprocessing.img_size
+        if images.ndim == 3:
+            images = images.unsqueeze(0)
+        if images.dtype != torch.uint8 or images.ndim != 4 or tuple(images.shape[1:]) != (3, size, size):
+            raise DataError(
+                f"expected a uint8 tensor of shape (N, 3, {size}, {size}), got {images.dtype} "
+                f"{tuple(images.shape)}; pass file paths to have Foveal resize them."
+            )
+        return images
+
     def _to_uint8(self, images: Sequence[ImageInput] | torch.Tensor) -> torch.Tensor:
         size = self.info.preprocessing.img_size
         if isinstance(images, torch.Tensor):
-            if images.dtype != torch.uint8 or images.ndim != 4 or tuple(images.shape[1:]) != (3, size, size):
-                raise DataError(
-                    f"expected a uint8 tensor of shape (N, 3, {size}, {size}), got {images.dtype} "
-                    f"{tuple(images.shape)}; pass file paths to have Foveal resize them."
-                )
-            return images
+            return self.check_tensor(images)
         if not images:
             raise DataError("no images given; expected image file paths or a uint8 tensor.")
         return torch.stack([decode_image(path, size) for path in images])
@@ -126,11 +139,9 @@ def collect_images(inputs: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def predict_files(
-    classifier: Classifier, files: list[Path], top_k: int = 5, batch_size: int = 256
-) -> tuple[list[Prediction], list[tuple[str, str]]]:
-    """Predict every decodable file; returns the predictions and (path, reason) of files skipped."""
-    size = classifier.info.preprocessing.img_size
+def decode_paths(files: list[Path], size: int) -> tuple[torch.Tensor, list[Path], list[tuple[str, str]]]:
+    """Decode every file it can: uint8 images (N, 3, size, size), their paths, and (path, reason) of
+    the files skipped. Raises FovealError when none decodes."""
     good, images, failed = [], [], []
     for path in files:
         try:
@@ -142,7 +153,15 @@ def predict_files(
         raise FovealError(
             f"none of the {len(files)} files could be decoded (first: {failed[0][0]}: {failed[0][1]})."
         )
-    predictions = classifier.predict(torch.stack(images), top_k, batch_size)
+    return torch.stack(images), good, failed
+
+
+def predict_files(
+    classifier: Classifier, files: list[Path], top_k: int = 5, batch_size: int = 256
+) -> tuple[list[Prediction], list[tuple[str, str]]]:
+    """Predict every decodable file; returns the predictions and (path, reason) of files skipped."""
+    images, good, failed = decode_paths(files, classifier.info.preprocessing.img_size)
+    predictions = classifier.predict(images, top_k, batch_size)
     for prediction, path in zip(predictions, good):
         prediction.source = str(path)
     return predictions, failed

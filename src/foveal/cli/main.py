@@ -119,6 +119,9 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same result on CPU.")] = D.seed,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = D.device,
     threads: Annotated[int | None, typer.Option(help="CPU threads [default: all cores].")] = None,
+    report: Annotated[
+        bool, typer.Option("--report/--no-report", help="Write report.html into the run folder at the end.")
+    ] = D.report,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary.")] = False,
 ) -> None:
     """Train a classifier on DATA and save it in a new run folder (or --resume one)."""
@@ -217,6 +220,155 @@ def predict(
     for path, reason in failed:
         print(f"warning: skipped {path}: {reason}", file=sys.stderr)
     print_predictions(predictions, failed, format)
+
+
+@app.command()
+def explain(
+    model: Annotated[str, typer.Argument(help="A run folder or a saved .safetensors model.")],
+    images: Annotated[
+        list[str],
+        typer.Argument(
+            help="Image files and/or folders (searched recursively); with --faithfulness, a data set "
+            "(a folder of class folders, a root with val/ or test/, or a built-in name)."
+        ),
+    ],
+    method: Annotated[
+        str | None,
+        typer.Option(help="pool, rollout, grad-rollout or gradcam [default: rollout; gradcam for a CNN]."),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option("--class", help="Class to explain, by name or index [default: the predicted one]."),
+    ] = None,
+    out: Annotated[
+        str | None, typer.Option(help="Folder for the PNGs and JSON [default: runs/explain, numbered].")
+    ] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Labels shown per image.")] = 5,
+    head_fusion: Annotated[str, typer.Option(help="Rollout: fuse heads by mean, max or min.")] = "mean",
+    discard_ratio: Annotated[
+        float, typer.Option(help="Rollout: drop this share of each token's weakest links, 0 to 0.99.")
+    ] = 0.0,
+    faithfulness: Annotated[
+        bool,
+        typer.Option(
+            "--faithfulness",
+            help="Measure deletion/insertion curves of every method against random maps on the data set.",
+        ),
+    ] = False,
+    limit: Annotated[
+        int, typer.Option("--images", help="With --faithfulness: evenly spaced images to measure on.")
+    ] = 500,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+) -> None:
+    """Show where the model looks: a heatmap per image (PNG + JSON), a contact sheet for several."""
+    from foveal.classifier import collect_images, decode_paths, load
+    from foveal.explain.run import explain_images, save_explanations, true_labels_of
+    from foveal.training.run_dir import next_run_dir
+
+    if top_k < 1:
+        raise FovealError(f"--top-k must be >= 1, got {top_k}")
+    classifier = load(model, device)
+    if faithfulness:
+        _print_faithfulness(classifier, images, method, limit, out)
+        return
+    files = collect_images(images)
+    batch, good, failed = decode_paths(files, classifier.info.preprocessing.img_size)
+    for path, reason in failed:
+        print(f"warning: skipped {path}: {reason}", file=sys.stderr)
+    explanations = explain_images(
+        classifier,
+        batch,
+        [str(f) for f in good],
+        method=method,
+        target=target,
+        top_k=top_k,
+        head_fusion=head_fusion,
+        discard_ratio=discard_ratio,
+        true_labels=true_labels_of(good, classifier.classes),
+    )
+    folder = Path(out) if out else next_run_dir("runs", "explain")
+    save_explanations(explanations, folder)
+    rows = [[e.source, e.labels[0], f"{e.probabilities[0]:.1%}", e.target] for e in explanations]
+    print_table(["image", "predicted", "probability", f"{explanations[0].method} map of"], rows)
+    sheet = " and contact_sheet.png" if len(explanations) > 1 else ""
+    print(f"saved a PNG and a JSON per image{sheet} in {folder}")
+
+
+def _print_faithfulness(
+    classifier, sources: list[str], method: str | None, limit: int, out: str | None
+) -> None:
+    import torch
+
+    from foveal.data.sources import load_evaluation_data
+    from foveal.explain.faithfulness import faithfulness_table
+    from foveal.explain.run import measure_faithfulness
+    from foveal.io import atomic_write_json
+    from foveal.training.run_dir import next_run_dir
+
+    if len(sources) != 1:
+        raise FovealError(f"--faithfulness takes one data set, got {len(sources)} paths.")
+    if limit < 2:
+        raise FovealError(f"--images must be >= 2, got {limit}")
+    data, description = load_evaluation_data(
+        sources[0], classifier.classes, classifier.info.preprocessing.img_size
+    )
+    if len(data) > limit:
+        data = data.subset(torch.linspace(0, len(data) - 1, limit).round().long())
+    scores = measure_faithfulness(classifier, data.images, None if method is None else [method])
+    print(f"{description}; measured on {len(data)} images, each explaining its predicted class")
+    print(faithfulness_table(scores))
+    folder = Path(out) if out else next_run_dir("runs", "explain")
+    atomic_write_json(
+        folder / "faithfulness.json",
+        {"data": description, "images": len(data), "scores": [s.to_dict() for s in scores]},
+    )
+    print(f"saved {folder}/faithfulness.json")
+
+
+@app.command()
+def report(
+    run_folder: Annotated[str, typer.Argument(help="A run folder that `foveal train` created.")],
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+) -> None:
+    """(Re)write RUN_FOLDER/report.html: data, curves, per-class scores, calibration, worst mistakes."""
+    from foveal.report import write_report
+
+    print(f"saved {write_report(run_folder, device=device)}")
+
+
+@app.command()
+def compare(
+    data: Annotated[str, typer.Argument(help="A built-in name or a folder of class folders, as for train.")],
+    models: Annotated[
+        str, typer.Option(help="Comma-separated models from `foveal models`.")
+    ] = "foveal-nano,cnn-resnet20",
+    budget: Annotated[float, typer.Option(help="Training minutes per model.")] = 10.0,
+    epochs: Annotated[
+        int | None, typer.Option(help="Train each model this many epochs instead of --budget.")
+    ] = None,
+    out: Annotated[str, typer.Option(help="Folder for the comparison folder.")] = "runs",
+    name: Annotated[str, typer.Option(help="Comparison folder name.")] = "compare",
+    seed: Annotated[int, typer.Option(help="Random seed, the same for every model.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the table.")] = False,
+) -> None:
+    """Train each model on the same split, augmentation and budget; compare accuracy, size and speed."""
+    from foveal.compare import compare as run_comparison
+    from foveal.compare import markdown_table, parse_models
+
+    result = run_comparison(
+        data,
+        parse_models(models),
+        budget,
+        out=out,
+        name=name,
+        seed=seed,
+        device=device,
+        epochs=epochs,
+        quiet=quiet,
+    )
+    print(markdown_table(result))
+    print(f"saved {result['folder']}/comparison.json, comparison.md and a report.html per model")
 
 
 @app.command()

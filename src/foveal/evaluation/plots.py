@@ -61,7 +61,7 @@ def plot_confusion_matrix(
     side = min(max(6.0, 2.5 + 0.2 * num_classes), 22.0)
     # No layout engine: with 100+ tick labels it costs more than the drawing, and the tight bounding box
     # used when saving already fits the canvas around the labels.
-    fig = _new_figure((side + 1.0, side), layout=None)
+    fig = new_figure((side + 1.0, side), layout=None)
     ax = fig.add_subplot(1, 1, 1)
     image = ax.imshow(colours, cmap="Blues", vmin=0.0, vmax=vmax, interpolation="nearest")
     colourbar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
@@ -70,7 +70,7 @@ def plot_confusion_matrix(
     _label_axes(ax, class_names, title)
     if num_classes <= ANNOTATE_MAX_CLASSES:
         _annotate_cells(ax, counts, colours / vmax)
-    return _save_atomic(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_training_curves(results_csv: str | Path, path: str | Path) -> Path:
@@ -88,7 +88,7 @@ def plot_training_curves(results_csv: str | Path, path: str | Path) -> Path:
         The path written.
     """
     epochs, series = _read_results(Path(results_csv))
-    fig = _new_figure((12.0, 8.0))
+    fig = new_figure((12.0, 8.0))
     axes = fig.subplots(2, 2)
     fig.suptitle(f"Training curves ({len(epochs)} epoch{'s' if len(epochs) != 1 else ''})")
 
@@ -105,7 +105,7 @@ def plot_training_curves(results_csv: str | Path, path: str | Path) -> Path:
     _draw_panel(axes[1][0], epochs, {"lr": series["lr"]}, "Learning rate", "learning rate")
     _draw_panel(axes[1][1], epochs, {"seconds": series["seconds"]}, "Time per epoch", "seconds")
     _use_log_scale_if_wide(axes[1][0], series["lr"])
-    return _save_atomic(fig, path)
+    return save_figure(fig, path)
 
 
 # --- confusion-matrix helpers -------------------------------------------------------------------------
@@ -259,7 +259,7 @@ def _use_log_scale_if_wide(ax: Any, values: list[float | None]) -> None:
 # --- shared helpers -----------------------------------------------------------------------------------
 
 
-def _new_figure(size: tuple[float, float], layout: str | None = "constrained") -> Any:
+def new_figure(size: tuple[float, float], layout: str | None = "constrained") -> Any:
     """Create a Figure bound to the Agg canvas, independent of pyplot.
 
     Args:
@@ -277,7 +277,7 @@ def _new_figure(size: tuple[float, float], layout: str | None = "constrained") -
     return fig
 
 
-def _save_atomic(fig: Any, path: str | Path) -> Path:
+def save_figure(fig: Any, path: str | Path) -> Path:
     """Save `fig` as a PNG via a temporary file in the same folder, then move it into place.
 
     Args:

@@ -58,6 +58,7 @@ class TrainConfig:
     patience: int | None = None  # early stopping: stop after this many epochs without a better val top-1
     max_bad_steps: int = 5  # stop after this many non-finite steps in a row
     max_image_pixels: int = 89_478_485  # larger images are refused as decompression bombs (Pillow's limit)
+    report: bool = True  # write report.html (foveal/report) into the run folder at the end
 
     def __post_init__(self) -> None:
         checks = [

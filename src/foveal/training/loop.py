@@ -138,7 +138,22 @@ def train(
         f"{result.train_images_per_second:.0f} train images/s. Saved {run.run_dir}/weights/best.safetensors",
         quiet,
     )
+    if run.config.report:
+        _write_report(run, quiet)
     return result
+
+
+def _write_report(run: RunSetup, quiet: bool) -> None:
+    """report.html, after the model is saved: a failure here must not cost the user the run."""
+    from foveal.report import write_report
+
+    try:
+        path = write_report(run.run_dir, data=run.data, device=str(run.device))
+    except Exception as error:  # noqa: BLE001  (any failure: the trained model is already safe)
+        say(f"warning: the report was not written ({error}); retry with `foveal report {run.run_dir}`", quiet)
+        append_event(run.run_dir, f"report failed: {error!r}")
+        return
+    say(f"report: {path}", quiet)
 
 
 def _build_trainer(run: RunSetup, started: float) -> _Trainer:

@@ -1,0 +1,77 @@
+"""The report's pictures that evaluation does not already draw: class counts, the reliability
+diagram and the worst mistakes with where the model looked."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from foveal.evaluation.plots import new_figure, save_figure
+from foveal.explain.render import overlay
+from foveal.report.calibration import Calibration
+
+
+def plot_class_counts(classes: list[str], train: list[int], val: list[int], path: str | Path) -> Path:
+    """Side-by-side bars of the training and held-out images per class."""
+    fig = new_figure((max(5.0, 0.45 * len(classes) + 2), 3.4))
+    ax = fig.subplots()
+    x = np.arange(len(classes))
+    ax.bar(x - 0.2, train, width=0.4, label="train", color="#4c72b0")
+    ax.bar(x + 0.2, val, width=0.4, label="held out", color="#dd8452")
+    ax.set_xticks(
+        x, [c if len(c) <= 14 else c[:11] + "..." for c in classes], rotation=45, ha="right", fontsize=8
+    )
+    ax.set_ylabel("images")
+    ax.set_title("Images per class")
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def plot_reliability(cal: Calibration, path: str | Path) -> Path:
+    """Accuracy against confidence per bin (a calibrated model lies on the diagonal), with the
+    share of predictions in each bin underneath."""
+    fig = new_figure((4.6, 5.2))
+    top, bottom = fig.subplots(2, 1, gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
+    edges = np.array(cal.bin_edges)
+    centres, width = (edges[:-1] + edges[1:]) / 2, edges[1] - edges[0]
+    accuracy = np.array([np.nan if a is None else a for a in cal.bin_accuracy])
+    confidence = np.array([np.nan if c is None else c for c in cal.bin_confidence])
+    top.bar(centres, np.nan_to_num(accuracy), width=width * 0.95, color="#4c72b0", label="accuracy")
+    top.bar(
+        centres,
+        np.nan_to_num(confidence - accuracy),
+        bottom=np.nan_to_num(accuracy),
+        width=width * 0.95,
+        color="#dd8452",
+        alpha=0.5,
+        label="gap to confidence",
+    )
+    top.plot([0, 1], [0, 1], "k--", linewidth=1)
+    top.set_ylim(0, 1)
+    top.set_ylabel("accuracy")
+    top.set_title(f"Reliability (ECE {cal.ece:.1%})")
+    top.legend(fontsize=8, loc="upper left")
+    counts = np.array(cal.bin_count)
+    bottom.bar(centres, counts / max(1, counts.sum()), width=width * 0.95, color="#888")
+    bottom.set_xlim(0, 1)
+    bottom.set_xlabel("confidence of the top-1 prediction")
+    bottom.set_ylabel("share")
+    return save_figure(fig, path)
+
+
+def plot_mistakes(
+    images: list[np.ndarray], maps: list[np.ndarray], titles: list[str], path: str | Path, columns: int = 6
+) -> Path:
+    """The worst mistakes as overlays of where the model looked, each titled predicted / true."""
+    columns = max(1, min(columns, len(images)))
+    rows = max(1, math.ceil(len(images) / columns))
+    fig = new_figure((2.0 * columns, 2.3 * rows))
+    axes = np.atleast_1d(fig.subplots(rows, columns, squeeze=False)).ravel()
+    for ax, image, heat, title in zip(axes, images, maps, titles):
+        overlay(ax, image, heat)
+        ax.set_title(title, fontsize=7)
+    for ax in axes[len(images) :]:
+        ax.set_axis_off()
+    return save_figure(fig, path)
