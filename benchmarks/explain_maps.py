@@ -21,10 +21,10 @@ from common import load_average, save
 
 import foveal
 from foveal.data.sources import load_evaluation_data
-from foveal.explain import explain_images, measure_faithfulness
-from foveal.explain.faithfulness import faithfulness_table
-from foveal.explain.maps import available_methods
-from foveal.explain.render import render_method_comparison
+from foveal.explanation import explain_images, measure_faithfulness
+from foveal.explanation.faithfulness import faithfulness_table
+from foveal.explanation.maps import available_methods
+from foveal.explanation.render import render_method_comparison
 
 
 def evenly_spaced(count: int, total: int, offset: float = 0.0) -> torch.Tensor:

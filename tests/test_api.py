@@ -8,6 +8,8 @@ import torch
 
 import foveal
 import foveal.evaluation  # noqa: F401  (importing the subpackages must not shadow the functions)
+import foveal.explanation  # noqa: F401
+import foveal.reporting  # noqa: F401
 import foveal.training  # noqa: F401
 
 

@@ -13,10 +13,10 @@ from synthetic import make_class_folder
 from torch import nn
 
 import foveal
-from foveal.explain import ExplainError, compute_maps, rollout
-from foveal.explain.faithfulness import area_under, faithfulness_table, probability_curves
-from foveal.explain.maps import to_grid
-from foveal.explain.pixels import upsample
+from foveal.explanation import ExplainError, compute_maps, rollout
+from foveal.explanation.faithfulness import area_under, faithfulness_table, probability_curves
+from foveal.explanation.maps import to_grid
+from foveal.explanation.pixels import upsample
 
 
 @pytest.fixture(scope="module")
@@ -102,12 +102,13 @@ def test_grad_rollout_depends_on_the_class_explained(trained: tuple[Path, Path])
 def test_deletion_finds_the_pixels_a_model_uses_and_random_maps_do_not() -> None:
     """A model that reads only the top-left quadrant: the map pointing there must delete faster."""
 
-    class TopLeft(nn.Module):
+    class TopLeft(nn.Module):  # class 0 when the top-left quadrant has texture (blurring removes it)
         def forward(self, images: torch.Tensor) -> torch.Tensor:
-            evidence = images[:, :, :8, :8].mean(dim=(1, 2, 3)) * 20
+            evidence = images[:, :, :8, :8].pow(2).mean(dim=(1, 2, 3)) * 6 - 3
             return torch.stack([evidence, torch.zeros_like(evidence)], dim=1)
 
-    images = torch.ones(4, 3, 16, 16)
+    checkerboard = (torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2 * 2.0 - 1  # +-1
+    images = checkerboard.expand(4, 3, 16, 16).clone()
     targets = torch.zeros(4, dtype=torch.long)
     right = torch.zeros(4, 2, 2)
     right[:, 0, 0] = 1.0
@@ -150,7 +151,7 @@ def test_faithfulness_cli_prints_each_method_against_random(
 
 
 def test_faithfulness_table_reports_the_margin_over_random() -> None:
-    from foveal.explain.faithfulness import CurveScores
+    from foveal.explanation.faithfulness import CurveScores
 
     scores = [
         CurveScores("rollout", 0.2, 0.01, 0.7, 0.01, [], []),

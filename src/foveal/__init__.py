@@ -22,8 +22,8 @@ _LAZY = {
     "load": ("foveal.classifier", "load"),
     "Classifier": ("foveal.classifier", "Classifier"),
     "evaluate": ("foveal.evaluation.run", "evaluate_model"),
-    "explain": ("foveal.explain.run", "explain"),
-    "report": ("foveal.report", "write_report"),
+    "explain": ("foveal.explanation.run", "explain"),
+    "report": ("foveal.reporting", "write_report"),
 }
 
 

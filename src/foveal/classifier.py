@@ -89,8 +89,8 @@ class Classifier:
         ]
 
     def explain(self, images: Sequence[ImageInput] | torch.Tensor, method: str | None = None, **options):
-        """Maps of where the model looked for each image; see `foveal.explain.explain`."""
-        from foveal.explain import explain
+        """Maps of where the model looked for each image; see `foveal.explanation.explain`."""
+        from foveal.explanation import explain
 
         return explain(self, images, method=method, **options)
 

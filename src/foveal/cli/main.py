@@ -262,7 +262,7 @@ def explain(
 ) -> None:
     """Show where the model looks: a heatmap per image (PNG + JSON), a contact sheet for several."""
     from foveal.classifier import collect_images, decode_paths, load
-    from foveal.explain.run import explain_images, save_explanations, true_labels_of
+    from foveal.explanation.run import explain_images, save_explanations, true_labels_of
     from foveal.training.run_dir import next_run_dir
 
     if top_k < 1:
@@ -300,8 +300,8 @@ def _print_faithfulness(
     import torch
 
     from foveal.data.sources import load_evaluation_data
-    from foveal.explain.faithfulness import faithfulness_table
-    from foveal.explain.run import measure_faithfulness
+    from foveal.explanation.faithfulness import faithfulness_table
+    from foveal.explanation.run import measure_faithfulness
     from foveal.io import atomic_write_json
     from foveal.training.run_dir import next_run_dir
 
@@ -331,7 +331,7 @@ def report(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
 ) -> None:
     """(Re)write RUN_FOLDER/report.html: data, curves, per-class scores, calibration, worst mistakes."""
-    from foveal.report import write_report
+    from foveal.reporting import write_report
 
     print(f"saved {write_report(run_folder, device=device)}")
 

@@ -134,7 +134,7 @@ def _measure(run_dir: Path, model: str, peak_mb: float | None, device: str) -> d
 
 
 def _write_reports(folder: Path, models: list[str] | tuple[str, ...], comparison: dict) -> None:
-    from foveal.report import write_report
+    from foveal.reporting import write_report
 
     for model in models:
         atomic_write_json(folder / model / "comparison.json", comparison)

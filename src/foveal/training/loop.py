@@ -145,7 +145,7 @@ def train(
 
 def _write_report(run: RunSetup, quiet: bool) -> None:
     """report.html, after the model is saved: a failure here must not cost the user the run."""
-    from foveal.report import write_report
+    from foveal.reporting import write_report
 
     try:
         path = write_report(run.run_dir, data=run.data, device=str(run.device))

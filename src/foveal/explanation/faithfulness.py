@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
-from foveal.explain.maps import compute_maps
-from foveal.explain.pixels import upsample
+from foveal.explanation.maps import compute_maps
+from foveal.explanation.pixels import upsample
 
 
 @dataclass

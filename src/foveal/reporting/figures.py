@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from foveal.evaluation.plots import new_figure, save_figure
-from foveal.explain.render import overlay
-from foveal.report.calibration import Calibration
+from foveal.explanation.render import overlay
+from foveal.reporting.calibration import Calibration
 
 
 def plot_class_counts(classes: list[str], train: list[int], val: list[int], path: str | Path) -> Path:

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from foveal.errors import ConfigError, suggest
-from foveal.explain.faithfulness import CurveScores, faithfulness
-from foveal.explain.maps import available_methods, compute_maps, has_attention
-from foveal.explain.pixels import normalise, upsample
+from foveal.explanation.faithfulness import CurveScores, faithfulness
+from foveal.explanation.maps import available_methods, compute_maps, has_attention
+from foveal.explanation.pixels import normalise, upsample
 from foveal.io import atomic_write_json
 
 
@@ -131,7 +131,7 @@ def explain_images(
 
 def save_explanations(explanations: list[Explanation], out: str | Path) -> list[Path]:
     """Write a PNG and a JSON per explanation (and contact_sheet.png for two or more) into `out`."""
-    from foveal.explain.render import render_contact_sheet, render_explanation
+    from foveal.explanation.render import render_contact_sheet, render_explanation
 
     out = Path(out)
     written = []

@@ -12,7 +12,7 @@ import numpy as np
 from foveal.evaluation.plots import new_figure, save_figure
 
 if TYPE_CHECKING:
-    from foveal.explain.run import Explanation
+    from foveal.explanation.run import Explanation
 
 CONTACT_SHEET_MAX = 64  # images on one contact sheet; more would be unreadably small
 

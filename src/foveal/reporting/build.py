@@ -23,9 +23,9 @@ from foveal.evaluation.metrics import ClassificationMetrics, compute_metrics
 from foveal.evaluation.plots import plot_confusion_matrix, plot_training_curves
 from foveal.inference import predict_logits
 from foveal.io import atomic_write_text
-from foveal.report import page as html
-from foveal.report.calibration import Calibration, calibration
-from foveal.report.figures import plot_class_counts, plot_mistakes, plot_reliability
+from foveal.reporting import page as html
+from foveal.reporting.calibration import Calibration, calibration
+from foveal.reporting.figures import plot_class_counts, plot_mistakes, plot_reliability
 
 WORST_MISTAKES = 12
 IMBALANCE_RATIO = 3.0  # the largest class over the smallest beyond which the report warns
@@ -233,7 +233,7 @@ def _calibration_section(cal: Calibration, pictures: Path) -> str:
 
 
 def _mistakes_section(classifier, data: DataSplits, logits: torch.Tensor, pictures: Path) -> str:
-    from foveal.explain.run import explain_images
+    from foveal.explanation.run import explain_images
 
     probs = logits.softmax(dim=1)
     confidence, predicted = probs.max(dim=1)
