@@ -25,7 +25,8 @@ def plot_class_counts(classes: list[str], train: list[int], val: list[int], path
     )
     ax.set_ylabel("images")
     ax.set_title("Images per class")
-    ax.legend(fontsize=8)
+    ax.set_ylim(0, max([*train, *val, 1]) * 1.2)  # headroom, so the legend never hides a bar
+    ax.legend(fontsize=8, ncols=2, loc="upper right")
     return save_figure(fig, path)
 
 
