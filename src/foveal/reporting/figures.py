@@ -40,15 +40,8 @@ def plot_reliability(cal: Calibration, path: str | Path) -> Path:
     accuracy = np.array([np.nan if a is None else a for a in cal.bin_accuracy])
     confidence = np.array([np.nan if c is None else c for c in cal.bin_confidence])
     top.bar(centres, np.nan_to_num(accuracy), width=width * 0.95, color="#4c72b0", label="accuracy")
-    top.bar(
-        centres,
-        np.nan_to_num(confidence - accuracy),
-        bottom=np.nan_to_num(accuracy),
-        width=width * 0.95,
-        color="#dd8452",
-        alpha=0.5,
-        label="gap to confidence",
-    )
+    # Each bin's mean confidence: above its bar is over-confidence, below it under-confidence.
+    top.plot(centres, confidence, "D", color="#dd8452", markersize=4, label="mean confidence")
     top.plot([0, 1], [0, 1], "k--", linewidth=1)
     top.set_ylim(0, 1)
     top.set_ylabel("accuracy")
