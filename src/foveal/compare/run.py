@@ -7,7 +7,6 @@ the operating system when the process ends) and one model's failure cannot corru
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -107,14 +106,12 @@ def _run_training(arguments: list[str], model: str) -> float | None:
 
 def _measure(run_dir: Path, model: str, peak_mb: float | None, device: str) -> dict:
     from foveal.classifier import load
+    from foveal.reporting.build import RunRecord
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    config = json.loads((run_dir / "config.json").read_text())
-    images, seconds = 0.0, 0.0
-    with (run_dir / "results.csv").open() as results:
-        for row in csv.DictReader(results):
-            images += float(row["images_per_second"]) * float(row["seconds"])
-            seconds += float(row["seconds"])
+    record = RunRecord.read(run_dir)
+    images = sum(float(r["images_per_second"]) * float(r["seconds"]) for r in record.results)
+    seconds = sum(float(r["seconds"]) for r in record.results)
     classifier = load(run_dir, device)
     size = classifier.info.preprocessing.img_size
     return {
@@ -126,7 +123,7 @@ def _measure(run_dir: Path, model: str, peak_mb: float | None, device: str) -> d
         "parameters": parameter_count(classifier.model),
         "gflops_per_image": gflops_per_image(classifier.model, size),
         "train_images_per_second": images / max(seconds, 1e-9),
-        "passes": images / max(1, config["train_images"]),
+        "passes": images / max(1, record.config["train_images"]),
         "train_seconds": seconds,
         "latency_ms": latency_ms(classifier.model, size, classifier.device),
         "peak_memory_mb": peak_mb,

@@ -64,12 +64,20 @@ class RunRecord:
         return cls(run_dir, config, results, skipped)
 
 
-def write_report(run_dir: str | Path, *, data: DataSplits | None = None, device: str = "auto") -> Path:
+def write_report(
+    run_dir: str | Path,
+    *,
+    data: DataSplits | None = None,
+    logits: torch.Tensor | None = None,
+    device: str = "auto",
+) -> Path:
     """Write run_dir/report.html and return its path.
 
     Args:
         data: the run's images, if already in memory (training passes them); else reloaded from the
             run's data set and split, as recorded in its folder.
+        logits: the saved model's logits (N, K) on `data.val`, if already computed (training's final
+            evaluation passes them); else computed here.
     """
     from foveal.classifier import load
 
@@ -84,13 +92,14 @@ def write_report(run_dir: str | Path, *, data: DataSplits | None = None, device:
             f"the run's data now has classes {val.classes}, but its model was trained on "
             f"{classifier.classes}; the report needs the data the run was trained on."
         )
-    logits = predict_logits(
-        classifier.model,
-        val.images,
-        classifier.info.preprocessing,
-        device=classifier.device,
-        flip=classifier.info.test_time_flip,
-    )
+    if logits is None or len(logits) != len(val):
+        logits = predict_logits(
+            classifier.model,
+            val.images,
+            classifier.info.preprocessing,
+            device=classifier.device,
+            flip=classifier.info.test_time_flip,
+        )
     metrics = compute_metrics(logits, val.labels, val.classes)
     with tempfile.TemporaryDirectory() as scratch:
         pictures = Path(scratch)

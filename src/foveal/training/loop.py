@@ -118,7 +118,7 @@ def train(
     _fit(run, trainer, quiet)
     progress = trainer.progress
     plot_training_curves(run.run_dir / "results.csv", run.run_dir / "results.png")
-    metrics = _final_evaluation(run, progress.best_epoch)
+    metrics, val_logits = _final_evaluation(run, progress.best_epoch)
     seconds = time.perf_counter() - started
     train_seconds = sum(r["seconds"] for r in progress.rows)
     result = TrainResult(
@@ -139,16 +139,16 @@ def train(
         quiet,
     )
     if run.config.report:
-        _write_report(run, quiet)
+        _write_report(run, val_logits, quiet)
     return result
 
 
-def _write_report(run: RunSetup, quiet: bool) -> None:
+def _write_report(run: RunSetup, val_logits: torch.Tensor, quiet: bool) -> None:
     """report.html, after the model is saved: a failure here must not cost the user the run."""
     from foveal.reporting import write_report
 
     try:
-        path = write_report(run.run_dir, data=run.data, device=str(run.device))
+        path = write_report(run.run_dir, data=run.data, logits=val_logits, device=str(run.device))
     except Exception as error:  # noqa: BLE001  (any failure: the trained model is already safe)
         say(f"warning: the report was not written ({error}); retry with `foveal report {run.run_dir}`", quiet)
         append_event(run.run_dir, f"report failed: {error!r}")
@@ -416,8 +416,9 @@ def _validate(run: RunSetup, model: nn.Module) -> dict[str, float]:
     return {"val_loss": mean_loss(logits, labels), "val_top1": float(top1), "val_top5": float(top5)}
 
 
-def _final_evaluation(run: RunSetup, best_epoch: int) -> ClassificationMetrics:
-    """Evaluate the best weights on the validation images; write metrics.json and the confusion matrix."""
+def _final_evaluation(run: RunSetup, best_epoch: int) -> tuple[ClassificationMetrics, torch.Tensor]:
+    """Evaluate the best weights on the validation images; write metrics.json and the confusion matrix.
+    Returns the metrics and the logits (N, K) they came from."""
     best = run.run_dir / "weights" / "best.safetensors"
     if not best.is_file():
         raise FovealError(
@@ -439,7 +440,7 @@ def _final_evaluation(run: RunSetup, best_epoch: int) -> ClassificationMetrics:
     atomic_write_json(
         run.run_dir / "metrics.json", {"epoch": best_epoch, "data": run.data.description, **metrics.to_dict()}
     )
-    return metrics
+    return metrics, logits
 
 
 __all__ = ["TrainResult", "TrainingDiverged", "train"]
