@@ -42,17 +42,10 @@ class RunRecord:
 
     @classmethod
     def read(cls, run_dir: str | Path) -> RunRecord:
+        from foveal.training.setup import read_run_record
+
         run_dir = Path(run_dir)
-        config_path = run_dir / "config.json"
-        if not config_path.is_file():
-            raise FovealError(
-                f"{run_dir} is not a Foveal run folder (no config.json); pass the folder a "
-                "`foveal train` run created, e.g. runs/train."
-            )
-        try:
-            config = json.loads(config_path.read_text())
-        except ValueError as error:
-            raise FovealError(f"{config_path} is damaged ({error}); the report cannot be made.") from None
+        config = read_run_record(run_dir, "reported")
         results_path = run_dir / "results.csv"
         results = list(csv.DictReader(results_path.open())) if results_path.is_file() else []
         skipped_path = run_dir / "skipped.txt"

@@ -124,17 +124,24 @@ def _check_same_data(run_dir: Path, record: dict) -> None:
             )
 
 
-def config_of_run(run_dir: str | Path) -> tuple[TrainConfig, Path]:
-    """The TrainConfig a run folder was started with, for resuming it."""
-    run_dir = Path(run_dir)
-    path = run_dir / "config.json"
+def read_run_record(run_dir: str | Path, purpose: str) -> dict:
+    """The config.json a run folder was started with; `purpose` ("resumed", ...) ends the error
+    message when the folder is not a run folder or the file is damaged."""
+    path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise FovealError(
             f"{run_dir} is not a Foveal run folder (no config.json); pass the folder a "
             "`foveal train` run created, e.g. runs/train."
         )
     try:
-        options = json.loads(path.read_text())["train"]
-    except (ValueError, KeyError) as error:
-        raise FovealError(f"{path} is damaged ({error}); the run cannot be resumed.") from None
-    return make_train_config(**options), run_dir
+        record = json.loads(path.read_text())
+        record["train"]  # noqa: B018  (every run records its training options)
+    except (ValueError, KeyError, TypeError) as error:
+        raise FovealError(f"{path} is damaged ({error}); the run cannot be {purpose}.") from None
+    return record
+
+
+def config_of_run(run_dir: str | Path) -> tuple[TrainConfig, Path]:
+    """The TrainConfig a run folder was started with, for resuming it."""
+    options = read_run_record(run_dir, "resumed")["train"]
+    return make_train_config(**options), Path(run_dir)
