@@ -261,8 +261,8 @@ def explain(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
 ) -> None:
     """Show where the model looks: a heatmap per image (PNG + JSON), a contact sheet for several."""
-    from foveal.classifier import collect_images, decode_paths, load
-    from foveal.explanation.run import explain_images, save_explanations, true_labels_of
+    from foveal.classifier import collect_images, load
+    from foveal.explanation.run import explain_files, save_explanations
     from foveal.training.run_dir import next_run_dir
 
     if top_k < 1:
@@ -271,21 +271,17 @@ def explain(
     if faithfulness:
         _print_faithfulness(classifier, images, method, limit, out)
         return
-    files = collect_images(images)
-    batch, good, failed = decode_paths(files, classifier.info.preprocessing.img_size)
-    for path, reason in failed:
-        print(f"warning: skipped {path}: {reason}", file=sys.stderr)
-    explanations = explain_images(
+    explanations, failed = explain_files(
         classifier,
-        batch,
-        [str(f) for f in good],
+        collect_images(images),
         method=method,
         target=target,
         top_k=top_k,
         head_fusion=head_fusion,
         discard_ratio=discard_ratio,
-        true_labels=true_labels_of(good, classifier.classes),
     )
+    for path, reason in failed:
+        print(f"warning: skipped {path}: {reason}", file=sys.stderr)
     folder = Path(out) if out else next_run_dir("runs", "explain")
     save_explanations(explanations, folder)
     rows = [[e.source, e.labels[0], f"{e.probabilities[0]:.1%}", e.target] for e in explanations]

@@ -199,27 +199,31 @@ def explain(
     Raises:
         FovealError: a method the model cannot use, an unknown class, or no decodable image.
     """
-    from foveal.classifier import Classifier, collect_images, decode_paths, load
+    from foveal.classifier import Classifier, collect_images, load
 
     classifier = model if isinstance(model, Classifier) else load(model, device)
+    options = {"method": method, "target": target, "top_k": top_k}
+    options |= {"head_fusion": head_fusion, "discard_ratio": discard_ratio}
     if isinstance(images, torch.Tensor):
         batch = classifier.check_tensor(images)
-        sources, true_labels = [f"tensor[{i}]" for i in range(len(batch))], None
+        explanations = explain_images(
+            classifier, batch, [f"tensor[{i}]" for i in range(len(batch))], **options
+        )
     else:
         files = collect_images([images] if isinstance(images, (str, Path)) else images)
-        batch, good, _ = decode_paths(files, classifier.info.preprocessing.img_size)
-        sources, true_labels = [str(f) for f in good], true_labels_of(good, classifier.classes)
-    explanations = explain_images(
-        classifier,
-        batch,
-        sources,
-        method=method,
-        target=target,
-        top_k=top_k,
-        head_fusion=head_fusion,
-        discard_ratio=discard_ratio,
-        true_labels=true_labels,
-    )
+        explanations, _ = explain_files(classifier, files, **options)
     if out is not None:
         save_explanations(explanations, out)
     return explanations
+
+
+def explain_files(
+    classifier, files: Sequence[Path], **options
+) -> tuple[list[Explanation], list[tuple[str, str]]]:
+    """Explanations of every image file that decodes (true labels from their class folders), and
+    (path, reason) of the files skipped. `options` are explain_images's."""
+    from foveal.classifier import decode_paths
+
+    batch, good, failed = decode_paths(list(files), classifier.info.preprocessing.img_size)
+    sources, true_labels = [str(f) for f in good], true_labels_of(good, classifier.classes)
+    return explain_images(classifier, batch, sources, true_labels=true_labels, **options), failed
