@@ -66,8 +66,12 @@ def measure(args: argparse.Namespace) -> None:
     load_before = load_average()
     started = time.perf_counter()
     scores = measure_faithfulness(classifier, data.images[sample])
+    blur_scores = measure_faithfulness(classifier, data.images[sample], deletion_fill="blur")
     seconds = time.perf_counter() - started
+    print("deleted pixels take the mean colour:")
     print(faithfulness_table(scores))
+    print("deleted pixels take a blurred copy's values:")
+    print(faithfulness_table(blur_scores))
     shown = evenly_spaced(min(args.sheet, len(data)), len(data), offset=len(data) / (2 * args.images))
     images = data.images[shown]
     maps, titles = {}, []
@@ -97,6 +101,8 @@ def measure(args: argparse.Namespace) -> None:
             "figure": str(figure),
             "scores": [s.to_dict() for s in scores],
             "table": faithfulness_table(scores),
+            "blur_deletion_scores": [s.to_dict() for s in blur_scores],
+            "blur_deletion_table": faithfulness_table(blur_scores),
         },
         args.out,
     )

@@ -98,3 +98,15 @@ def test_quick_explain_benchmark(tmp_path: Path) -> None:
     assert [s["method"] for s in record["scores"]] == ["pool", "rollout", "grad-rollout", "gradcam", "random"]
     assert all(0 <= s["deletion_auc"] <= 1 and 0 <= s["insertion_auc"] <= 1 for s in record["scores"])
     assert (tmp_path / "quick_explain.png").stat().st_size > 5_000
+
+
+@pytest.mark.skipif(not CIFAR.is_dir(), reason="needs ../shared/data/cifar10")
+def test_quick_mapped_data_benchmark(tmp_path: Path) -> None:
+    done = run_script("mapped_data.py", str(CIFAR), "--quick", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "quick_mapped_data.json").read_text())
+    by_storage = {run["storage"]: run for run in record["runs"]}
+    assert set(by_storage) == {"memory", "disk"} and not any("failed" in run for run in record["runs"])
+    # The same batches from either storage, at a recorded rate.
+    assert by_storage["memory"]["checksum"] == by_storage["disk"]["checksum"]
+    assert record["disk_vs_memory_batch_rate"] > 0

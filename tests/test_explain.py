@@ -120,6 +120,14 @@ def test_deletion_finds_the_pixels_a_model_uses_and_random_maps_do_not() -> None
     assert area_under(right_del).mean() < area_under(wrong_del).mean() - 0.2
     assert area_under(right_ins).mean() > area_under(wrong_ins).mean() + 0.2
     assert torch.allclose(right_del[:, 0], wrong_del[:, 0])  # nothing deleted yet: same start
+    # Deleting to a blurred copy instead of the mean colour: the same verdict.
+    right_blur, _ = probability_curves(
+        model, images, upsample(right, (16, 16)), targets, 8, deletion_fill="blur"
+    )
+    wrong_blur, _ = probability_curves(
+        model, images, upsample(wrong, (16, 16)), targets, 8, deletion_fill="blur"
+    )
+    assert area_under(right_blur).mean() < area_under(wrong_blur).mean() - 0.2
 
 
 def test_explain_cli_writes_pictures_json_and_a_contact_sheet(
@@ -147,18 +155,25 @@ def test_faithfulness_cli_prints_each_method_against_random(
     for method in ("pool", "rollout", "grad-rollout", "gradcam", "random"):
         assert f"| {method} |" in done.stdout
     saved = json.loads((tmp_path / "faithfulness.json").read_text())
-    assert saved["images"] == 24 and len(saved["scores"]) == 5
+    assert saved["images"] == 24 and len(saved["scores"]) == 5 and saved["deletion_fill"] == "mean"
+    random = saved["scores"][-1]
+    for score in saved["scores"][:-1]:  # the per-image margin averages to the difference of the means
+        assert score["deletion_vs_random"] == pytest.approx(
+            score["deletion_auc"] - random["deletion_auc"], abs=1e-6
+        )
+        assert score["insertion_vs_random_sem"] > 0
 
 
 def test_faithfulness_table_reports_the_margin_over_random() -> None:
     from foveal.explanation.faithfulness import CurveScores
 
     scores = [
-        CurveScores("rollout", 0.2, 0.01, 0.7, 0.01, [], []),
+        CurveScores("rollout", 0.2, 0.01, 0.7, 0.01, [], [], -0.3, 0.004, 0.3, 0.005),
         CurveScores("random", 0.5, 0.01, 0.4, 0.01, [], []),
     ]
     table = faithfulness_table(scores)
-    assert "| rollout | 0.200 ± 0.010 | -0.300 | 0.700 ± 0.010 | +0.300 |" in table
+    assert "| rollout | 0.200 ± 0.010 | -0.300 ± 0.004 | 0.700 ± 0.010 | +0.300 ± 0.005 |" in table
+    assert "| random | 0.500 ± 0.010 |  | 0.400 ± 0.010 |  |" in table
 
 
 def test_a_cnn_gets_gradcam_or_a_clear_message(tmp_path: Path) -> None:

@@ -44,10 +44,12 @@ def test_training_ends_with_a_self_contained_report(reported_run: Path) -> None:
         "Expected calibration error",
         "broken.png",
         "Imbalanced",
+        "Faithfulness of the explanations",
+        "<td>random</td>",
     ):
         assert content in page
     images = re.findall(r'<img src="([^"]+)"', page)
-    assert len(images) == 5 and all(src.startswith("data:image/png;base64,") for src in images)
+    assert len(images) == 6 and all(src.startswith("data:image/png;base64,") for src in images)
     # Offline: nothing is fetched from anywhere (no scripts, stylesheets, fonts or remote images).
     assert "<script" not in page and not re.search(r'(src|href)="(https?:)?//', page)
 
@@ -93,7 +95,7 @@ def test_report_renders_in_headless_chromium_with_every_image(reported_run: Path
         page.screenshot(path=str(screenshot), full_page=True)
         browser.close()
     assert errors == []
-    assert len(images) == 5 and all(loaded for _, loaded, _ in images), images
+    assert len(images) == 6 and all(loaded for _, loaded, _ in images), images
     assert all(width >= 200 for _, _, width in images)  # real pictures, not placeholders
     assert screenshot.stat().st_size > 50_000
 

@@ -111,6 +111,13 @@ def train(
     max_image_pixels: Annotated[
         int, typer.Option(help="Refuse larger images as decompression bombs.")
     ] = D.max_image_pixels,
+    data_storage: Annotated[
+        str,
+        typer.Option(
+            help="auto, memory or disk: decoded images in memory, or memory-mapped from the decode "
+            "cache for data larger than memory (auto: disk when over half the available memory)."
+        ),
+    ] = D.data_storage,
     workers: Annotated[
         int, typer.Option(help="Processes preparing batches ahead (0: in-process).")
     ] = D.workers,
@@ -258,6 +265,9 @@ def explain(
     limit: Annotated[
         int, typer.Option("--images", help="With --faithfulness: evenly spaced images to measure on.")
     ] = 500,
+    deletion_fill: Annotated[
+        str, typer.Option(help="With --faithfulness: deleted pixels take the mean colour or a blur.")
+    ] = "mean",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
 ) -> None:
     """Show where the model looks: a heatmap per image (PNG + JSON), a contact sheet for several."""
@@ -269,7 +279,7 @@ def explain(
         raise FovealError(f"--top-k must be >= 1, got {top_k}")
     classifier = load(model, device)
     if faithfulness:
-        _print_faithfulness(classifier, images, method, limit, out)
+        _print_faithfulness(classifier, images, method, limit, deletion_fill, out)
         return
     explanations, failed = explain_files(
         classifier,
@@ -291,12 +301,12 @@ def explain(
 
 
 def _print_faithfulness(
-    classifier, sources: list[str], method: str | None, limit: int, out: str | None
+    classifier, sources: list[str], method: str | None, limit: int, deletion_fill: str, out: str | None
 ) -> None:
     import torch
 
     from foveal.data.sources import load_evaluation_data
-    from foveal.explanation.faithfulness import faithfulness_table
+    from foveal.explanation.faithfulness import DELETION_FILLS, faithfulness_table
     from foveal.explanation.run import measure_faithfulness
     from foveal.io import atomic_write_json
     from foveal.training.run_dir import next_run_dir
@@ -305,18 +315,31 @@ def _print_faithfulness(
         raise FovealError(f"--faithfulness takes one data set, got {len(sources)} paths.")
     if limit < 2:
         raise FovealError(f"--images must be >= 2, got {limit}")
+    if deletion_fill not in DELETION_FILLS:
+        raise FovealError(
+            f"--deletion-fill must be one of {', '.join(DELETION_FILLS)}, got {deletion_fill!r}"
+        )
     data, description = load_evaluation_data(
         sources[0], classifier.classes, classifier.info.preprocessing.img_size
     )
     if len(data) > limit:
         data = data.subset(torch.linspace(0, len(data) - 1, limit).round().long())
-    scores = measure_faithfulness(classifier, data.images, None if method is None else [method])
-    print(f"{description}; measured on {len(data)} images, each explaining its predicted class")
+    methods = None if method is None else [method]
+    scores = measure_faithfulness(classifier, data.images, methods, deletion_fill=deletion_fill)
+    print(
+        f"{description}; measured on {len(data)} images, each explaining its predicted class; "
+        f"deleted pixels take the {'mean colour' if deletion_fill == 'mean' else 'blurred image'}"
+    )
     print(faithfulness_table(scores))
     folder = Path(out) if out else next_run_dir("runs", "explain")
     atomic_write_json(
         folder / "faithfulness.json",
-        {"data": description, "images": len(data), "scores": [s.to_dict() for s in scores]},
+        {
+            "data": description,
+            "images": len(data),
+            "deletion_fill": deletion_fill,
+            "scores": [s.to_dict() for s in scores],
+        },
     )
     print(f"saved {folder}/faithfulness.json")
 

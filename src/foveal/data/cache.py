@@ -7,6 +7,9 @@ decoded `ImageSet` is stored as one safetensors file under `cache_dir() / "decod
 time. Changing, adding, removing or relabelling a file gives a new key, so the folder is decoded
 again; the stale entry is simply never read.
 
+A data set too large to hold in memory is decoded straight into its entry (`foveal.data.mapped`)
+and trained on from the memory-mapped file, so the operating system pages images in and out.
+
 The cache is only an optimisation: a missing, corrupt or unreadable entry is a miss, an unwritable
 cache folder is ignored, and `FOVEAL_NO_CACHE=1` turns it off. It lives in Foveal's own cache
 folder ($FOVEAL_HOME, else ~/.cache/foveal), never in the user's data folder, and it is read with
@@ -112,7 +115,7 @@ def cache_key(paths: list[str], labels: list[int], img_size: int, max_pixels: in
     return digest.hexdigest()
 
 
-def load_cached(key: str) -> ImageSet | None:
+def load_cached(key: str, *, mapped: bool = False) -> ImageSet | None:
     """The ImageSet stored under `key`, or None on a miss.
 
     A file that cannot be read or is not a well-formed entry counts as a miss and is deleted (when
@@ -120,16 +123,18 @@ def load_cached(key: str) -> ImageSet | None:
 
     Args:
         key: A digest from `cache_key`.
+        mapped: Leave the images in the memory-mapped file instead of copying them into memory (for
+            data sets larger than memory; see `read_entry`).
 
     Returns:
-        The cached images, labels, classes, paths and skipped files, independent of the cache file;
-        None when the cache is disabled, has no entry for `key` or the entry is unusable.
+        The cached images, labels, classes, paths and skipped files; None when the cache is disabled,
+        has no entry for `key` or the entry is unusable.
     """
     if not cache_enabled():
         return None
     path = cache_path(key)
     try:
-        return _read(path, key)
+        return read_entry(path, key, mapped=mapped)
     except FileNotFoundError:
         return None
     except Exception:  # any failure to read the cache is a miss, never the user's problem
@@ -157,20 +162,58 @@ def save_cached(key: str, image_set: ImageSet) -> Path | None:
         "images": image_set.images.detach().to("cpu", torch.uint8).contiguous(),
         "labels": image_set.labels.detach().to("cpu", torch.int64).contiguous(),
     }
-    # safetensors metadata values must be strings; ASCII JSON also keeps undecodable file names
-    # (surrogate escapes) intact.
-    metadata = {
-        "format": CACHE_FORMAT,
-        "key": key,
-        "classes": json.dumps(list(image_set.classes)),
-        "paths": json.dumps(list(image_set.paths)),
-        "skipped": json.dumps([[p, reason] for p, reason in image_set.skipped]),
-    }
+    metadata = entry_metadata(key, image_set.classes, image_set.paths, image_set.skipped)
     try:
         atomic_write(path, lambda temp: save_file(tensors, temp, metadata=metadata))
     except (OSError, SafetensorError):
         return None
     return path
+
+
+def entry_metadata(
+    key: str, classes: list[str], paths: list[str], skipped: list[tuple[str, str]]
+) -> dict[str, str]:
+    """The safetensors metadata of a cache entry: everything but the images and labels tensors."""
+    # safetensors metadata values must be strings; ASCII JSON also keeps undecodable file names
+    # (surrogate escapes) intact.
+    return {
+        "format": CACHE_FORMAT,
+        "key": key,
+        "classes": json.dumps(list(classes)),
+        "paths": json.dumps(list(paths)),
+        "skipped": json.dumps([[p, reason] for p, reason in skipped]),
+    }
+
+
+def read_entry(path: Path, key: str, *, mapped: bool = False) -> ImageSet:
+    """Read and check one cache file; raises on anything that is not a well-formed entry for `key`.
+
+    Args:
+        path: A file written by `save_cached` or `foveal.data.mapped.DecodedImageWriter`.
+        key: The digest the entry must carry.
+        mapped: Keep the images in the file's private memory map: pages are read on first use and the
+            kernel may drop them again, so a data set larger than memory still trains. The cache is
+            only ever replaced by renaming a new file over it, which leaves a mapped file intact.
+            False copies the images, so nothing that later happens to the file can affect them.
+    """
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+        if metadata.get("format") != CACHE_FORMAT or metadata.get("key") != key:
+            raise ValueError("not an entry of this cache format or key")
+        classes = _string_list(json.loads(metadata["classes"]))
+        paths = _string_list(json.loads(metadata["paths"]))
+        skipped = [tuple(_string_list(pair)) for pair in json.loads(metadata["skipped"])]
+        images = handle.get_tensor("images")  # a view of the file's memory map
+        labels = handle.get_tensor("labels").clone()
+    if not mapped:
+        images = images.clone()
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images are {images.dtype} {tuple(images.shape)}, expected uint8 (N, 3, S, S)")
+    if images.shape[2] != images.shape[3] or labels.dtype != torch.int64 or labels.ndim != 1:
+        raise ValueError("images are not square or labels are not int64 (N,)")
+    if not (images.shape[0] == labels.shape[0] == len(paths)) or any(len(pair) != 2 for pair in skipped):
+        raise ValueError("images, labels, paths and skipped do not match")
+    return ImageSet(images, labels, classes, paths, skipped)  # type: ignore[arg-type]
 
 
 @functools.cache
@@ -187,28 +230,6 @@ def _decoder_version() -> str:
     except (OSError, TypeError):  # no source file (e.g. frozen); Pillow's version still counts
         source = "unknown"
     return f"pillow={PIL.__version__};decode={source}"
-
-
-def _read(path: Path, key: str) -> ImageSet:
-    """Read and check one cache file; raises on anything that is not a well-formed entry."""
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
-        if metadata.get("format") != CACHE_FORMAT or metadata.get("key") != key:
-            raise ValueError("not an entry of this cache format or key")
-        classes = _string_list(json.loads(metadata["classes"]))
-        paths = _string_list(json.loads(metadata["paths"]))
-        skipped = [tuple(_string_list(pair)) for pair in json.loads(metadata["skipped"])]
-        # safetensors maps the file; a copy keeps the ImageSet independent of it, so a later
-        # replacement or truncation of the cache file can never change or crash a running training.
-        images = handle.get_tensor("images").clone()
-        labels = handle.get_tensor("labels").clone()
-    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"images are {images.dtype} {tuple(images.shape)}, expected uint8 (N, 3, S, S)")
-    if images.shape[2] != images.shape[3] or labels.dtype != torch.int64 or labels.ndim != 1:
-        raise ValueError("images are not square or labels are not int64 (N,)")
-    if not (images.shape[0] == labels.shape[0] == len(paths)) or any(len(pair) != 2 for pair in skipped):
-        raise ValueError("images, labels, paths and skipped do not match")
-    return ImageSet(images, labels, classes, paths, skipped)  # type: ignore[arg-type]
 
 
 def _string_list(value: object) -> list[str]:

@@ -1,20 +1,24 @@
 """Class-folder data sets: root/<class>/<image>. Files are only ever read, never changed.
 
 Decoded folders are cached (see `foveal.data.cache`), so a second run on an unchanged folder skips
-decoding.
+decoding; a folder too large for memory is decoded to disk and memory-mapped (`foveal.data.mapped`).
 """
 
 from __future__ import annotations
 
 import os
+import secrets
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
 from foveal.data import cache
+from foveal.data.builtin import cache_dir
 from foveal.data.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image, is_image_file
 from foveal.data.imageset import ImageSet
+from foveal.data.mapped import DataStorage, DecodedImageWriter, decoded_bytes, keep_in_memory
 from foveal.errors import DataError
 
 MAX_FAILURES_IN_A_ROW: int = 50
@@ -72,13 +76,15 @@ def decode_files(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     use_cache: bool = True,
+    storage: DataStorage = "auto",
 ) -> ImageSet:
-    """Decode `paths` to an in-memory ImageSet of img_size x img_size images, via the decode cache.
+    """Decode `paths` to an ImageSet of img_size x img_size images, via the decode cache.
 
     Files that cannot be decoded are reported in `skipped` with the reason and left out. An unchanged
     set of files decoded before with the same settings is read from the cache instead (skipped files
     included); otherwise the files are decoded and the result is cached. Pillow releases the GIL
-    while decoding, so threads use every core.
+    while decoding, so threads use every core. A set too large for memory (see `storage`) is decoded
+    into a file and its images are a memory map of that file.
 
     Args:
         paths: Image files, in order.
@@ -88,41 +94,110 @@ def decode_files(
         workers: Decoding threads; default one per CPU core.
         max_pixels: Refuse images with more pixels than this (see `decode_image`).
         use_cache: Read and write the decode cache (it is also off when $FOVEAL_NO_CACHE is set).
+        storage: "memory", "disk" (memory-mapped), or "auto": disk when the decoded images would
+            take more than `mapped.IN_MEMORY_SHARE` of the available memory.
 
     Returns:
         The decodable images, uint8 (N, 3, img_size, img_size), with their labels and paths.
 
     Raises:
-        DataError: No files were given, none could be decoded, or MAX_FAILURES_IN_A_ROW files in a
-            row could not be decoded.
+        DataError: No files were given, none could be decoded, MAX_FAILURES_IN_A_ROW files in a row
+            could not be decoded, or a set kept on disk could not be written there.
     """
     if len(paths) != len(labels):
         raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
     if not paths:
         raise DataError("no image files to decode; expected at least one image (.jpg, .png, ...).")
+    in_memory = keep_in_memory(len(paths), img_size, storage)
     key = (
         cache.cache_key(paths, labels, img_size, max_pixels) if use_cache and cache.cache_enabled() else None
     )
     if key is not None:
-        cached = cache.load_cached(key)
+        cached = cache.load_cached(key, mapped=not in_memory)
         if cached is not None and cached.images.shape[-1] == img_size:
             # Class names do not affect decoding (the labels are in the key), so the caller's win.
             return ImageSet(cached.images, cached.labels, list(classes), cached.paths, cached.skipped)
-    image_set, cacheable = _decode(paths, labels, classes, img_size, workers, max_pixels)
+    if not in_memory:
+        return _decode_to_disk(paths, labels, classes, img_size, workers, max_pixels, key)
+    images, skipped, cacheable = [], [], True
+    for index, result in _decode_in_order(paths, img_size, workers, max_pixels):
+        if isinstance(result, ImageDecodeError):
+            skipped.append((index, result))
+            cacheable = cacheable and not _is_transient(result)
+        else:
+            images.append((index, result))
+    image_set = ImageSet(
+        images=torch.stack([image for _, image in images]),
+        labels=torch.tensor([labels[i] for i, _ in images], dtype=torch.int64),
+        classes=list(classes),
+        paths=[paths[i] for i, _ in images],
+        skipped=[(paths[i], error.reason) for i, error in skipped],
+    )
     if key is not None and cacheable:
         cache.save_cached(key, image_set)
     return image_set
 
 
-def _decode(
+def _decode_to_disk(
     paths: list[str],
     labels: list[int],
     classes: list[str],
     img_size: int,
     workers: int | None,
     max_pixels: int,
-) -> tuple[ImageSet, bool]:
-    """Decode `paths` on a thread pool; returns the ImageSet and whether it may be cached."""
+    key: str | None,
+) -> ImageSet:
+    """Decode `paths` image by image into a cache entry and return the ImageSet mapped from it.
+
+    Without a key (cache off) or with a failure that may go away (see `_is_transient`), the entry is
+    written under a random name and unlinked once mapped: the mapping outlives the name, and no later
+    run can read it.
+    """
+    folder = cache.cache_path(key).parent if key is not None else cache_dir() / "decoded"
+    good: list[int] = []
+    skipped: list[tuple[int, ImageDecodeError]] = []
+    try:
+        with DecodedImageWriter(folder, img_size) as writer:
+            for index, result in _decode_in_order(paths, img_size, workers, max_pixels):
+                if isinstance(result, ImageDecodeError):
+                    skipped.append((index, result))
+                else:
+                    writer.append(result)
+                    good.append(index)
+            keep = key is not None and not any(_is_transient(error) for _, error in skipped)
+            entry_key = key if keep else secrets.token_hex(32)  # 64 hex digits, like a real key
+            metadata = cache.entry_metadata(
+                entry_key,
+                classes,
+                [paths[i] for i in good],
+                [(paths[i], error.reason) for i, error in skipped],
+            )
+            path = writer.finish(
+                cache.cache_path(entry_key), torch.tensor([labels[i] for i in good]), metadata
+            )
+    except OSError as error:
+        raise DataError(
+            f"the decoded images ({decoded_bytes(len(paths), img_size) / 1e9:.1f} GB) are too large for "
+            f"memory and could not be written to {folder}: {error}. Free disk space there, point "
+            "$FOVEAL_HOME at a disk with room, or use a smaller image size."
+        ) from None
+    image_set = cache.read_entry(path, entry_key, mapped=True)
+    if not keep:
+        try:
+            path.unlink()
+        except OSError:  # Windows cannot unlink a mapped file; the stray entry is never looked up
+            pass
+    return ImageSet(image_set.images, image_set.labels, list(classes), image_set.paths, image_set.skipped)
+
+
+def _decode_in_order(
+    paths: list[str], img_size: int, workers: int | None, max_pixels: int
+) -> Iterator[tuple[int, torch.Tensor | ImageDecodeError]]:
+    """(index, image or error) for each of `paths` in order, decoded on a thread pool.
+
+    Raises:
+        DataError: Nothing could be decoded, or MAX_FAILURES_IN_A_ROW files in a row could not.
+    """
     workers = workers or os.cpu_count() or 1
 
     def decode(path: str) -> torch.Tensor | ImageDecodeError:
@@ -131,39 +206,29 @@ def _decode(
         except ImageDecodeError as error:
             return error
 
-    results: list[torch.Tensor | ImageDecodeError] = []
-    failures_in_a_row = 0
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    failures_in_a_row, first_failure, decoded = 0, None, 0
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
         # map yields in path order however the threads finish, so the run of failures is in path order.
-        for result in pool.map(decode, paths):
-            results.append(result)
+        for index, result in enumerate(pool.map(decode, paths)):
+            yield index, result
             if isinstance(result, torch.Tensor):
-                failures_in_a_row = 0
+                failures_in_a_row, decoded = 0, decoded + 1
                 continue
+            first_failure = result if failures_in_a_row == 0 else first_failure
             failures_in_a_row += 1
             if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
-                pool.shutdown(wait=True, cancel_futures=True)  # stop now, not after the whole folder
-                first = results[-failures_in_a_row]
-                assert isinstance(first, ImageDecodeError)
+                example = f"{first_failure.path}: {first_failure.reason}"
                 raise DataError(
-                    f"{MAX_FAILURES_IN_A_ROW} files in a row could not be decoded, e.g. {first.path}: "
-                    f"{first.reason}; is this the right folder, or is the disk failing?"
+                    f"{MAX_FAILURES_IN_A_ROW} files in a row could not be decoded, e.g. {example}; "
+                    "is this the right folder, or is the disk failing?"
                 )
-    good = [i for i, r in enumerate(results) if isinstance(r, torch.Tensor)]
-    errors = [(i, r) for i, r in enumerate(results) if isinstance(r, ImageDecodeError)]
-    skipped = [(paths[i], error.reason) for i, error in errors]
-    if not good:
+    finally:  # on an error here or in the caller, stop now rather than after decoding the whole folder
+        pool.shutdown(wait=True, cancel_futures=True)
+    if not decoded:
         raise DataError(
-            f"none of the {len(paths)} images could be decoded (first: {skipped[0][0]}: {skipped[0][1]})."
+            f"none of the {len(paths)} images could be decoded (first: {paths[0]}: {first_failure.reason})."
         )
-    image_set = ImageSet(
-        images=torch.stack([results[i] for i in good]),  # type: ignore[misc]
-        labels=torch.tensor([labels[i] for i in good], dtype=torch.int64),
-        classes=list(classes),
-        paths=[paths[i] for i in good],
-        skipped=skipped,
-    )
-    return image_set, not any(_is_transient(error) for _, error in errors)
 
 
 def _is_transient(error: ImageDecodeError) -> bool:

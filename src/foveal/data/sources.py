@@ -10,6 +10,7 @@ from foveal.data.builtin import FLIP_SAFE, NATIVE_SIZE, load_builtin
 from foveal.data.decode import DEFAULT_MAX_PIXELS
 from foveal.data.folders import decode_files, find_classes, list_images
 from foveal.data.imageset import ImageSet
+from foveal.data.mapped import DataStorage
 from foveal.data.split import read_manifest, stratified_split
 from foveal.errors import DataError
 
@@ -66,6 +67,7 @@ def load_training_data(
     val_fraction: float = 0.1,
     split_manifest: str | Path | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    storage: DataStorage = "auto",
 ) -> DataSplits:
     """Images for training and validation from `source`.
 
@@ -74,6 +76,7 @@ def load_training_data(
             (split stratified into train/val by `val_fraction`, or as `split_manifest` says).
         img_size: side the images are resized and center-cropped to.
         max_pixels: larger images are refused as decompression bombs.
+        storage: decoded images in "memory", memory-mapped from "disk", or "auto" (see `decode_files`).
     """
     if source in BUILTINS:
         train, test = load_builtin(source, img_size)
@@ -87,14 +90,21 @@ def load_training_data(
     held_out = _held_out_folder(root)
     if held_out is not None:
         classes = find_classes(root / "train")
-        train = decode_files(*list_images(root / "train", classes), classes, img_size, max_pixels=max_pixels)
-        val = load_folder_for_classes(held_out, classes, img_size, max_pixels=max_pixels)
+        train = decode_files(
+            *list_images(root / "train", classes), classes, img_size, max_pixels=max_pixels, storage=storage
+        )
+        val = load_folder_for_classes(held_out, classes, img_size, max_pixels=max_pixels, storage=storage)
         return DataSplits(train, val, f"{root}: {len(train)} train / {len(val)} from {held_out.name}/")
-    return _auto_split(root, img_size, val_fraction, split_manifest, max_pixels)
+    return _auto_split(root, img_size, val_fraction, split_manifest, max_pixels, storage)
 
 
 def _auto_split(
-    root: Path, img_size: int, val_fraction: float, split_manifest: str | Path | None, max_pixels: int
+    root: Path,
+    img_size: int,
+    val_fraction: float,
+    split_manifest: str | Path | None,
+    max_pixels: int,
+    storage: DataStorage,
 ) -> DataSplits:
     classes = find_classes(root)
     if split_manifest is not None:
@@ -115,7 +125,8 @@ def _auto_split(
         label_of = dict(zip(paths, labels))
 
     def decode(files: list[str]) -> ImageSet:
-        return decode_files(files, [label_of[p] for p in files], classes, img_size, max_pixels=max_pixels)
+        labels = [label_of[p] for p in files]
+        return decode_files(files, labels, classes, img_size, max_pixels=max_pixels, storage=storage)
 
     train, val = decode(train_paths), decode(val_paths)
     split = {
@@ -128,7 +139,12 @@ def _auto_split(
 
 
 def load_folder_for_classes(
-    folder: Path, classes: list[str], img_size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS
+    folder: Path,
+    classes: list[str],
+    img_size: int,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    storage: DataStorage = "auto",
 ) -> ImageSet:
     """All images of a class-folder `folder`, labelled by the model's `classes` (a subset is fine)."""
     found = find_classes(folder)
@@ -140,7 +156,7 @@ def load_folder_for_classes(
         )
     paths, local = list_images(folder, found)
     labels = [classes.index(found[i]) for i in local]
-    return decode_files(paths, labels, classes, img_size, max_pixels=max_pixels)
+    return decode_files(paths, labels, classes, img_size, max_pixels=max_pixels, storage=storage)
 
 
 def load_evaluation_data(source: str, classes: list[str], img_size: int) -> tuple[ImageSet, str]:

@@ -1,10 +1,13 @@
 """Is a map faithful? Deletion and insertion curves (Petsiuk et al. 2018, RISE) against random maps.
 
-Deletion: pixels are replaced by the data set's mean colour, most relevant first, and the
-probability of the explained class is read after each step; a faithful map makes it fall fast
-(low area under the curve). Insertion: starting from a blurred copy, the most relevant pixels are
-put back first; a faithful map makes the probability rise fast (high area). A random map of the
-same token grid, upsampled the same way, is the yardstick each method must beat.
+Deletion: pixels are replaced by the data set's mean colour (or by a blurred copy of the image),
+most relevant first, and the probability of the explained class is read after each step; a faithful
+map makes it fall fast (low area under the curve). Insertion: starting from a blurred copy, the most
+relevant pixels are put back first; a faithful map makes the probability rise fast (high area).
+
+A random map of the same token grid, upsampled the same way, is the yardstick each method must beat.
+The margin is measured per image (method minus random on the same image), so its standard error is
+free of the large image-to-image spread that both share.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from torchvision.transforms.v2 import functional as TF
 from foveal.explanation.maps import compute_maps
 from foveal.explanation.pixels import upsample
 
+DELETION_FILLS: tuple[str, ...] = ("mean", "blur")
+
 
 @dataclass
 class CurveScores:
@@ -32,6 +37,10 @@ class CurveScores:
     insertion_sem: float
     deletion_curve: list[float]  # mean probability after each step, from 0% to 100% of the pixels
     insertion_curve: list[float]
+    deletion_vs_random: float = 0.0  # mean over images of (this method's AUC - random's AUC)
+    deletion_vs_random_sem: float = 0.0
+    insertion_vs_random: float = 0.0
+    insertion_vs_random_sem: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,12 +54,16 @@ def probability_curves(
     targets: torch.Tensor,
     steps: int = 16,
     batch_size: int = 256,
+    deletion_fill: str = "mean",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Deletion and insertion curves (B, steps + 1) for normalised images (B, C, H, W).
 
     `pixel_maps` (B, H, W) rank the pixels; step k has the top k/steps of them deleted (or inserted).
-    In normalised space the data set's mean colour is 0, so deleting a pixel sets it to 0.
+    A deleted pixel takes the data set's mean colour (`deletion_fill="mean"`; 0 in normalised space)
+    or its value in a blurred copy ("blur": no sharp mean-coloured holes for the model to react to).
     """
+    if deletion_fill not in DELETION_FILLS:
+        raise ValueError(f"deletion_fill must be one of {DELETION_FILLS}, got {deletion_fill!r}")
     B, _, H, W = images.shape
     order = pixel_maps.reshape(B, -1).argsort(dim=1, descending=True)
     rank = torch.empty_like(order).scatter_(1, order, torch.arange(H * W, device=order.device).expand(B, -1))
@@ -58,11 +71,12 @@ def probability_curves(
     sigma = max(1.0, H / 8)
     kernel = 2 * math.ceil(2 * sigma) + 1
     blurred = TF.gaussian_blur(images, [kernel, kernel], [sigma, sigma])
+    filler = blurred if deletion_fill == "blur" else torch.zeros_like(images)
     counts = [round(H * W * k / steps) for k in range(steps + 1)]
     deletion, insertion = [], []
     for count in counts:
         shown = rank < count  # (B, 1, H, W): the `count` most relevant pixels
-        deletion.append(_class_probability(model, images * ~shown, targets, batch_size))
+        deletion.append(_class_probability(model, torch.where(shown, filler, images), targets, batch_size))
         insertion.append(_class_probability(model, torch.where(shown, images, blurred), targets, batch_size))
     return torch.stack(deletion, dim=1), torch.stack(insertion, dim=1)
 
@@ -91,16 +105,19 @@ def faithfulness(
     steps: int = 16,
     batch_size: int = 64,
     seed: int = 0,
+    deletion_fill: str = "mean",
 ) -> list[CurveScores]:
     """Deletion/insertion scores of each method and of random maps ("random") on normalised images.
 
     Every method explains the model's predicted class; the random maps have the same token grid as
-    the first method's maps and are upsampled the same way.
+    the first method's maps and are upsampled the same way. `deletion_fill` is "mean" or "blur"
+    (see `probability_curves`).
     """
     model.eval()
     H, W = images.shape[-2:]
     generator = torch.Generator().manual_seed(seed)
-    scores, grid = [], None
+    curves: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    grid = None
     for method in [*methods, "random"]:
         deletion, insertion = [], []
         for start in range(0, images.shape[0], batch_size):
@@ -112,15 +129,25 @@ def faithfulness(
             else:
                 token_maps = compute_maps(model, batch, method)
                 maps, targets, grid = token_maps.maps, token_maps.targets, tuple(token_maps.maps.shape[-2:])
-            d, i = probability_curves(model, batch, upsample(maps, (H, W)), targets, steps)
+            d, i = probability_curves(
+                model, batch, upsample(maps, (H, W)), targets, steps, deletion_fill=deletion_fill
+            )
             deletion.append(d)
             insertion.append(i)
-        scores.append(_summarise(method, torch.cat(deletion), torch.cat(insertion)))
-    return scores
+        curves[method] = (torch.cat(deletion), torch.cat(insertion))
+    return [_summarise(method, *curves[method], *curves["random"]) for method in curves]
 
 
-def _summarise(method: str, deletion: torch.Tensor, insertion: torch.Tensor) -> CurveScores:
+def _summarise(
+    method: str,
+    deletion: torch.Tensor,
+    insertion: torch.Tensor,
+    random_deletion: torch.Tensor,
+    random_insertion: torch.Tensor,
+) -> CurveScores:
+    """Scores from per-image curves (N, steps + 1) of `method` and of the random maps."""
     d_auc, i_auc = area_under(deletion), area_under(insertion)
+    d_margin, i_margin = d_auc - area_under(random_deletion), i_auc - area_under(random_insertion)
     return CurveScores(
         method,
         float(d_auc.mean()),
@@ -129,6 +156,10 @@ def _summarise(method: str, deletion: torch.Tensor, insertion: torch.Tensor) -> 
         _standard_error(i_auc),
         [round(float(v), 4) for v in deletion.mean(dim=0)],
         [round(float(v), 4) for v in insertion.mean(dim=0)],
+        float(d_margin.mean()),
+        _standard_error(d_margin),
+        float(i_margin.mean()),
+        _standard_error(i_margin),
     )
 
 
@@ -136,17 +167,36 @@ def _standard_error(values: torch.Tensor) -> float:
     return float(values.std() / math.sqrt(values.numel())) if values.numel() > 1 else 0.0
 
 
-def faithfulness_table(scores: list[CurveScores]) -> str:
-    """A markdown table: each method's areas and how far it beats the random maps."""
-    random = next(s for s in scores if s.method == "random")
-    lines = [
-        "| method | deletion AUC (lower: better) | vs random | insertion AUC (higher: better) | vs random |",
-        "|---|---|---|---|---|",
+def faithfulness_rows(scores: list[CurveScores]) -> tuple[list[str], list[list[str]]]:
+    """The header and one row per method: its areas and its per-image margin over the random maps
+    (± is the standard error; a margin of several standard errors is a clear one)."""
+    header = [
+        "method",
+        "deletion AUC (lower: better)",
+        "vs random",
+        "insertion AUC (higher: better)",
+        "vs random",
     ]
+    rows = []
     for s in scores:
-        lines.append(
-            f"| {s.method} | {s.deletion_auc:.3f} ± {s.deletion_sem:.3f} | "
-            f"{s.deletion_auc - random.deletion_auc:+.3f} | {s.insertion_auc:.3f} ± {s.insertion_sem:.3f} | "
-            f"{s.insertion_auc - random.insertion_auc:+.3f} |"
+        deletion_margin = insertion_margin = ""
+        if s.method != "random":
+            deletion_margin = f"{s.deletion_vs_random:+.3f} ± {s.deletion_vs_random_sem:.3f}"
+            insertion_margin = f"{s.insertion_vs_random:+.3f} ± {s.insertion_vs_random_sem:.3f}"
+        rows.append(
+            [
+                s.method,
+                f"{s.deletion_auc:.3f} ± {s.deletion_sem:.3f}",
+                deletion_margin,
+                f"{s.insertion_auc:.3f} ± {s.insertion_sem:.3f}",
+                insertion_margin,
+            ]
         )
-    return "\n".join(lines)
+    return header, rows
+
+
+def faithfulness_table(scores: list[CurveScores]) -> str:
+    """`faithfulness_rows` as a markdown table."""
+    header, rows = faithfulness_rows(scores)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])

@@ -161,16 +161,19 @@ def measure_faithfulness(
     *,
     steps: int = 16,
     seed: int = 0,
+    deletion_fill: str = "mean",
 ) -> list[CurveScores]:
     """Deletion/insertion scores of `methods` (default: every method the model supports) and of
-    random maps, on uint8 images (N, 3, S, S)."""
+    random maps, on uint8 images (N, 3, S, S); deleted pixels take the mean colour or a blur."""
     model = classifier.model
     if methods is None:
         methods = available_methods(model)
     normalized = classifier.info.preprocessing.normalize(images.to(classifier.device))
     was_training = model.training
     try:
-        return faithfulness(model, normalized, list(methods), steps=steps, seed=seed)
+        return faithfulness(
+            model, normalized, list(methods), steps=steps, seed=seed, deletion_fill=deletion_fill
+        )
     finally:
         model.train(was_training)
 

@@ -2,8 +2,9 @@
 
 `write_report(run_dir)` (or `foveal report RUN`) reloads the run's held-out images and its best
 model, and writes run_dir/report.html: data summary, training curves, confusion matrix, per-class
-precision/recall/F1, top-1/top-5, calibration, the worst mistakes with where the model looked, the
-CNN comparison when the run has one, and the configuration and timings.
+precision/recall/F1, top-1/top-5, calibration, the worst mistakes with where the model looked, how
+faithful each explanation method is, the CNN comparison when the run has one, and the configuration
+and timings.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from foveal.inference import predict_logits
 from foveal.io import atomic_write_text
 from foveal.reporting import page as html
 from foveal.reporting.calibration import Calibration, calibration
-from foveal.reporting.figures import plot_class_counts, plot_mistakes, plot_reliability
+from foveal.reporting.figures import plot_class_counts, plot_faithfulness, plot_mistakes, plot_reliability
 
 WORST_MISTAKES = 12
+FAITHFULNESS_IMAGES = 100  # evenly spaced held-out images the faithfulness of the maps is measured on
 IMBALANCE_RATIO = 3.0  # the largest class over the smallest beyond which the report warns
 
 
@@ -102,6 +104,7 @@ def write_report(
             _evaluation_section(metrics, pictures),
             _calibration_section(calibration(logits, val.labels), pictures),
             _mistakes_section(classifier, data, logits, pictures),
+            _faithfulness_section(classifier, data, pictures),
             _comparison_section(record.run_dir),
             _configuration_section(record, model_path),
         ]
@@ -137,6 +140,8 @@ def _reload_data(record: RunRecord) -> DataSplits:
     kwargs = {"val_fraction": train.get("val_fraction", 0.1)}
     if train.get("max_image_pixels"):
         kwargs["max_pixels"] = train["max_image_pixels"]
+    if train.get("data_storage"):
+        kwargs["storage"] = train["data_storage"]
     manifest = split if split.is_file() else train.get("split_manifest")
     return load_training_data(str(source), int(img_size), split_manifest=manifest, **kwargs)
 
@@ -270,6 +275,29 @@ def _mistakes_section(classifier, data: DataSplits, logits: torch.Tensor, pictur
                 for s, e, i in zip(sources, explanations, worst.tolist())
             ],
         ),
+    )
+
+
+def _faithfulness_section(classifier, data: DataSplits, pictures: Path) -> str:
+    from foveal.explanation.faithfulness import faithfulness_rows
+    from foveal.explanation.run import measure_faithfulness
+
+    count = min(FAITHFULNESS_IMAGES, len(data.val))
+    if count < 2:
+        return ""
+    sample = torch.linspace(0, len(data.val) - 1, count).round().long()
+    scores = measure_faithfulness(classifier, data.val.images[sample])
+    return html.section(
+        "Faithfulness of the explanations",
+        html.paragraph(
+            f"Deletion and insertion curves on {count} evenly spaced held-out images, each map explaining "
+            "the predicted class: removing the pixels a faithful map marks first makes the probability "
+            "fall fast (low deletion area), showing them first makes it rise fast (high insertion area). "
+            "Random maps on the same token grid are the yardstick; the margin over them is per image, "
+            "with its standard error (±). `foveal explain RUN DATA --faithfulness` measures more images."
+        ),
+        html.image_tag(plot_faithfulness(scores, pictures / "faithfulness.png"), "faithfulness curves"),
+        html.table(*faithfulness_rows(scores)),
     )
 
 

@@ -1,5 +1,5 @@
 """The report's pictures that evaluation does not already draw: class counts, the reliability
-diagram and the worst mistakes with where the model looked."""
+diagram, the worst mistakes with where the model looked, and the faithfulness curves."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from foveal.evaluation.plots import new_figure, save_figure
+from foveal.explanation.faithfulness import CurveScores
 from foveal.explanation.render import overlay
 from foveal.reporting.calibration import Calibration
 
@@ -68,4 +69,27 @@ def plot_mistakes(
         ax.set_title(title, fontsize=7)
     for ax in axes[len(images) :]:
         ax.set_axis_off()
+    return save_figure(fig, path)
+
+
+def plot_faithfulness(scores: list[CurveScores], path: str | Path) -> Path:
+    """Mean deletion and insertion curves of each explanation method, random maps dashed."""
+    fig = new_figure((8.0, 3.4))
+    deletion_ax, insertion_ax = fig.subplots(1, 2, sharey=True)
+    for score in scores:
+        style = {"color": "#888", "linestyle": "--"} if score.method == "random" else {}
+        for ax, curve in ((deletion_ax, score.deletion_curve), (insertion_ax, score.insertion_curve)):
+            ax.plot(np.linspace(0, 1, len(curve)), curve, label=score.method, **style)
+    deletion_ax.set_title(
+        "Deletion: most relevant pixels removed first\n(faster fall: more faithful)", fontsize=9
+    )
+    insertion_ax.set_title(
+        "Insertion: most relevant pixels shown first\n(faster rise: more faithful)", fontsize=9
+    )
+    deletion_ax.set_ylabel("probability of the explained class")
+    for ax in (deletion_ax, insertion_ax):
+        ax.set_xlabel("share of pixels")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+    insertion_ax.legend(fontsize=8, loc="lower right")
     return save_figure(fig, path)

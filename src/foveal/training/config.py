@@ -58,6 +58,8 @@ class TrainConfig:
     patience: int | None = None  # early stopping: stop after this many epochs without a better val top-1
     max_bad_steps: int = 5  # stop after this many non-finite steps in a row
     max_image_pixels: int = 89_478_485  # larger images are refused as decompression bombs (Pillow's limit)
+    data_storage: Literal["auto", "memory", "disk"] = "auto"  # decoded images in memory or memory-mapped
+    # from the decode cache on disk; auto: on disk when larger than half the available memory
     report: bool = True  # write report.html (foveal/report) into the run folder at the end
 
     def __post_init__(self) -> None:
@@ -92,6 +94,10 @@ class TrainConfig:
             (
                 self.auto_augment in ("none", "trivial", "rand"),
                 f"auto_augment must be none, trivial or rand, got {self.auto_augment!r}",
+            ),
+            (
+                self.data_storage in ("auto", "memory", "disk"),
+                f"data_storage must be auto, memory or disk, got {self.data_storage!r}",
             ),
             (0.0 <= self.random_erase <= 1.0, f"random_erase must be in [0, 1], got {self.random_erase}"),
             (

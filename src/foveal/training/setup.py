@@ -56,6 +56,7 @@ def prepare_run(config: TrainConfig, quiet: bool, run_dir: Path | None = None) -
         val_fraction=config.val_fraction,
         split_manifest=config.split_manifest,
         max_pixels=config.max_image_pixels,
+        storage=config.data_storage,
     )
     data_seconds = time.perf_counter() - started
     config = resolve_recipe(config, len(data.train), device, img_size, len(data.classes))
