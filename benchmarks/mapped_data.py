@@ -1,6 +1,6 @@
 """Decoded images held in memory against memory-mapped from disk, under a memory limit below their size.
 
-    python benchmarks/mapped_data.py ../shared/data/cifar10 --img-size 96 --limit-mb 1024
+    python benchmarks/mapped_data.py ../shared/data/cifar10 --img-size 96 --limit-mb 1536 --train-minutes 3
     python benchmarks/mapped_data.py ../shared/data/cifar10 --quick     # CI: 40 images a class, no limit
 
 Each measurement is a fresh process that loads the training split (`load_training_data` with
@@ -9,6 +9,8 @@ flip), recording batches/s, peak resident memory and anonymous memory (what the 
 drop). With --limit-mb the process runs in a memory control group with that limit (cgroup v1 or
 v2; needs the right to create one, e.g. root): the limited runs are a data set larger than the
 memory it may use. The first run decodes into an empty cache, so it times decoding to disk as well.
+With --train-minutes, `foveal train --time` then runs under the same limit with the default
+`--data-storage auto`, which must see the limit and keep the images on disk by itself.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from common import load_average, save
 from train_time import subset_folder
 
+CHILD_TIMEOUT = 300  # seconds a measurement may take; at a memory limit it may thrash instead of failing
 CGROUP_ROOTS = (Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup"))  # v1 memory controller, v2
 
 
@@ -92,14 +95,53 @@ def run_child(args: argparse.Namespace, data: str, storage: str, home: str, grou
             (group / "cgroup.procs").write_text(str(os.getpid()))
 
     started = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, preexec_fn=enter_group)
     record = {"storage": storage, "memory_limit_mb": args.limit_mb if group else None}
+    try:
+        done = subprocess.run(
+            command, env=env, capture_output=True, text=True, preexec_fn=enter_group, timeout=CHILD_TIMEOUT
+        )
+    except subprocess.TimeoutExpired:  # at its limit a process can thrash for ever instead of dying
+        record.update(wall_seconds=CHILD_TIMEOUT, failed=f"no result in {CHILD_TIMEOUT} s (killed)")
+        print(json.dumps(record), flush=True)
+        return record
     record["wall_seconds"] = round(time.perf_counter() - started, 1)
     if done.returncode == 0:
         record.update(json.loads(done.stdout.strip().splitlines()[-1]))
     else:  # killed by the kernel's OOM killer (-9), or an error
         record["failed"] = f"exit status {done.returncode}: {done.stderr.strip()[-300:]}"
     print(json.dumps(record), flush=True)
+    return record
+
+
+def train_in_group(args: argparse.Namespace, data: str, home: str, group: Path, scratch: str) -> dict:
+    """`foveal train --time` inside the memory-limited `group`: does auto storage get it through?"""
+    out = Path(scratch) / "runs"
+    command = [
+        sys.executable, "-m", "foveal", "train", data, "--img-size", str(args.img_size),
+        "--time", f"{args.train_minutes}m", "--model", "foveal-nano", "--batch-size", "32",
+        "--eval-batch-size", "32", "--out", str(out), "--no-report", "--quiet",
+    ]  # fmt: skip
+    started = time.perf_counter()
+    done = subprocess.run(
+        command,
+        env={**os.environ, "FOVEAL_HOME": home},
+        capture_output=True,
+        text=True,
+        preexec_fn=lambda: (group / "cgroup.procs").write_text(str(os.getpid())),
+    )
+    record = {"command": " ".join(["foveal", *command[3:]]), "memory_limit_mb": args.limit_mb}
+    record["wall_seconds"] = round(time.perf_counter() - started, 1)
+    if done.returncode != 0:
+        record["failed"] = f"exit status {done.returncode}: {done.stderr.strip()[-300:]}"
+        return record
+    run = next(out.iterdir())
+    config = json.loads((run / "config.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    record.update(
+        images_memory_mapped=config["images_memory_mapped"],
+        held_out_top1=metrics.get("top1"),
+        epochs_done=len((run / "results.csv").read_text().splitlines()) - 1,
+    )
     return record
 
 
@@ -110,6 +152,7 @@ def main() -> None:
     parser.add_argument("data")
     parser.add_argument("--img-size", type=int, default=96)
     parser.add_argument("--limit-mb", type=int, default=None, help="memory limit of the limited runs")
+    parser.add_argument("--train-minutes", type=int, default=0, help="then train under the limit")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--child", choices=("memory", "disk"), help=argparse.SUPPRESS)
     parser.add_argument("--name", default=None)
@@ -135,6 +178,9 @@ def main() -> None:
                 runs.append({"case": "limited, warm cache", **run_child(args, data, "memory", home, group)})
             for storage in ("memory", "disk"):
                 runs.append({"case": "no limit, warm cache", **run_child(args, data, storage, home, None)})
+            training = (
+                train_in_group(args, data, home, group, scratch) if group and args.train_minutes else None
+            )
         finally:
             if group is not None:
                 group.rmdir()
@@ -146,6 +192,7 @@ def main() -> None:
         "memory_limit_mb": args.limit_mb if group is not None else None,
         "runs": runs,
         "disk_vs_memory_batch_rate": round(ratio, 3),
+        "training_under_the_limit": training,
         "load_average_before": load_before,
         "load_average_after": load_average(),
     }

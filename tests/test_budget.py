@@ -74,3 +74,33 @@ def test_a_budgeted_run_resumes_with_its_plan(
         load_file(str(resumed / "weights/last.safetensors")),
     )
     assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_steps_that_slow_down_after_the_plan_still_end_on_time(
+    class_folder: Path, tiny_train_options: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plan is refined only at epoch ends; steps that turn 10x slower mid-run (another process
+    takes the cores) must not push the end past the deadline."""
+    import foveal.training.loop as loop
+
+    real_step, calls = loop.train_step, []
+
+    def slowing_step(*args: object, **kwargs: object):
+        calls.append(1)
+        if len(calls) > 60:
+            time.sleep(0.3)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_step", slowing_step)
+    budget = 10.0
+    started = time.perf_counter()
+    result = train(
+        data=str(class_folder),
+        quiet=True,
+        time_budget=budget,
+        started=started,
+        **{**tiny_train_options, "batch_size": 1, "epochs": 1},
+    )
+    elapsed = time.perf_counter() - started
+    assert elapsed < budget + 1.0, elapsed
+    assert "deadline" in (result.run_dir / "events.log").read_text()

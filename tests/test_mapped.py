@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -157,3 +158,5 @@ def test_training_from_disk_is_bit_identical_to_training_from_memory(
     runs = [train(data=str(data), data_storage=storage, **options).run_dir for storage in ("memory", "disk")]
     weights = [load_file(str(run / "weights" / "last.safetensors")) for run in runs]
     assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+    mapped_flags = [json.loads((run / "config.json").read_text())["images_memory_mapped"] for run in runs]
+    assert mapped_flags == [False, True]

@@ -111,6 +111,9 @@ def train(
     max_image_pixels: Annotated[
         int, typer.Option(help="Refuse larger images as decompression bombs.")
     ] = D.max_image_pixels,
+    eval_batch_size: Annotated[
+        int, typer.Option(help="Images per batch when validating (lower it for large images).")
+    ] = D.eval_batch_size,
     data_storage: Annotated[
         str,
         typer.Option(

@@ -32,6 +32,7 @@ from safetensors.torch import save_file
 
 from foveal.data.builtin import cache_dir
 from foveal.data.imageset import ImageSet
+from foveal.data.mapped import map_images
 from foveal.io import atomic_write
 
 CACHE_FORMAT: str = "foveal-decoded-v1"
@@ -191,10 +192,11 @@ def read_entry(path: Path, key: str, *, mapped: bool = False) -> ImageSet:
     Args:
         path: A file written by `save_cached` or `foveal.data.mapped.DecodedImageWriter`.
         key: The digest the entry must carry.
-        mapped: Keep the images in the file's private memory map: pages are read on first use and the
-            kernel may drop them again, so a data set larger than memory still trains. The cache is
-            only ever replaced by renaming a new file over it, which leaves a mapped file intact.
-            False copies the images, so nothing that later happens to the file can affect them.
+        mapped: Keep the images in a private memory map of the file (`mapped.map_images`): pages are
+            read on first use and the kernel may drop them again, so a data set larger than memory
+            still trains. The cache is only ever replaced by renaming a new file over it, which leaves
+            a mapped file intact. False copies the images, so nothing that later happens to the file
+            can affect them.
     """
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata() or {}
@@ -203,17 +205,17 @@ def read_entry(path: Path, key: str, *, mapped: bool = False) -> ImageSet:
         classes = _string_list(json.loads(metadata["classes"]))
         paths = _string_list(json.loads(metadata["paths"]))
         skipped = [tuple(_string_list(pair)) for pair in json.loads(metadata["skipped"])]
-        images = handle.get_tensor("images")  # a view of the file's memory map
+        # safetensors maps the file; a copy keeps the images independent of it, so a later replacement
+        # or truncation of the file can never change or crash a running training.
+        images = map_images(path) if mapped else handle.get_tensor("images").clone()
         labels = handle.get_tensor("labels").clone()
-    if not mapped:
-        images = images.clone()
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images are {images.dtype} {tuple(images.shape)}, expected uint8 (N, 3, S, S)")
     if images.shape[2] != images.shape[3] or labels.dtype != torch.int64 or labels.ndim != 1:
         raise ValueError("images are not square or labels are not int64 (N,)")
     if not (images.shape[0] == labels.shape[0] == len(paths)) or any(len(pair) != 2 for pair in skipped):
         raise ValueError("images, labels, paths and skipped do not match")
-    return ImageSet(images, labels, classes, paths, skipped)  # type: ignore[arg-type]
+    return ImageSet(images, labels, classes, paths, skipped, mapped=mapped)  # type: ignore[arg-type]
 
 
 @functools.cache

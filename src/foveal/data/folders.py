@@ -6,6 +6,7 @@ decoding; a folder too large for memory is decoded to disk and memory-mapped (`f
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 from collections.abc import Iterator
@@ -116,7 +117,7 @@ def decode_files(
         cached = cache.load_cached(key, mapped=not in_memory)
         if cached is not None and cached.images.shape[-1] == img_size:
             # Class names do not affect decoding (the labels are in the key), so the caller's win.
-            return ImageSet(cached.images, cached.labels, list(classes), cached.paths, cached.skipped)
+            return dataclasses.replace(cached, classes=list(classes))
     if not in_memory:
         return _decode_to_disk(paths, labels, classes, img_size, workers, max_pixels, key)
     images, skipped, cacheable = [], [], True
@@ -187,7 +188,7 @@ def _decode_to_disk(
             path.unlink()
         except OSError:  # Windows cannot unlink a mapped file; the stray entry is never looked up
             pass
-    return ImageSet(image_set.images, image_set.labels, list(classes), image_set.paths, image_set.skipped)
+    return dataclasses.replace(image_set, classes=list(classes))
 
 
 def _decode_in_order(

@@ -16,6 +16,7 @@ class ImageSet:
     classes: class names; index i is label i.
     paths: source file of each image ("" for built-in data sets).
     skipped: (path, reason) of every file that could not be used.
+    mapped: the images are a memory map of a decode-cache file (a set larger than memory), not a copy.
     """
 
     images: torch.Tensor
@@ -23,6 +24,7 @@ class ImageSet:
     classes: list[str]
     paths: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    mapped: bool = False
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])

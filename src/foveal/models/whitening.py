@@ -9,12 +9,13 @@ from step one instead of learning to, which is worth a large share of a short bu
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from foveal.data.preprocess import Preprocessing
 
 PATCH_SAMPLE_IMAGES = 5_000  # images the patch statistics are taken from (evenly spaced)
+PATCH_SAMPLE = 200_000  # about this many of their patches (evenly spaced) give the covariance
+STATS_CHUNK_PIXELS = 1_000_000  # pixels per image normalised at once (12 MB of float32 for RGB)
 EPSILON = 5e-4  # added to each variance, so near-constant directions are not blown up
 
 
@@ -28,10 +29,24 @@ def whitening_weights(
         images: uint8 (N, C, S, S) training images.
     """
     step = max(1, images.shape[0] // PATCH_SAMPLE_IMAGES)
-    sample = preprocessing.normalize(images[::step]).contiguous()  # (n, C, S, S)
-    C = sample.shape[1]
-    patches = F.unfold(sample, kernel).transpose(1, 2).reshape(-1, C * kernel * kernel)  # (n*L, C*k*k)
-    patches = patches[:: max(1, patches.shape[0] // 200_000)].double()
+    sample = images[::step]  # a view: (n, C, S, S) uint8
+    n, C, H, W = sample.shape
+    rows_out, cols_out = H - kernel + 1, W - kernel + 1
+    per_image = rows_out * cols_out  # patches of one image
+    stride = max(1, n * per_image // PATCH_SAMPLE)  # every stride-th patch of all n * L, in order
+    # Only the sampled patches are gathered (from a strided view of each chunk of images), never all
+    # n * L of them: unfolding 5,000 images of 96 px at once would take 4.8 GB.
+    per_chunk = max(1, STATS_CHUNK_PIXELS // (H * W))
+    rows = []
+    for start in range(0, n, per_chunk):
+        chunk = preprocessing.normalize(sample[start : start + per_chunk])  # (b, C, H, W)
+        windows = chunk.unfold(2, kernel, 1).unfold(3, kernel, 1)  # view: (b, C, H', W', k, k)
+        first = -start * per_image % stride  # the first patch here whose global index is a multiple of stride
+        index = torch.arange(first, chunk.shape[0] * per_image, stride)
+        image, position = index // per_image, index % per_image
+        patches = windows[image, :, position // cols_out, position % cols_out]  # (m, C, k, k)
+        rows.append(patches.reshape(-1, C * kernel * kernel).double())
+    patches = torch.cat(rows)  # (about PATCH_SAMPLE, C*k*k), in F.unfold's (C, k, k) order
     variances, directions = torch.linalg.eigh(torch.cov(patches.T))  # ascending variance
     pairs = min(out_channels // 2, C * kernel * kernel)
     top = directions[:, -pairs:].flip(1) / torch.sqrt(variances[-pairs:].flip(0) + EPSILON)  # (C*k*k, pairs)

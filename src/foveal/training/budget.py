@@ -3,7 +3,9 @@
 The schedule (warmup, cosine decay) is laid out over a step count, so that the model is fully
 annealed when time is up. With `--time`, that count comes from the measured time per step and per
 validation: first after CALIBRATION_STEPS steps, then again after every epoch, keeping the
-evaluation and saving at the end inside the budget.
+evaluation and saving at the end inside the budget. Steps that slow down between two plans (another
+process takes the cores) end the run early instead of late: the loop stops as soon as what is left
+of the budget is only the end's reserve.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ class BudgetClock:
     final_seconds: float  # time of the final evaluation on every held-out image (estimated)
 
 
+def end_reserve(clock: BudgetClock) -> float:
+    """Seconds kept for the end of the run: the last validation, the final evaluation, saving."""
+    return clock.validation_seconds + clock.final_seconds + FINISH_SECONDS
+
+
 def plan_total_steps(clock: BudgetClock, steps_done: int, steps_per_epoch: int) -> int:
     """The total step count that spends the rest of the budget.
 
@@ -33,8 +40,7 @@ def plan_total_steps(clock: BudgetClock, steps_done: int, steps_per_epoch: int) 
     validation of the last, usually partial, epoch, the final evaluation and FINISH_SECONDS.
     Never fewer than steps_done + 1.
     """
-    reserved = clock.validation_seconds + clock.final_seconds + FINISH_SECONDS
-    remaining = clock.budget - clock.elapsed - reserved
+    remaining = clock.budget - clock.elapsed - end_reserve(clock)
     per_step = clock.step_seconds + clock.validation_seconds / steps_per_epoch
     return max(steps_done + 1, steps_done + math.floor(max(0.0, remaining) / per_step))
 

@@ -95,6 +95,7 @@ class TrainConfig:
                 self.auto_augment in ("none", "trivial", "rand"),
                 f"auto_augment must be none, trivial or rand, got {self.auto_augment!r}",
             ),
+            (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"),
             (
                 self.data_storage in ("auto", "memory", "disk"),
                 f"data_storage must be auto, memory or disk, got {self.data_storage!r}",

@@ -27,6 +27,7 @@ from foveal.training.batches import Augmentation, EpochBatches, epoch_loader
 from foveal.training.budget import (
     CALIBRATION_STEPS,
     BudgetClock,
+    end_reserve,
     estimate_validation_seconds,
     plan_total_steps,
 )
@@ -75,6 +76,7 @@ class _Trainer:
     step_seconds: float = 0.0  # time spent in training steps by this process
     steps_timed: int = 0
     validation_seconds: float = 0.0  # the last validation pass's duration
+    end_reserve: float = 0.0  # seconds a budgeted run keeps for its end (budget.end_reserve)
     resumed: bool = False
 
     def model_to_keep(self, model: nn.Module) -> nn.Module:
@@ -240,6 +242,14 @@ def _run_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
                 _replan(run, trainer)
             if progress.planned_steps and progress.global_step >= progress.planned_steps:
                 break  # the budget is spent: this epoch ends early
+            if progress.planned_steps and not trainer.resumed and _past_deadline(run, trainer, now):
+                append_event(
+                    run.run_dir,
+                    f"steps ran slower than planned: stopped at step {progress.global_step} of "
+                    f"{progress.planned_steps} to keep the deadline",
+                )
+                progress.planned_steps = progress.global_step
+                break
         if progress.step < len(batches) and _checkpoint_due(config, trainer):
             now = time.perf_counter()
             progress.epoch_seconds += now - clock
@@ -379,8 +389,14 @@ def _replan(run: RunSetup, trainer: _Trainer) -> None:
     final = validation * val_images / epoch_val_images  # the final evaluation reads every image
     elapsed = time.perf_counter() - trainer.started
     clock = BudgetClock(config.time_budget, elapsed, step_seconds, validation, final)
+    trainer.end_reserve = end_reserve(clock)
     progress.planned_steps = plan_total_steps(clock, progress.global_step, _steps_per_epoch(run))
     _apply_plan(run, trainer)
+
+
+def _past_deadline(run: RunSetup, trainer: _Trainer, now: float) -> bool:
+    """Whether only the end's reserve is left of the budget (a resumed run keeps its plan instead)."""
+    return now - trainer.started + trainer.end_reserve >= run.config.time_budget
 
 
 def _apply_plan(run: RunSetup, trainer: _Trainer) -> None:

@@ -79,6 +79,7 @@ def prepare_run(config: TrainConfig, quiet: bool, run_dir: Path | None = None) -
         "data": data.description,
         "train_images": len(data.train),
         "val_images": len(data.val),
+        "images_memory_mapped": data.train.mapped,
         "device": str(device),
         "threads": threads,
         "parameters": params,
@@ -104,6 +105,8 @@ def _write_records(run_dir: Path, record: dict, data: DataSplits, quiet: bool) -
     skipped = data.train.skipped + data.val.skipped
     write_skipped(run_dir / "skipped.txt", skipped)
     say(f"data: {data.description}; {len(data.classes)} classes", quiet)
+    if data.train.mapped:
+        say("data: the decoded images are memory-mapped from the decode cache, not held in memory", quiet)
     if skipped:
         shown = "".join(f"\n  {path}: {reason}" for path, reason in skipped[:20])
         more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
