@@ -294,7 +294,8 @@ def _faithfulness_section(classifier, data: DataSplits, pictures: Path) -> str:
             "the predicted class: removing the pixels a faithful map marks first makes the probability "
             "fall fast (low deletion area), showing them first makes it rise fast (high insertion area). "
             "Random maps on the same token grid are the yardstick; the margin over them is per image, "
-            "with its standard error (±). `foveal explain RUN DATA --faithfulness` measures more images."
+            "with its standard error (±). The command foveal explain RUN DATA --faithfulness measures "
+            "more images."
         ),
         html.image_tag(plot_faithfulness(scores, pictures / "faithfulness.png"), "faithfulness curves"),
         html.table(*faithfulness_rows(scores)),
