@@ -160,3 +160,17 @@ def test_training_from_disk_is_bit_identical_to_training_from_memory(
     assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
     mapped_flags = [json.loads((run / "config.json").read_text())["images_memory_mapped"] for run in runs]
     assert mapped_flags == [False, True]
+
+
+def test_file_lists_are_tensors_so_the_header_stays_small(
+    folder_with_bad_files: Path, foveal_home: Path
+) -> None:
+    """safetensors refuses headers over 100 MB; a million paths in the header would pass that."""
+    decode(folder_with_bad_files, "disk")
+    decode_files(*list_images(folder_with_bad_files, find_classes(folder_with_bad_files)),
+                 find_classes(folder_with_bad_files), 24)  # fmt: skip
+    entries = list((foveal_home / "decoded").glob("*.safetensors"))
+    assert len(entries) == 2  # one written by each writer
+    for entry in entries:
+        header_size = int.from_bytes(entry.read_bytes()[:8], "little")
+        assert header_size < 600 and "shapes" not in entry.read_bytes()[8 : 8 + header_size].decode()

@@ -35,7 +35,7 @@ from foveal.data.imageset import ImageSet
 from foveal.data.mapped import map_images
 from foveal.io import atomic_write
 
-CACHE_FORMAT: str = "foveal-decoded-v1"
+CACHE_FORMAT: str = "foveal-decoded-v2"
 """Layout of a cache file; bump it when the stored tensors or metadata change meaning."""
 
 NO_CACHE_ENV: str = "FOVEAL_NO_CACHE"
@@ -162,8 +162,9 @@ def save_cached(key: str, image_set: ImageSet) -> Path | None:
     tensors = {
         "images": image_set.images.detach().to("cpu", torch.uint8).contiguous(),
         "labels": image_set.labels.detach().to("cpu", torch.int64).contiguous(),
+        **file_lists(image_set.paths, image_set.skipped),
     }
-    metadata = entry_metadata(key, image_set.classes, image_set.paths, image_set.skipped)
+    metadata = entry_metadata(key, image_set.classes)
     try:
         atomic_write(path, lambda temp: save_file(tensors, temp, metadata=metadata))
     except (OSError, SafetensorError):
@@ -171,19 +172,23 @@ def save_cached(key: str, image_set: ImageSet) -> Path | None:
     return path
 
 
-def entry_metadata(
-    key: str, classes: list[str], paths: list[str], skipped: list[tuple[str, str]]
-) -> dict[str, str]:
-    """The safetensors metadata of a cache entry: everything but the images and labels tensors."""
-    # safetensors metadata values must be strings; ASCII JSON also keeps undecodable file names
-    # (surrogate escapes) intact.
-    return {
-        "format": CACHE_FORMAT,
-        "key": key,
-        "classes": json.dumps(list(classes)),
-        "paths": json.dumps(list(paths)),
-        "skipped": json.dumps([[p, reason] for p, reason in skipped]),
-    }
+def entry_metadata(key: str, classes: list[str]) -> dict[str, str]:
+    """The safetensors metadata (header strings) of a cache entry."""
+    return {"format": CACHE_FORMAT, "key": key, "classes": json.dumps(list(classes))}
+
+
+def file_lists(paths: list[str], skipped: list[tuple[str, str]]) -> dict[str, torch.Tensor]:
+    """The entry's file lists as uint8 tensors of ASCII JSON ("paths", "skipped").
+
+    They are tensors, not header metadata, because safetensors refuses headers over 100 MB, which the
+    paths of a million-image data set (the kind that needs `mapped`) would pass. ASCII JSON keeps
+    undecodable file names (surrogate escapes) intact.
+    """
+
+    def encode(value: object) -> torch.Tensor:
+        return torch.frombuffer(bytearray(json.dumps(value).encode("ascii")), dtype=torch.uint8)
+
+    return {"paths": encode(list(paths)), "skipped": encode([[p, reason] for p, reason in skipped])}
 
 
 def read_entry(path: Path, key: str, *, mapped: bool = False) -> ImageSet:
@@ -203,8 +208,8 @@ def read_entry(path: Path, key: str, *, mapped: bool = False) -> ImageSet:
         if metadata.get("format") != CACHE_FORMAT or metadata.get("key") != key:
             raise ValueError("not an entry of this cache format or key")
         classes = _string_list(json.loads(metadata["classes"]))
-        paths = _string_list(json.loads(metadata["paths"]))
-        skipped = [tuple(_string_list(pair)) for pair in json.loads(metadata["skipped"])]
+        paths = _string_list(_decode_list(handle.get_tensor("paths")))
+        skipped = [tuple(_string_list(pair)) for pair in _decode_list(handle.get_tensor("skipped"))]
         # safetensors maps the file; a copy keeps the images independent of it, so a later replacement
         # or truncation of the file can never change or crash a running training.
         images = map_images(path) if mapped else handle.get_tensor("images").clone()
@@ -232,6 +237,13 @@ def _decoder_version() -> str:
     except (OSError, TypeError):  # no source file (e.g. frozen); Pillow's version still counts
         source = "unknown"
     return f"pillow={PIL.__version__};decode={source}"
+
+
+def _decode_list(tensor: torch.Tensor) -> object:
+    """The JSON value that `file_lists` stored in a uint8 tensor."""
+    if tensor.dtype != torch.uint8 or tensor.ndim != 1:
+        raise ValueError(f"expected a uint8 (N,) tensor of JSON, got {tensor.dtype} {tuple(tensor.shape)}")
+    return json.loads(tensor.numpy().tobytes().decode("ascii"))
 
 
 def _string_list(value: object) -> list[str]:

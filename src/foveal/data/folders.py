@@ -167,14 +167,12 @@ def _decode_to_disk(
                     good.append(index)
             keep = key is not None and not any(_is_transient(error) for _, error in skipped)
             entry_key = key if keep else secrets.token_hex(32)  # 64 hex digits, like a real key
-            metadata = cache.entry_metadata(
-                entry_key,
-                classes,
-                [paths[i] for i in good],
-                [(paths[i], error.reason) for i, error in skipped],
-            )
+            tensors = {
+                "labels": torch.tensor([labels[i] for i in good]),
+                **cache.file_lists([paths[i] for i in good], [(paths[i], e.reason) for i, e in skipped]),
+            }
             path = writer.finish(
-                cache.cache_path(entry_key), torch.tensor([labels[i] for i in good]), metadata
+                cache.cache_path(entry_key), tensors, cache.entry_metadata(entry_key, classes)
             )
     except OSError as error:
         raise DataError(

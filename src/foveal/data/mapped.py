@@ -31,6 +31,7 @@ IN_MEMORY_SHARE = 0.5
 """Decoded images up to this share of the available memory are held in memory; larger sets are mapped.
 Half leaves room for the model, the optimizer, the batches in flight and the rest of the system."""
 
+_SAFETENSORS_DTYPES = {torch.int64: ("I64", 8), torch.uint8: ("U8", 1)}  # name, bytes per element
 _COPY_CHUNK = 16 << 20  # bytes per read when the scratch file is copied into the entry
 _MAX_HEADER_BYTES = 100_000_000  # what safetensors itself accepts (its header holds every file path)
 
@@ -181,34 +182,36 @@ class DecodedImageWriter:
         self._scratch.write(image.contiguous().numpy().data)
         self.count += 1
 
-    def finish(self, path: Path, labels: torch.Tensor, metadata: dict[str, str]) -> Path:
-        """Write the entry `path` atomically: the images appended so far, `labels` (int64, one per
-        image) and the safetensors `metadata` (string values)."""
-        if labels.dtype != torch.int64 or tuple(labels.shape) != (self.count,):
-            got = f"{labels.dtype} {tuple(labels.shape)}"
-            raise ValueError(f"expected int64 labels of shape ({self.count},), got {got}")
-        self._scratch.close()
-        image_bytes = self.count * self.image_shape[0] * self.image_shape[1] * self.image_shape[2]
-        label_bytes = 8 * self.count
-        # The safetensors layout: an 8-byte little-endian header length, the JSON header (padded with
-        # spaces to a multiple of 8 so the int64 labels that come first stay aligned), then the data.
-        header = {
-            "__metadata__": metadata,
-            "labels": {"dtype": "I64", "shape": [self.count], "data_offsets": [0, label_bytes]},
-            "images": {
-                "dtype": "U8",
-                "shape": [self.count, *self.image_shape],
-                "data_offsets": [label_bytes, label_bytes + image_bytes],
-            },
+    def finish(self, path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
+        """Write the entry `path` atomically: `tensors` (the small ones: int64 labels, uint8 lists),
+        then the images appended so far as "images", with the safetensors `metadata` (strings)."""
+        header: dict[str, object] = {"__metadata__": metadata}
+        offset = 0
+        # int64 tensors first, from offset 0, so they stay 8-byte aligned; byte tensors after them.
+        ordered = sorted(tensors.items(), key=lambda item: -_SAFETENSORS_DTYPES[item[1].dtype][1])
+        for name, tensor in ordered:
+            dtype, size = _SAFETENSORS_DTYPES[tensor.dtype]
+            end = offset + tensor.numel() * size
+            header[name] = {"dtype": dtype, "shape": list(tensor.shape), "data_offsets": [offset, end]}
+            offset = end
+        image_bytes = self.count * math.prod(self.image_shape)
+        header["images"] = {
+            "dtype": "U8",
+            "shape": [self.count, *self.image_shape],
+            "data_offsets": [offset, offset + image_bytes],
         }
+        # The safetensors layout: an 8-byte little-endian header length, the JSON header padded with
+        # spaces to a multiple of 8 (so the data, and the int64 tensors at its start, are aligned).
         encoded = json.dumps(header, separators=(",", ":")).encode()
         encoded += b" " * (-len(encoded) % 8)
+        self._scratch.close()
 
         def write(temp: str) -> None:
             with open(temp, "wb") as out, open(self._scratch_path, "rb") as images:
                 out.write(struct.pack("<Q", len(encoded)))
                 out.write(encoded)
-                out.write(labels.contiguous().numpy().data)
+                for _, tensor in ordered:
+                    out.write(tensor.contiguous().numpy().data)
                 shutil.copyfileobj(images, out, _COPY_CHUNK)
 
         return atomic_write(path, write)
