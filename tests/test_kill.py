@@ -63,7 +63,9 @@ def launch(mode: str, data: Path, run: Path) -> subprocess.Popen:
     """Start a fresh run in run.parent, or resume `run` if it has a checkpoint to resume from."""
     if run.exists() and not list_checkpoints(run / "checkpoints"):
         shutil.rmtree(run)  # killed before its first checkpoint: start again, as a user would
-    args = ["--resume", str(run)] if run.exists() else [str(data), *cli_args(options(run.parent))]
+    # No report: it comes after the last checkpoint, so time spent on it only dilutes where kills land.
+    fresh = [str(data), *cli_args(options(run.parent)), "--no-report"]
+    args = ["--resume", str(run)] if run.exists() else fresh
     command = [sys.executable, str(RUNNER), mode, "train", *args, "--quiet"]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
