@@ -43,3 +43,12 @@ def tiny_train_options(tmp_path: Path) -> dict:
         "threads": 2,
         "report": False,  # report.html is tested in test_report.py; here it would only add time
     }
+
+
+@pytest.fixture
+def foveal_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A test's own empty Foveal cache folder ($FOVEAL_HOME), with the decode cache switched on."""
+    home = tmp_path / "foveal_home"
+    monkeypatch.setenv("FOVEAL_HOME", str(home))
+    monkeypatch.delenv("FOVEAL_NO_CACHE", raising=False)
+    return home

@@ -16,14 +16,7 @@ from foveal.data.folders import MAX_FAILURES_IN_A_ROW, decode_files, find_classe
 from foveal.data.imageset import ImageSet
 from foveal.errors import DataError
 
-
-@pytest.fixture(autouse=True)
-def foveal_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own empty cache folder and the cache switched on."""
-    home = tmp_path / "foveal_home"
-    monkeypatch.setenv("FOVEAL_HOME", str(home))
-    monkeypatch.delenv("FOVEAL_NO_CACHE", raising=False)
-    return home
+pytestmark = pytest.mark.usefixtures("foveal_home")  # each test: its own empty cache (conftest)
 
 
 def decode_folder(root: Path, img_size: int = 16) -> ImageSet:

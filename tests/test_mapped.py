@@ -21,12 +21,7 @@ from foveal.training import train
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
 
 
-@pytest.fixture(autouse=True)
-def foveal_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "foveal_home"
-    monkeypatch.setenv("FOVEAL_HOME", str(home))
-    monkeypatch.delenv("FOVEAL_NO_CACHE", raising=False)
-    return home
+pytestmark = pytest.mark.usefixtures("foveal_home")  # each test: its own empty cache (conftest)
 
 
 @pytest.fixture
