@@ -35,17 +35,22 @@ def test_the_plan_spends_the_budget_on_steps_and_validations() -> None:
     assert plan_total_steps(late, steps_done=20, steps_per_epoch=100) == 21  # at least one more step
 
 
-def test_a_budgeted_run_ends_on_time_and_annealed(class_folder: Path, tiny_train_options: dict) -> None:
-    budget = 12.0
+def budgeted_run(data: Path, options: dict, budget: float, batch_size: int):
+    """Train on `data` for `budget` seconds; the result and the seconds it took from the start."""
     started = time.perf_counter()
     result = train(
-        data=str(class_folder),
+        data=str(data),
         quiet=True,
         time_budget=budget,
         started=started,
-        **{**tiny_train_options, "batch_size": 2, "epochs": 1},
+        **{**options, "batch_size": batch_size, "epochs": 1},
     )
-    elapsed = time.perf_counter() - started
+    return result, time.perf_counter() - started
+
+
+def test_a_budgeted_run_ends_on_time_and_annealed(class_folder: Path, tiny_train_options: dict) -> None:
+    budget = 12.0
+    result, elapsed = budgeted_run(class_folder, tiny_train_options, budget, batch_size=2)
     assert budget * 0.6 < elapsed < budget + 3.0
     rows = (result.run_dir / "results.csv").read_text().splitlines()
     assert len(rows) - 1 == result.epochs > 1  # `epochs` is replaced by the budget
@@ -93,14 +98,6 @@ def test_steps_that_slow_down_after_the_plan_still_end_on_time(
 
     monkeypatch.setattr(loop, "train_step", slowing_step)
     budget = 10.0
-    started = time.perf_counter()
-    result = train(
-        data=str(class_folder),
-        quiet=True,
-        time_budget=budget,
-        started=started,
-        **{**tiny_train_options, "batch_size": 1, "epochs": 1},
-    )
-    elapsed = time.perf_counter() - started
+    result, elapsed = budgeted_run(class_folder, tiny_train_options, budget, batch_size=1)
     assert elapsed < budget + 1.0, elapsed
     assert "deadline" in (result.run_dir / "events.log").read_text()

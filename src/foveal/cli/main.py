@@ -306,7 +306,6 @@ def explain(
 def _print_faithfulness(
     classifier, sources: list[str], method: str | None, limit: int, deletion_fill: str, out: str | None
 ) -> None:
-    import torch
 
     from foveal.data.sources import load_evaluation_data
     from foveal.explanation.faithfulness import DELETION_FILLS, faithfulness_table
@@ -325,8 +324,7 @@ def _print_faithfulness(
     data, description = load_evaluation_data(
         sources[0], classifier.classes, classifier.info.preprocessing.img_size
     )
-    if len(data) > limit:
-        data = data.subset(torch.linspace(0, len(data) - 1, limit).round().long())
+    data = data.evenly_spaced(limit)
     methods = None if method is None else [method]
     scores = measure_faithfulness(classifier, data.images, methods, deletion_fill=deletion_fill)
     print(

@@ -33,6 +33,12 @@ class ImageSet:
     def class_counts(self) -> list[int]:
         return torch.bincount(self.labels, minlength=len(self.classes)).tolist()
 
+    def evenly_spaced(self, limit: int) -> ImageSet:
+        """At most `limit` images, evenly spaced over the set (the set itself when it is no larger)."""
+        if len(self) <= limit:
+            return self
+        return self.subset(torch.linspace(0, len(self) - 1, limit).round().long())
+
     def subset(self, indices: torch.Tensor) -> ImageSet:
         """The images at `indices` (int64), with the same classes."""
         paths = [self.paths[i] for i in indices.tolist()] if self.paths else []

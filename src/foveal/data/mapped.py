@@ -33,7 +33,7 @@ Half leaves room for the model, the optimizer, the batches in flight and the res
 
 _SAFETENSORS_DTYPES = {torch.int64: ("I64", 8), torch.uint8: ("U8", 1)}  # name, bytes per element
 _COPY_CHUNK = 16 << 20  # bytes per read when the scratch file is copied into the entry
-_MAX_HEADER_BYTES = 100_000_000  # what safetensors itself accepts (its header holds every file path)
+_MAX_HEADER_BYTES = 100_000_000  # the largest header safetensors itself accepts
 
 
 def decoded_bytes(count: int, img_size: int) -> int:

@@ -15,7 +15,7 @@ from foveal.data.preprocess import Preprocessing
 
 PATCH_SAMPLE_IMAGES = 5_000  # images the patch statistics are taken from (evenly spaced)
 PATCH_SAMPLE = 200_000  # about this many of their patches (evenly spaced) give the covariance
-STATS_CHUNK_PIXELS = 1_000_000  # pixels per image normalised at once (12 MB of float32 for RGB)
+NORMALIZE_CHUNK_PIXELS = 1_000_000  # pixels normalised at once, over a chunk of images (12 MB of float32 RGB)
 EPSILON = 5e-4  # added to each variance, so near-constant directions are not blown up
 
 
@@ -36,7 +36,7 @@ def whitening_weights(
     stride = max(1, n * per_image // PATCH_SAMPLE)  # every stride-th patch of all n * L, in order
     # Only the sampled patches are gathered (from a strided view of each chunk of images), never all
     # n * L of them: unfolding 5,000 images of 96 px at once would take 4.8 GB.
-    per_chunk = max(1, STATS_CHUNK_PIXELS // (H * W))
+    per_chunk = max(1, NORMALIZE_CHUNK_PIXELS // (H * W))
     rows = []
     for start in range(0, n, per_chunk):
         chunk = preprocessing.normalize(sample[start : start + per_chunk])  # (b, C, H, W)

@@ -282,11 +282,11 @@ def _faithfulness_section(classifier, data: DataSplits, pictures: Path) -> str:
     from foveal.explanation.faithfulness import faithfulness_rows
     from foveal.explanation.run import measure_faithfulness
 
-    count = min(FAITHFULNESS_IMAGES, len(data.val))
+    sample = data.val.evenly_spaced(FAITHFULNESS_IMAGES)
+    count = len(sample)
     if count < 2:
         return ""
-    sample = torch.linspace(0, len(data.val) - 1, count).round().long()
-    scores = measure_faithfulness(classifier, data.val.images[sample])
+    scores = measure_faithfulness(classifier, sample.images)
     return html.section(
         "Faithfulness of the explanations",
         html.paragraph(

@@ -413,8 +413,8 @@ def _steps_per_epoch(run: RunSetup) -> int:
 def _validate(run: RunSetup, model: nn.Module) -> dict[str, float]:
     """Loss, top-1 and top-5 on the validation images (an evenly spaced subset, if limited)."""
     val, limit = run.data.val, run.config.epoch_val_limit
-    if limit is not None and len(val) > limit:
-        val = val.subset(torch.linspace(0, len(val) - 1, limit).round().long())
+    if limit is not None:
+        val = val.evenly_spaced(limit)
     logits = predict_logits(
         model,
         val.images,
