@@ -22,11 +22,10 @@ from reference_pipeline import train_per_image
 from train_time import subset_folder
 
 import foveal
-from foveal.evaluation.run import evaluate_model
+from foveal.config import parse_duration
 from foveal.models import model_config
 from foveal.models.config import replace_config
 from foveal.models.registry import register_model
-from foveal.training.config import parse_duration
 
 PER_IMAGE = "per-image-pipeline"  # benchmarks/reference_pipeline.py, not `foveal.train`
 
@@ -125,7 +124,7 @@ def main() -> None:
             if name == "default":
                 default, default_model = result.run_dir, config.config.name
                 if not args.quick:  # test-time flips need no training: the default run's model
-                    flipped = evaluate_model(default, data, device="cpu", flip=True)
+                    flipped = foveal.evaluate(default, data, device="cpu", flip=True)
                     add(
                         {
                             "variant": "tta-flip",

@@ -25,13 +25,13 @@ from torchvision.transforms import v2
 from train_time import subset_folder
 
 import foveal
+from foveal.config import make_train_config, parse_duration
 from foveal.data.preprocess import Preprocessing, channel_stats
 from foveal.data.sources import load_evaluation_data, load_training_data
-from foveal.inference import predict_logits
+from foveal.evaluation.run import evaluate
 from foveal.models.whitening import init_from_data
 from foveal.runtime import to_fast_layout
 from foveal.training.budget import CALIBRATION_STEPS
-from foveal.training.config import TrainConfig, parse_duration
 from foveal.training.ema import make_ema
 from foveal.training.recipe import resolve_recipe
 from foveal.training.schedule import StepPlan, build_optimizer, warmup_cosine
@@ -68,23 +68,24 @@ def train_per_image(root: Path, budget: float, model_name: str | None = None, wo
     preprocessing = Preprocessing(32, *channel_stats(decoded))
     options = {"model": model_name} if model_name else {}
     recipe = resolve_recipe(
-        TrainConfig(time_budget=budget, **options), len(decoded), torch.device("cpu"), 32, len(classes)
+        make_train_config(time_budget=budget, **options), len(decoded), torch.device("cpu"), 32, len(classes)
     )
-    loader = per_image_loader(root / "train", preprocessing, recipe.batch_size, workers)
-    model = foveal.create_model(recipe.model, num_classes=len(classes), img_size=32)
-    init_from_data(model, decoded.images, preprocessing)
+    optim = recipe.optim
+    loader = per_image_loader(root / "train", preprocessing, optim.batch_size, workers)
+    model = foveal.create_model(recipe.model.preset, num_classes=len(classes), img_size=32)
+    init_from_data(model, decoded.images, preprocessing.normalize)
     model = to_fast_layout(model)
-    optimizer = build_optimizer(model, recipe.optimizer, recipe.peak_lr, recipe.weight_decay)
-    ema = make_ema(model, recipe.ema_decay)
-    plan = StepPlan(total_steps=10**9, warmup_steps=round(recipe.warmup_epochs * len(loader)))
-    scheduler = warmup_cosine(optimizer, plan, recipe.min_lr_ratio)
-    criterion = torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    optimizer = build_optimizer(model, optim.optimizer, optim.peak_lr, optim.weight_decay)
+    ema = make_ema(model, optim.ema_decay)
+    plan = StepPlan(total_steps=10**9, warmup_steps=round(optim.warmup_epochs * len(loader)))
+    scheduler = warmup_cosine(optimizer, plan, optim.min_lr_ratio)
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=optim.label_smoothing)
     train_started, step, seen = time.perf_counter(), 0, 0
     reserve = 15.0 + (time.perf_counter() - started)  # the final evaluation; set-up already spent
     while step < plan.total_steps:
         for images, labels in loader:
             images = images.contiguous(memory_format=torch.channels_last)
-            train_step(model, images, labels, optimizer, criterion, grad_clip=recipe.grad_clip)
+            train_step(model, images, labels, optimizer, criterion, grad_clip=optim.grad_clip)
             scheduler.step()
             if ema is not None:
                 ema.update_parameters(model)
@@ -98,17 +99,17 @@ def train_per_image(root: Path, budget: float, model_name: str | None = None, wo
     train_seconds = time.perf_counter() - train_started
     test, _ = load_evaluation_data(str(root), classes, 32)
     kept = ema.module if ema is not None else model
-    logits = predict_logits(kept, test.images, preprocessing, device=torch.device("cpu"))
+    evaluation = evaluate(kept, test, preprocessing, device=torch.device("cpu"))
     return {
-        "model": recipe.model,
-        "batch_size": recipe.batch_size,
+        "model": recipe.model.preset,
+        "batch_size": optim.batch_size,
         "pipeline": f"torchvision ImageFolder + v2 per image, DataLoader({workers} workers)",
         "budget_seconds": budget,
         "train_seconds": round(train_seconds, 1),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "passes": round(seen / len(loader.dataset), 2),
         "train_images_per_second": round(seen / train_seconds, 1),
-        "test_top1": round(float((logits.argmax(1) == test.labels).float().mean()), 4),
+        "test_top1": round(evaluation.metrics.top1, 4),
     }
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from common import CPU_PEAK_GFLOPS, forward_flops, load_average, measured_matmul_gflops, save
 
 import foveal
+from foveal.config import parse_duration
 from foveal.runtime import process_start
-from foveal.training.config import parse_duration
 
 
 def subset_folder(source: Path, destination: Path, per_class: int) -> Path:

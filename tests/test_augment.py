@@ -99,6 +99,6 @@ def test_test_time_flip_averages_an_image_with_its_mirror() -> None:
     preprocessing = Preprocessing(16)
     plain = predict_logits(model, images, preprocessing)
     mirrored = predict_logits(model, images.flip(3), preprocessing)
-    flipped = predict_logits(model, images, preprocessing, flip=True)
+    flipped = predict_logits(model, images, preprocessing.with_views("flip"))
     assert torch.allclose(flipped, (plain + mirrored) / 2, atol=1e-5)
     assert not torch.allclose(flipped, plain, atol=1e-5)

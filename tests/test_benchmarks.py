@@ -1,4 +1,8 @@
-"""The benchmark commands run in their quick mode and record what docs/benchmarks.md quotes."""
+"""The benchmark commands run in their quick mode and record what docs/benchmarks.md quotes.
+
+Each runs a benchmark script in a child process for several seconds to minutes, so all but the
+quickest (throughput) are marked `slow`: `python -m pytest -m slow` runs them, and so does `.ci/run`.
+"""
 
 from __future__ import annotations
 
@@ -34,12 +38,14 @@ def check_record(path: Path) -> dict:
     return record
 
 
+@pytest.mark.slow
 def test_quick_digits_benchmark(tmp_path: Path) -> None:
     done = run_benchmark("digits", "--quick", "--name", "quick_digits", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     check_record(tmp_path / "quick_digits.json")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CIFAR.is_dir(), reason="needs ../shared/data/cifar10")
 def test_quick_cifar10_benchmark(tmp_path: Path) -> None:
     done = run_benchmark(str(CIFAR), "--quick", "--name", "quick_cifar10", "--out", str(tmp_path))
@@ -48,7 +54,7 @@ def test_quick_cifar10_benchmark(tmp_path: Path) -> None:
     assert record["img_size"] == 32
 
 
-def test_quick_throughput_and_loader_benchmarks(tmp_path: Path) -> None:
+def test_quick_throughput_benchmark(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "benchmarks/throughput.py", "--quick", "--out", str(tmp_path)],
         cwd=ROOT,
@@ -59,17 +65,21 @@ def test_quick_throughput_and_loader_benchmarks(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     (row,) = json.loads((tmp_path / "throughput.json").read_text())["rows"]
     assert row["images_per_second"] > 0 and 0 < row["mfu_vs_cpu_peak"] < 1
-    if CIFAR.is_dir():
-        done = subprocess.run(
-            [sys.executable, "benchmarks/loader.py", str(CIFAR), "--quick", "--out", str(tmp_path)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert done.returncode == 0, done.stderr
-        record = json.loads((tmp_path / "quick_loader.json").read_text())
-        assert record["loader_images_per_second"] > record["step_images_per_second"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CIFAR.is_dir(), reason="needs ../shared/data/cifar10")
+def test_quick_loader_benchmark(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "benchmarks/loader.py", str(CIFAR), "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "quick_loader.json").read_text())
+    assert record["loader_images_per_second"] > record["step_images_per_second"] > 0
 
 
 def run_script(script: str, *args: str) -> subprocess.CompletedProcess:
@@ -78,6 +88,7 @@ def run_script(script: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CIFAR.is_dir(), reason="needs ../shared/data/cifar10")
 def test_quick_ablation_and_reference_pipeline(tmp_path: Path) -> None:
     done = run_script("ablation.py", str(CIFAR), "--quick", "--out", str(tmp_path))
@@ -91,6 +102,7 @@ def test_quick_ablation_and_reference_pipeline(tmp_path: Path) -> None:
     assert record["train_images_per_second"] > 0 and 0.0 <= record["test_top1"] <= 1.0
 
 
+@pytest.mark.slow
 def test_quick_explain_benchmark(tmp_path: Path) -> None:
     done = run_script("explain_maps.py", "--quick", "--name", "quick_explain", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
@@ -100,6 +112,7 @@ def test_quick_explain_benchmark(tmp_path: Path) -> None:
     assert (tmp_path / "quick_explain.png").stat().st_size > 5_000
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CIFAR.is_dir(), reason="needs ../shared/data/cifar10")
 def test_quick_mapped_data_benchmark(tmp_path: Path) -> None:
     done = run_script("mapped_data.py", str(CIFAR), "--quick", "--out", str(tmp_path))

@@ -11,10 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from foveal.config import parse_duration
 from foveal.errors import ConfigError
 from foveal.training import train
 from foveal.training.budget import FINISH_SECONDS, BudgetClock, plan_total_steps
-from foveal.training.config import parse_duration
 from foveal.training.state import list_checkpoints, load_checkpoint
 
 
@@ -35,22 +35,68 @@ def test_the_plan_spends_the_budget_on_steps_and_validations() -> None:
     assert plan_total_steps(late, steps_done=20, steps_per_epoch=100) == 21  # at least one more step
 
 
-def budgeted_run(data: Path, options: dict, budget: float, batch_size: int):
-    """Train on `data` for `budget` seconds; the result and the seconds it took from the start."""
-    started = time.perf_counter()
+class StepClock:
+    """A run's clock on which every training step takes `step_seconds` more than it really does, so
+    that a budget of seconds is spent in a fraction of them and no test sleeps; `slow_after` steps,
+    each step costs `slowdown` more (another process took the cores). With `real=False` only the
+    steps take time: the loop's reaction to them is then tested free of the machine's load."""
+
+    def __init__(
+        self, step_seconds: float, slow_after: int | None = None, slowdown: float = 0.0, real: bool = True
+    ) -> None:
+        self.step_seconds, self.slow_after, self.slowdown, self.real = (
+            step_seconds,
+            slow_after,
+            slowdown,
+            real,
+        )
+        self.steps, self.offset = 0, 0.0
+
+    def __call__(self) -> float:
+        return (time.perf_counter() if self.real else 0.0) + self.offset
+
+    def step(self) -> None:
+        self.steps += 1
+        slow = self.slow_after is not None and self.steps > self.slow_after
+        self.offset += self.step_seconds + (self.slowdown if slow else 0.0)
+
+
+def budgeted_run(
+    data: Path,
+    options: dict,
+    budget: float,
+    batch_size: int,
+    clock: StepClock,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """Train on `data` for `budget` seconds of `clock`; the result and the seconds it took by it."""
+    import foveal.training.loop as loop
+
+    real_step = loop.train_step
+
+    def timed_step(*args: object, **kwargs: object):
+        clock.step()
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_step", timed_step)
+    started = clock()
     result = train(
         data=str(data),
         quiet=True,
         time_budget=budget,
         started=started,
+        clock=clock,
         **{**options, "batch_size": batch_size, "epochs": 1},
     )
-    return result, time.perf_counter() - started
+    return result, clock() - started
 
 
-def test_a_budgeted_run_ends_on_time_and_annealed(class_folder: Path, tiny_train_options: dict) -> None:
+def test_a_budgeted_run_ends_on_time_and_annealed(
+    class_folder: Path, tiny_train_options: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     budget = 12.0
-    result, elapsed = budgeted_run(class_folder, tiny_train_options, budget, batch_size=2)
+    clock = StepClock(step_seconds=0.15)
+    result, elapsed = budgeted_run(class_folder, tiny_train_options, budget, 2, clock, monkeypatch)
     assert budget * 0.6 < elapsed < budget + 3.0
     rows = (result.run_dir / "results.csv").read_text().splitlines()
     assert len(rows) - 1 == result.epochs > 1  # `epochs` is replaced by the budget
@@ -59,10 +105,10 @@ def test_a_budgeted_run_ends_on_time_and_annealed(class_folder: Path, tiny_train
 
 
 def test_a_budgeted_run_resumes_with_its_plan(
-    class_folder: Path, tiny_train_options: dict, tmp_path: Path
+    class_folder: Path, tiny_train_options: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    options = {**tiny_train_options, "batch_size": 2, "checkpoint_every_steps": 1, "keep_checkpoints": 1000}
-    full = train(data=str(class_folder), quiet=True, time_budget=10.0, **options).run_dir
+    options = {**tiny_train_options, "checkpoint_every_steps": 1, "keep_checkpoints": 1000}
+    full = budgeted_run(class_folder, options, 10.0, 2, StepClock(step_seconds=0.15), monkeypatch)[0].run_dir
     states = [(p, load_checkpoint(p)["progress"]) for p in list_checkpoints(full / "checkpoints")]
     final_plan = states[-1][1]["planned_steps"]
     # The first checkpoint saved under the final plan, with steps still to take (mid-epoch, or at
@@ -86,18 +132,8 @@ def test_steps_that_slow_down_after_the_plan_still_end_on_time(
 ) -> None:
     """The plan is refined only at epoch ends; steps that turn 10x slower mid-run (another process
     takes the cores) must not push the end past the deadline."""
-    import foveal.training.loop as loop
-
-    real_step, calls = loop.train_step, []
-
-    def slowing_step(*args: object, **kwargs: object):
-        calls.append(1)
-        if len(calls) > 60:
-            time.sleep(0.3)
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "train_step", slowing_step)
     budget = 10.0
-    result, elapsed = budgeted_run(class_folder, tiny_train_options, budget, batch_size=1)
+    clock = StepClock(step_seconds=0.05, slow_after=60, slowdown=0.3, real=False)
+    result, elapsed = budgeted_run(class_folder, tiny_train_options, budget, 1, clock, monkeypatch)
     assert elapsed < budget + 1.0, elapsed
     assert "deadline" in (result.run_dir / "events.log").read_text()

@@ -1,4 +1,8 @@
-"""The `foveal` command end to end on tiny synthetic folders, and its answers to bad input."""
+"""The `foveal` command end to end on tiny synthetic folders, and its answers to bad input.
+
+Commands run in this process (`foveal_cli`, the console-script entry point called directly); a few
+smoke tests run the real `python -m foveal` in a child process (`foveal_cli_subprocess`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from clirun import foveal_cli
+from clirun import foveal_cli, foveal_cli_subprocess
 from synthetic import CLASSES
 
 import foveal
@@ -15,12 +19,13 @@ import foveal
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """One CLI training run on a separable 3-class folder, shared by the tests below."""
+    """One CLI training run on a separable 3-class folder, shared by the tests below. It runs
+    `python -m foveal train` in a child process: the smoke test of training through the real command."""
     from synthetic import make_class_folder
 
     base = tmp_path_factory.mktemp("cli")
     data = make_class_folder(base / "shapes", per_class=16)
-    done = foveal_cli(
+    done = foveal_cli_subprocess(
         "train",
         str(data),
         "--model",
@@ -37,6 +42,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         str(base / "runs"),
         "--threads",
         "2",
+        "--no-report",  # report.html is tested in test_report.py; here it would only add time
     )
     assert done.returncode == 0, done.stderr
     assert "best val top-1" in done.stdout
@@ -144,6 +150,18 @@ def test_usage_errors_exit_2_without_traceback() -> None:
     assert done.returncode == 2 and "Traceback" not in done.stderr
     done = foveal_cli("train")
     assert done.returncode == 1 and "missing DATA" in done.stderr
+
+
+def test_the_real_command_exits_2_on_usage_and_1_with_one_line_on_a_corrupt_model(tmp_path: Path) -> None:
+    """Smoke test of `python -m foveal` itself: exit codes and stderr as a shell sees them."""
+    usage = foveal_cli_subprocess("train", "digits", "--epochz", "3", cwd=tmp_path)
+    assert usage.returncode == 2 and "--epochz" in usage.stderr and "Traceback" not in usage.stderr
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(b"PK\x03\x04 not a model")
+    corrupt = foveal_cli_subprocess("predict", str(model), str(model), cwd=tmp_path)
+    assert corrupt.returncode == 1 and corrupt.stdout == ""
+    assert corrupt.stderr.startswith("error: ") and len(corrupt.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
 
 
 def test_python_predict_accepts_uint8_tensors(trained_run: tuple[Path, Path]) -> None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import math
 import os
 import struct
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from clirun import foveal_cli
 
 import foveal.training.loop as loop
 from foveal.errors import FovealError, ModelFileError
@@ -55,30 +54,22 @@ def test_a_diverging_learning_rate_stops_with_advice(class_folder: Path, tiny_tr
 
 
 def test_the_cli_reports_divergence_in_one_line(class_folder: Path, tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "foveal",
-            "train",
-            str(class_folder),
-            "--model",
-            "foveal-tiny",
-            "--img-size",
-            "16",
-            "--batch-size",
-            "8",
-            "--lr",
-            "1e12",
-            "--max-bad-steps",
-            "2",
-            "--out",
-            str(tmp_path / "runs"),
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    done = foveal_cli(
+        "train",
+        str(class_folder),
+        "--model",
+        "foveal-tiny",
+        "--img-size",
+        "16",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e12",
+        "--max-bad-steps",
+        "2",
+        "--out",
+        str(tmp_path / "runs"),
+        "--quiet",
     )
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("error: training diverged")
@@ -120,12 +111,7 @@ def test_a_malicious_pickle_is_refused_everywhere_and_never_runs(
     for name in ("model.pt", "model.pth"):
         with pytest.raises(ModelFileError):
             load_model(malicious_file(tmp_path / name, marker))
-    done = subprocess.run(
-        [sys.executable, "-m", "foveal", "predict", str(model_file), str(model_file)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = foveal_cli("predict", str(model_file), str(model_file))
     assert done.returncode == 1 and "Traceback" not in done.stderr
     # As a training checkpoint: resume refuses it and says why.
     run = train(data=str(class_folder), quiet=True, **{**tiny_train_options, "epochs": 1}).run_dir

@@ -1,15 +1,14 @@
-"""Exact resume: a run continued from a mid-epoch checkpoint in a new process ends bit-identical."""
+"""Exact resume: a run continued from a mid-epoch checkpoint ends bit-identical, also in a new process."""
 
 from __future__ import annotations
 
 import csv
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from clirun import foveal_cli, foveal_cli_subprocess
 from safetensors.torch import load_file
 
 from foveal.errors import FovealError
@@ -50,13 +49,20 @@ RECIPE_WITH_EVERYTHING = {
 
 
 @pytest.mark.parametrize(
-    ("workers", "recipe"),
-    [(0, {}), (2, {}), (0, RECIPE_WITH_EVERYTHING)],
-    ids=["plain", "workers", "ema-mix"],
+    ("workers", "recipe", "new_process"),
+    [(0, {}, False), (2, {}, False), (0, RECIPE_WITH_EVERYTHING, True)],
+    ids=["plain", "workers", "ema-mix-new-process"],
 )
-def test_resume_mid_epoch_in_a_new_process_is_bit_identical(
-    class_folder: Path, tiny_train_options: dict, tmp_path: Path, workers: int, recipe: dict
+def test_resume_mid_epoch_is_bit_identical(
+    class_folder: Path,
+    tiny_train_options: dict,
+    tmp_path: Path,
+    workers: int,
+    recipe: dict,
+    new_process: bool,
 ) -> None:
+    """`foveal train --resume`; with `new_process`, through `python -m foveal` in a fresh interpreter
+    (nothing carried over in memory, other hash seeds); otherwise in this process."""
     options = {
         **tiny_train_options,
         "epochs": 2,
@@ -72,12 +78,8 @@ def test_resume_mid_epoch_in_a_new_process_is_bit_identical(
     middle = next(p for p in checkpoints if load_checkpoint(p)["progress"]["step"] == 2)
     assert Progress(**load_checkpoint(middle)["progress"]).epoch == 1
     resumed = copy_run_until(full, tmp_path / "resumed", middle)
-    done = subprocess.run(
-        [sys.executable, "-m", "foveal", "train", "--resume", str(resumed), "--quiet"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    resume = ("train", "--resume", str(resumed), "--quiet")
+    done = foveal_cli_subprocess(*resume) if new_process else foveal_cli(*resume)
     assert done.returncode == 0, done.stderr
     expected, got = weights(full), weights(resumed)
     assert expected.keys() == got.keys()
@@ -109,12 +111,7 @@ def test_resume_with_nothing_to_resume_is_one_clear_line(
     tmp_path: Path, class_folder: Path, tiny_train_options: dict
 ) -> None:
     for target in (tmp_path / "missing", class_folder):
-        done = subprocess.run(
-            [sys.executable, "-m", "foveal", "train", "--resume", str(target)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        done = foveal_cli("train", "--resume", str(target))
         assert done.returncode == 1 and done.stderr.startswith("error: ") and "Traceback" not in done.stderr
         assert "not a Foveal run folder" in done.stderr
     run = train(data=str(class_folder), quiet=True, **{**tiny_train_options, "epochs": 1}).run_dir

@@ -22,7 +22,7 @@ def correlated_images(n: int = 400, size: int = 16) -> torch.Tensor:
 def test_whitening_filters_decorrelate_the_patches() -> None:
     images = correlated_images()
     preprocessing = Preprocessing(16, (0.4, 0.4, 0.4), (0.23, 0.23, 0.23))
-    weights = whitening_weights(images, preprocessing, out_channels=8, kernel=3)
+    weights = whitening_weights(images, preprocessing.normalize, out_channels=8, kernel=3)
     assert weights.shape == (8, 3, 3, 3)
     outputs = F.conv2d(preprocessing.normalize(images), weights)[:, :4]  # the four + filters
     covariance = torch.cov(outputs.permute(1, 0, 2, 3).reshape(4, -1))
@@ -37,5 +37,5 @@ def test_a_whitened_tokenizer_is_frozen_and_set_from_the_data() -> None:
     first = model.tokenizer.stages[0]
     assert not first.weight.requires_grad
     before = first.weight.detach().clone()
-    whiten_first_conv(model, correlated_images(), Preprocessing(16))
+    whiten_first_conv(model, correlated_images(), Preprocessing(16).normalize)
     assert not torch.equal(before, first.weight)

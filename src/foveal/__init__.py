@@ -17,13 +17,13 @@ __version__ = "0.1.0"
 
 # Heavier entry points load on first use, so `import foveal` stays quick.
 _LAZY = {
-    "train": ("foveal.training", "train"),
+    "train": ("foveal.api", "train"),
     "TrainConfig": ("foveal.training", "TrainConfig"),
-    "load": ("foveal.classifier", "load"),
-    "Classifier": ("foveal.classifier", "Classifier"),
-    "evaluate": ("foveal.evaluation.run", "evaluate_model"),
-    "explain": ("foveal.explanation.run", "explain"),
-    "report": ("foveal.reporting", "write_report"),
+    "load": ("foveal.api", "load"),
+    "Classifier": ("foveal.api", "Classifier"),
+    "evaluate": ("foveal.api", "evaluate"),
+    "explain": ("foveal.api", "explain"),
+    "report": ("foveal.api", "report"),
 }
 
 

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from foveal.data.decode import ImageDecodeError, decode_image, is_image_file
-from foveal.errors import DataError, FovealError
+from foveal.data.decode import decode_image
+from foveal.data.files import check_image_tensor, decode_paths
+from foveal.data.preprocess import Preprocessing
+from foveal.errors import DataError
+from foveal.explanation.result import Explanation
+from foveal.explanation.run import explain_inputs
 from foveal.inference import predict_logits
 from foveal.runtime import resolve_device
-from foveal.saved import ModelInfo, load_model
+from foveal.saved import ModelInfo, load_model, resolve_model_path
 
 ImageInput = str | Path | torch.Tensor
 
@@ -35,31 +39,37 @@ class Prediction:
 
 
 class Classifier:
-    """A loaded model with its class names and preprocessing, ready to predict."""
+    """A loaded model with its class names and preprocessing, ready to predict and explain."""
 
-    def __init__(self, model: torch.nn.Module, info: ModelInfo, device: torch.device) -> None:
+    def __init__(
+        self, model: torch.nn.Module, info: ModelInfo, device: torch.device, source: Path | None = None
+    ) -> None:
         self.model = model
         self.info = info
         self.device = device
+        self.source = source  # the saved model file it was loaded from
 
     @property
     def classes(self) -> list[str]:
         return self.info.classes
 
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.info.preprocessing
+
+    def logits(self, images: Sequence[ImageInput] | torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """Logits float32 (N, num_classes) for image files or uint8 tensors (N, 3, S, S), through the
+        one inference path (the saved preprocessing, test-time views included)."""
+        batch = self._to_uint8(images)
+        return predict_logits(
+            self.model, batch, self.preprocessing, device=self.device, batch_size=batch_size
+        )
+
     def probabilities(
         self, images: Sequence[ImageInput] | torch.Tensor, batch_size: int = 256
     ) -> torch.Tensor:
         """Class probabilities float32 (N, num_classes) for image files or uint8 tensors (N, 3, S, S)."""
-        batch = self._to_uint8(images)
-        logits = predict_logits(
-            self.model,
-            batch,
-            self.info.preprocessing,
-            device=self.device,
-            batch_size=batch_size,
-            flip=self.info.test_time_flip,
-        )
-        return logits.softmax(dim=1)
+        return self.logits(images, batch_size).softmax(dim=1)
 
     def predict(
         self, images: Sequence[ImageInput] | torch.Tensor, top_k: int = 5, batch_size: int = 256
@@ -88,79 +98,37 @@ class Classifier:
             for src, val, idx in zip(sources, values, indices)
         ]
 
-    def explain(self, images: Sequence[ImageInput] | torch.Tensor, method: str | None = None, **options):
-        """Maps of where the model looked for each image; see `foveal.explanation.explain`."""
-        from foveal.explanation import explain
-
-        return explain(self, images, method=method, **options)
+    def explain(
+        self, images: Sequence[ImageInput] | ImageInput, method: str | None = None, **options
+    ) -> list[Explanation]:
+        """Maps of where the model looked for each image (files, folders or a uint8 tensor); files
+        that do not decode are skipped. Options: see `foveal.explanation.run.explain_images`."""
+        return explain_inputs(self, images, method=method, **options)[0]
 
     def check_tensor(self, images: torch.Tensor) -> torch.Tensor:
         """`images` if it is uint8 (N, 3, S, S) at the model's size (S), else a DataError saying so."""
-        size = self.info.preprocessing.img_size
-        if images.ndim == 3:
-            images = images.unsqueeze(0)
-        if images.dtype != torch.uint8 or images.ndim != 4 or tuple(images.shape[1:]) != (3, size, size):
-            raise DataError(
-                f"expected a uint8 tensor of shape (N, 3, {size}, {size}), got {images.dtype} "
-                f"{tuple(images.shape)}; pass file paths to have Foveal resize them."
-            )
-        return images
+        return check_image_tensor(images, self.preprocessing.img_size)
 
     def _to_uint8(self, images: Sequence[ImageInput] | torch.Tensor) -> torch.Tensor:
-        size = self.info.preprocessing.img_size
         if isinstance(images, torch.Tensor):
             return self.check_tensor(images)
         if not images:
             raise DataError("no images given; expected image file paths or a uint8 tensor.")
-        return torch.stack([decode_image(path, size) for path in images])
+        return torch.stack([decode_image(path, self.preprocessing.img_size) for path in images])
 
 
 def load(path: str | Path, device: str = "auto") -> Classifier:
     """Load a saved model (a run folder, a model folder or a .safetensors file) for prediction."""
     resolved = resolve_device(device)
     model, info = load_model(path, resolved)
-    return Classifier(model, info, resolved)
-
-
-def collect_images(inputs: Iterable[str | Path]) -> list[Path]:
-    """Image files named directly or found (recursively, sorted) in the folders named."""
-    files: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
-            if not found:
-                raise DataError(f"folder {path} has no image files (.jpg, .png, ...).")
-            files += found
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise DataError(f"{path} does not exist; expected image files or folders of images.")
-    return files
-
-
-def decode_paths(files: list[Path], size: int) -> tuple[torch.Tensor, list[Path], list[tuple[str, str]]]:
-    """Decode every file it can: uint8 images (N, 3, size, size), their paths, and (path, reason) of
-    the files skipped. Raises FovealError when none decodes."""
-    good, images, failed = [], [], []
-    for path in files:
-        try:
-            images.append(decode_image(path, size))
-            good.append(path)
-        except ImageDecodeError as error:
-            failed.append((str(path), error.reason))
-    if not good:
-        raise FovealError(
-            f"none of the {len(files)} files could be decoded (first: {failed[0][0]}: {failed[0][1]})."
-        )
-    return torch.stack(images), good, failed
+    return Classifier(model, info, resolved, resolve_model_path(path))
 
 
 def predict_files(
     classifier: Classifier, files: list[Path], top_k: int = 5, batch_size: int = 256
 ) -> tuple[list[Prediction], list[tuple[str, str]]]:
     """Predict every decodable file; returns the predictions and (path, reason) of files skipped."""
-    images, good, failed = decode_paths(files, classifier.info.preprocessing.img_size)
+    images, good, failed = decode_paths(files, classifier.preprocessing.img_size)
     predictions = classifier.predict(images, top_k, batch_size)
     for prediction, path in zip(predictions, good):
         prediction.source = str(path)

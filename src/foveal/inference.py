@@ -1,4 +1,8 @@
-"""Batched inference over decoded uint8 images, shared by evaluation, prediction and training."""
+"""The one inference path: how every part of Foveal turns images into logits.
+
+Prediction, evaluation, per-epoch validation, explanation labels, the report, `compare` and the
+faithfulness curves all call these two functions, so that a model answers the same everywhere.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from foveal.data.preprocess import Preprocessing
+from foveal.data.preprocess import Preprocessing, TestTimeViews
+
+
+def view_logits(model: nn.Module, normalized: torch.Tensor, views: TestTimeViews) -> torch.Tensor:
+    """Logits float32 (B, K) of normalised images (B, C, H, W) over the preprocessing's test-time
+    views: the image alone ("none"), or the mean of the image's and its mirror image's ("flip")."""
+    logits = model(normalized).float()
+    if views == "flip":
+        logits = (logits + model(normalized.flip(3)).float()) / 2
+    return logits
 
 
 @torch.inference_mode()
@@ -17,22 +30,17 @@ def predict_logits(
     *,
     device: torch.device | str = "cpu",
     batch_size: int = 256,
-    flip: bool = False,
 ) -> torch.Tensor:
     """Logits float32 (N, K) on the CPU for uint8 images (N, 3, S, S), in eval mode, batch by batch.
 
     Each image's logits depend only on that image (no batch statistics in eval mode), so results
-    do not depend on batch size or composition. With `flip`, each image's logits are the mean of
-    its own and its mirror image's (test-time flip averaging; twice the compute).
+    do not depend on batch size or composition. `preprocessing.test_time_views` decides the views.
     """
     model.eval()
     outputs = []
     for start in range(0, images.shape[0], batch_size):
         batch = preprocessing.normalize(images[start : start + batch_size].to(device, non_blocking=True))
-        logits = model(batch).float()
-        if flip:
-            logits = (logits + model(batch.flip(3)).float()) / 2
-        outputs.append(logits.cpu())
+        outputs.append(view_logits(model, batch, preprocessing.test_time_views).cpu())
     return torch.cat(outputs) if outputs else torch.empty(0, 0)
 
 

@@ -17,7 +17,8 @@ from foveal.io import atomic_write
 from foveal.models import ModelConfig, build_model, config_from_dict, config_to_dict
 from foveal.runtime import to_fast_layout
 
-FORMAT = "foveal.model/1"
+FORMAT = "foveal.model/2"  # /1 (Foveal 0.1.0) kept the test-time flip among the training options
+READABLE_FORMATS = ("foveal.model/1", FORMAT)
 MODEL_FILE_NAMES = ("best.safetensors", "model.safetensors", "last.safetensors")
 
 
@@ -29,11 +30,6 @@ class ModelInfo:
     classes: list[str]
     preprocessing: Preprocessing
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. epoch, val_top1, training config
-
-    @property
-    def test_time_flip(self) -> bool:
-        """Whether predictions average each image with its mirror image (trained with --tta-flip)."""
-        return bool(self.extra.get("train_config", {}).get("tta_flip", False))
 
     def to_json(self) -> str:
         return json.dumps(
@@ -50,13 +46,15 @@ class ModelInfo:
     def from_json(cls, text: str, source: Path) -> ModelInfo:
         try:
             data = json.loads(text)
-            if data.get("format") != FORMAT:
-                raise ValueError(f"format {data.get('format')!r}, expected {FORMAT!r}")
+            if data.get("format") not in READABLE_FORMATS:
+                raise ValueError(f"format {data.get('format')!r}, expected one of {READABLE_FORMATS}")
+            extra = dict(data.get("extra", {}))
+            legacy_flip = bool(extra.get("train_config", {}).get("tta_flip", False))  # format /1
             return cls(
                 config_from_dict(data["model"]),
                 list(data["classes"]),
-                Preprocessing.from_dict(data["preprocessing"]),
-                dict(data.get("extra", {})),
+                Preprocessing.from_dict(data["preprocessing"], legacy_flip=legacy_flip),
+                extra,
             )
         except (ValueError, KeyError, TypeError, FovealError) as error:
             raise ModelFileError(f"{source} is not a Foveal model ({error}).") from None

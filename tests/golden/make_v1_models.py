@@ -45,11 +45,15 @@ def main() -> None:
                     module.bias.uniform_(-0.1, 0.1)
         preprocessing = Preprocessing(16, (0.45, 0.5, 0.55), (0.2, 0.25, 0.3))
         extra = {"train_config": {"tta_flip": flip, "model": preset}, "epoch": 1, "val_top1": 0.5}
-        path = save_model(HERE / f"{stem}.safetensors", model, ModelInfo(config, CLASSES, preprocessing, extra))
+        path = save_model(
+            HERE / f"{stem}.safetensors", model, ModelInfo(config, CLASSES, preprocessing, extra)
+        )
         loaded, info = load_model(path)
         classifier = Classifier(loaded, info, torch.device("cpu"))
         expected[f"{stem}.probabilities"] = classifier.probabilities(inputs)
-        expected[f"{stem}.logits"] = predict_logits(loaded, inputs, info.preprocessing, flip=info.test_time_flip)
+        expected[f"{stem}.logits"] = predict_logits(
+            loaded, inputs, info.preprocessing, flip=info.test_time_flip
+        )
     save_file(expected, str(HERE / "v1-expected.safetensors"))
 
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from foveal.cli.options import given, with_training_options
 from foveal.cli.output import print_predictions, print_table
 from foveal.errors import FovealError
-from foveal.training.config import TrainConfig, parse_duration
+
+DEFAULT_COMPARE_SECONDS = 600.0  # `foveal compare` without --time or --epochs: 10 minutes a model
 
 app = typer.Typer(
     add_completion=False,
@@ -25,135 +27,57 @@ app = typer.Typer(
 )
 
 
-D = TrainConfig()  # the CLI's defaults are the library's: one source of truth
-
-
-@app.command()
+@app.command(context_settings={"max_content_width": 80})
+@with_training_options(exclude=("data",))
 def train(
     data: Annotated[
         str | None,
         typer.Argument(
-            help="Built-in name (digits, cifar10), a root with train/ and val/ "
-            "(or test/), or a folder of class folders (auto-split). Omit with --resume."
+            help="Built-in name (digits, cifar10), a root with train/ and val/ (or test/), or a folder "
+            "of class folders (auto-split). Omit with --resume, or to take it from --config.",
+            show_default=False,
         ),
     ] = None,
     resume: Annotated[
-        str | None, typer.Option(help="Continue this run folder from its newest checkpoint, exactly.")
-    ] = None,
-    model: Annotated[
         str | None,
         typer.Option(
-            help="Model preset; see `foveal models` [default: foveal-small; with --time, "
-            "the recipe's choice for the budget]."
+            help="Continue this run folder from its newest checkpoint, exactly.", rich_help_panel="Run"
         ),
     ] = None,
-    epochs: Annotated[int, typer.Option(help="Passes over the training images.")] = D.epochs,
-    time: Annotated[
+    config: Annotated[
         str | None,
-        typer.Option("--time", help="Train for a wall-clock budget instead of --epochs: 90s, 10m, 1.5h."),
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(help="Images per training step [default: 64; with --time, the recipe's].")
-    ] = None,
-    lr: Annotated[
-        float | None, typer.Option(help="Peak learning rate [default: 1e-3; with --time, the recipe's].")
-    ] = None,
-    img_size: Annotated[int | None, typer.Option(help="Input side in pixels [default: the data's].")] = None,
-    optimizer: Annotated[str, typer.Option(help="adamw or adam.")] = D.optimizer,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = D.weight_decay,
-    label_smoothing: Annotated[
-        float, typer.Option(help="Cross-entropy label smoothing.")
-    ] = D.label_smoothing,
-    warmup_epochs: Annotated[
-        float | None, typer.Option(help="Linear warmup before cosine decay [default: 3; with --time, 0.3].")
-    ] = None,
-    ema_decay: Annotated[
-        float | None,
         typer.Option(
-            help="Validate and save an EMA of the weights with this decay, e.g. 0.999 (0: off) "
-            "[default: off]."
+            help="Start from the settings in this JSON or YAML file (a run folder's config.json works "
+            "as it is); the options given here override it.",
+            rich_help_panel="Run",
         ),
     ] = None,
-    auto_augment: Annotated[
-        str, typer.Option(help="none, trivial (TrivialAugment) or rand (RandAugment).")
-    ] = D.auto_augment,
-    random_erase: Annotated[
-        float, typer.Option(help="Probability of erasing a random rectangle of each image.")
-    ] = D.random_erase,
-    mixup_alpha: Annotated[float, typer.Option(help="MixUp Beta(alpha, alpha) (0: off).")] = D.mixup_alpha,
-    cutmix_alpha: Annotated[float, typer.Option(help="CutMix Beta(alpha, alpha) (0: off).")] = D.cutmix_alpha,
-    tta_flip: Annotated[
-        bool, typer.Option("--tta-flip", help="Validate and predict on each image and its mirror, averaged.")
-    ] = D.tta_flip,
-    val_fraction: Annotated[
-        float, typer.Option(help="Share of each class held out when auto-splitting.")
-    ] = D.val_fraction,
-    split_manifest: Annotated[str | None, typer.Option(help="Reuse an earlier run's split.json.")] = None,
-    hflip: Annotated[
-        bool | None,
-        typer.Option("--hflip/--no-hflip", help="Random horizontal flips [default: on, off for digits]."),
-    ] = None,
-    patience: Annotated[
-        int | None, typer.Option(help="Stop after this many epochs without a better val top-1.")
-    ] = None,
-    checkpoint_every_steps: Annotated[
-        int | None, typer.Option(help="Also save the full training state every N steps.")
-    ] = None,
-    checkpoint_every_minutes: Annotated[
-        float | None, typer.Option(help="Save the full training state at least this often.")
-    ] = D.checkpoint_every_minutes,
-    keep_checkpoints: Annotated[
-        int, typer.Option(help="Newest training-state checkpoints kept.")
-    ] = D.keep_checkpoints,
-    max_bad_steps: Annotated[
-        int, typer.Option(help="Stop after this many non-finite steps in a row.")
-    ] = D.max_bad_steps,
-    max_image_pixels: Annotated[
-        int, typer.Option(help="Refuse larger images as decompression bombs.")
-    ] = D.max_image_pixels,
-    eval_batch_size: Annotated[
-        int, typer.Option(help="Images per batch when validating (lower it for large images).")
-    ] = D.eval_batch_size,
-    data_storage: Annotated[
-        str,
-        typer.Option(
-            help="auto, memory or disk: decoded images in memory, or memory-mapped from the decode "
-            "cache for data larger than memory (auto: disk when over half the available memory)."
-        ),
-    ] = D.data_storage,
-    workers: Annotated[
-        int, typer.Option(help="Processes preparing batches ahead (0: in-process).")
-    ] = D.workers,
-    out: Annotated[str, typer.Option(help="Folder for run folders (runs/train, runs/train2, ...).")] = D.out,
-    name: Annotated[str, typer.Option(help="Run folder name.")] = D.name,
-    seed: Annotated[int, typer.Option(help="Random seed: same seed, same result on CPU.")] = D.seed,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = D.device,
-    threads: Annotated[int | None, typer.Option(help="CPU threads [default: all cores].")] = None,
-    report: Annotated[
-        bool, typer.Option("--report/--no-report", help="Write report.html into the run folder at the end.")
-    ] = D.report,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the final summary.", rich_help_panel="Run")
+    ] = False,
+    **options: Any,
 ) -> None:
     """Train a classifier on DATA and save it in a new run folder (or --resume one)."""
-    options = dict(locals())  # first: every parameter above is a TrainConfig field, but three
-    for key in ("resume", "quiet", "time"):
-        options.pop(key)
-    options["time_budget"] = parse_duration(time) if time else None
+    from foveal.api import train as run_training
+    from foveal.config import TrainConfig, load_config_file
     from foveal.runtime import process_start
-    from foveal.training import train as run_training
-    from foveal.training.config import make_train_config
 
+    chosen = given(options)
     if resume is not None:
-        if data is not None:
-            raise FovealError("give either DATA (a new run) or --resume RUN_FOLDER, not both.")
+        if data is not None or config is not None or chosen:
+            raise FovealError(
+                "a resumed run keeps the settings it started with; give only --resume RUN_FOLDER."
+            )
         result = run_training(resume=resume, quiet=quiet, started=process_start())
-    elif data is None:
-        raise FovealError(
-            "missing DATA: a built-in name (digits, cifar10) or a folder of class folders; "
-            "or --resume RUN_FOLDER to continue a run."
-        )
     else:
-        result = run_training(make_train_config(**options), quiet=quiet, started=process_start())
+        if data is None and config is None:
+            raise FovealError(
+                "missing DATA: a built-in name (digits, cifar10) or a folder of class folders; "
+                "or --resume RUN_FOLDER to continue a run."
+            )
+        base = load_config_file(config) if config is not None else TrainConfig()
+        settings = base.replace(**chosen, **({} if data is None else {"data": data}))
+        result = run_training(settings, quiet=quiet, started=process_start())
     print(
         f"best val top-1 {result.best_top1:.2%} (epoch {result.best_epoch}), "
         f"top-5 {result.metrics.top5:.2%}, "
@@ -190,18 +114,15 @@ def evaluate(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
 ) -> None:
     """Measure a model on labelled images: top-1/top-5, per-class precision/recall/F1, confusion matrix."""
-    from foveal.evaluation.run import evaluate_model, save_evaluation
-    from foveal.training.run_dir import next_run_dir
+    from foveal.api import evaluate as evaluate_model
+    from foveal.evaluation.run import save_evaluation
+    from foveal.runs import next_run_dir
 
     result = evaluate_model(model, data, device=device, batch_size=batch_size, flip=tta_flip)
     folder = Path(out) if out else next_run_dir("runs", "evaluate")  # only once there is something to save
     save_evaluation(result, folder)
     if as_json:
-        print(
-            json.dumps(
-                {"model": str(result.model), "data": result.data, **result.metrics.to_dict()}, indent=2
-            )
-        )
+        print(json.dumps(result.to_dict(), indent=2))
         return
     print(f"{result.data}\n{result.metrics.summary_table()}")
     if result.skipped:
@@ -219,7 +140,8 @@ def predict(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
 ) -> None:
     """Predict the top-k labels, with probabilities, of each image."""
-    from foveal.classifier import collect_images, load, predict_files
+    from foveal.classifier import load, predict_files
+    from foveal.data.files import collect_images
 
     if format not in ("table", "json", "csv"):
         raise FovealError(f"--format must be table, json or csv, got {format!r}")
@@ -274,9 +196,9 @@ def explain(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
 ) -> None:
     """Show where the model looks: a heatmap per image (PNG + JSON), a contact sheet for several."""
-    from foveal.classifier import collect_images, load
-    from foveal.explanation.run import explain_files, save_explanations
-    from foveal.training.run_dir import next_run_dir
+    from foveal.classifier import load
+    from foveal.explanation.run import explain_inputs, save_explanations
+    from foveal.runs import next_run_dir
 
     if top_k < 1:
         raise FovealError(f"--top-k must be >= 1, got {top_k}")
@@ -284,9 +206,9 @@ def explain(
     if faithfulness:
         _print_faithfulness(classifier, images, method, limit, deletion_fill, out)
         return
-    explanations, failed = explain_files(
+    explanations, failed = explain_inputs(
         classifier,
-        collect_images(images),
+        images,
         method=method,
         target=target,
         top_k=top_k,
@@ -311,7 +233,7 @@ def _print_faithfulness(
     from foveal.explanation.faithfulness import DELETION_FILLS, faithfulness_table
     from foveal.explanation.run import measure_faithfulness
     from foveal.io import atomic_write_json
-    from foveal.training.run_dir import next_run_dir
+    from foveal.runs import next_run_dir
 
     if len(sources) != 1:
         raise FovealError(f"--faithfulness takes one data set, got {len(sources)} paths.")
@@ -356,37 +278,37 @@ def report(
     print(f"saved {write_report(run_folder, device=device)}")
 
 
-@app.command()
+@app.command(context_settings={"max_content_width": 80})
+@with_training_options(exclude=("data", "model", "name"))
 def compare(
-    data: Annotated[str, typer.Argument(help="A built-in name or a folder of class folders, as for train.")],
+    data: Annotated[
+        str,
+        typer.Argument(
+            help="A built-in name or a folder of class folders, as for train.", show_default=False
+        ),
+    ],
     models: Annotated[
-        str, typer.Option(help="Comma-separated models from `foveal models`.")
+        str,
+        typer.Option(help="Comma-separated models from `foveal models`.", rich_help_panel="Model"),
     ] = "foveal-nano,cnn-resnet20",
-    budget: Annotated[float, typer.Option(help="Training minutes per model.")] = 10.0,
-    epochs: Annotated[
-        int | None, typer.Option(help="Train each model this many epochs instead of --budget.")
-    ] = None,
-    out: Annotated[str, typer.Option(help="Folder for the comparison folder.")] = "runs",
-    name: Annotated[str, typer.Option(help="Comparison folder name.")] = "compare",
-    seed: Annotated[int, typer.Option(help="Random seed, the same for every model.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the table.")] = False,
+    name: Annotated[str, typer.Option(help="Comparison folder name.", rich_help_panel="Run")] = "compare",
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the table.", rich_help_panel="Run")
+    ] = False,
+    **options: Any,
 ) -> None:
-    """Train each model on the same split, augmentation and budget; compare accuracy, size and speed."""
+    """Train each model with the same settings (split, augmentation, budget or epochs, seed) and
+    compare accuracy, size and speed. The options are train's; without --time or --epochs each
+    model trains for 10 minutes."""
     from foveal.compare import compare as run_comparison
     from foveal.compare import markdown_table, parse_models
+    from foveal.config import TrainConfig
 
-    result = run_comparison(
-        data,
-        parse_models(models),
-        budget,
-        out=out,
-        name=name,
-        seed=seed,
-        device=device,
-        epochs=epochs,
-        quiet=quiet,
-    )
+    chosen = given(options)
+    if "time_budget" not in chosen and "epochs" not in chosen:
+        chosen["time_budget"] = DEFAULT_COMPARE_SECONDS
+    chosen_models = parse_models(models)
+    result = run_comparison(TrainConfig().replace(data=data, name=name, **chosen), chosen_models, quiet=quiet)
     print(markdown_table(result))
     print(f"saved {result['folder']}/comparison.json, comparison.md and a report.html per model")
 
@@ -407,10 +329,11 @@ def models(
     print_table(["model", "family", "params (10 classes)", "img size"], rows)
 
 
-def run() -> None:
-    """Console-script entry point: run the app, turning Foveal errors into one clear line."""
+def run(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the app on `argv` (default: the command line), turning
+    Foveal errors into one clear line. Always ends in SystemExit with the exit code."""
     try:
-        app()
+        app(args=argv)
     except FovealError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)

@@ -1,35 +1,40 @@
 """`foveal compare`: train several models on the same data, split, augmentation and time budget,
 then measure each the same way. Answers "would a CNN do better here?" with numbers.
 
-Each model trains in its own `foveal train` process, so that its peak memory is its own (read from
-the operating system when the process ends) and one model's failure cannot corrupt another's run.
+Each model trains with `foveal.train` in a process of its own, so that its peak memory is its own
+(read from the operating system at its end) and one model's failure cannot corrupt another's run.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
-import subprocess
 import sys
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import torch
 
+from foveal.api import train
+from foveal.classifier import load
 from foveal.compare.measure import gflops_per_image, latency_ms, parameter_count
-from foveal.compare.table import markdown_table
+from foveal.config import TrainConfig
 from foveal.data.sources import BUILTINS
-from foveal.errors import ConfigError, DataError, FovealError
+from foveal.errors import ConfigError, DataError, FovealError, suggest
 from foveal.io import atomic_write_json, atomic_write_text
 from foveal.models import list_models
-from foveal.training.run_dir import next_run_dir
+from foveal.reporting import write_report
+from foveal.reporting.comparison import markdown_table
+from foveal.runs import RunRecord, next_run_dir
+from foveal.runtime import process_start
 
 DEFAULT_MODELS = ("foveal-nano", "cnn-resnet20")
 
 
 def parse_models(text: str) -> list[str]:
     """["foveal-nano", "cnn-resnet20"] from "foveal-nano,cnn-resnet20"; unknown names are refused."""
-    from foveal.errors import suggest
-
     names = [n.strip() for n in text.split(",") if n.strip()]
     known = list_models()
     for name in names:
@@ -40,45 +45,34 @@ def parse_models(text: str) -> list[str]:
     return names
 
 
-def compare(
-    data: str,
-    models: list[str] | tuple[str, ...] = DEFAULT_MODELS,
-    budget_minutes: float = 10.0,
-    *,
-    out: str | Path = "runs",
-    name: str = "compare",
-    seed: int = 0,
-    device: str = "auto",
-    epochs: int | None = None,
-    quiet: bool = False,
-) -> dict:
-    """Train each of `models` on `data` for `budget_minutes` (or `epochs`), and compare them.
+def compare(config: TrainConfig, models: Sequence[str] = DEFAULT_MODELS, *, quiet: bool = False) -> dict:
+    """Train each of `models` with the same settings `config` (data, split, augmentation, budget or
+    epochs, seed...), and compare them.
 
-    Writes, in a new folder out/name: one run folder per model (each with its report.html, which
-    includes the comparison), comparison.json and comparison.md. Returns the comparison.
+    Writes, in a new folder config.run.out/config.run.name: one run folder per model (each with its
+    report.html, which includes the comparison), comparison.json and comparison.md. Returns the
+    comparison. Each model trains in a process of its own (see the module's docstring).
     """
-    if data not in BUILTINS and not Path(data).exists():
-        raise DataError(f"{data} does not exist; expected a built-in name or a folder of class folders.")
-    if budget_minutes <= 0:
-        raise ConfigError(f"--budget must be > 0 minutes, got {budget_minutes}.")
-    folder = next_run_dir(out, name)
-    rows = []
+    source = config.data.source
+    if source not in BUILTINS and not Path(source).exists():
+        raise DataError(f"{source} does not exist; expected a built-in name or a folder of class folders.")
+    folder = next_run_dir(config.run.out, config.run.name)
+    budget = config.optim.time_budget
+    rows, length = [], f"{budget / 60:g} min" if budget else f"{config.optim.epochs} epochs"
     for model in models:
-        run_dir = folder / model
-        arguments = [data, "--model", model, "--out", str(folder), "--name", model, "--seed", str(seed)]
-        arguments += ["--device", device, "--no-report", *(["--quiet"] if quiet else [])]
-        arguments += ["--epochs", str(epochs)] if epochs else ["--time", f"{budget_minutes * 60:.0f}s"]
         if not quiet:
-            print(f"== {model}: training for {f'{epochs} epochs' if epochs else f'{budget_minutes:g} min'}")
-        peak_mb = _run_training(arguments, model)
-        rows.append(_measure(run_dir, model, peak_mb, device))
+            print(f"== {model}: training for {length}")
+        settings = config.replace(model=model, out=str(folder), name=model, report=False)
+        peak_mb = _train_in_child(settings, model, quiet)
+        rows.append(_measure(folder / model, model, peak_mb, config.run.device))
     comparison = {
-        "data": data,
-        "budget_minutes": None if epochs else budget_minutes,
-        "epochs": epochs,
-        "seed": seed,
+        "data": source,
+        "budget_minutes": None if budget is None else budget / 60,
+        "epochs": None if budget else config.optim.epochs,
+        "seed": config.run.seed,
         "threads": torch.get_num_threads(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "settings": config.to_dict(),
         "models": rows,
     }
     atomic_write_json(folder / "comparison.json", comparison)
@@ -87,27 +81,46 @@ def compare(
     return {**comparison, "folder": str(folder)}
 
 
-def _run_training(arguments: list[str], model: str) -> float | None:
-    """Run `foveal train ARGUMENTS` in a child process; its peak resident memory in MB (None where
-    the OS does not say)."""
-    process = subprocess.Popen([sys.executable, "-m", "foveal", "train", *arguments])
-    if hasattr(os, "wait4"):
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        # ru_maxrss is in KiB on Linux, in bytes on macOS.
-        peak = usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
-    else:
-        process.wait()
-        peak = None
-    if process.returncode != 0:
-        raise FovealError(f"training {model} failed (exit code {process.returncode}); its message is above.")
-    return peak
+def _train_in_child(settings: TrainConfig, model: str, quiet: bool) -> float | None:
+    """Train `settings` with `foveal.train` in a fresh process; its peak resident memory in MB
+    (None where the OS does not say)."""
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no memory shared with this one
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_train_child, args=(settings.to_dict(), quiet, sender))
+    process.start()
+    sender.close()
+    message = receiver.recv() if receiver.poll(None) else None  # None: the child died before answering
+    process.join()
+    if message is None or message[0] != "done":
+        reason = message[1] if message else f"exit code {process.exitcode}"
+        raise FovealError(f"training {model} failed: {reason}")
+    return message[1]
+
+
+def _train_child(settings: dict, quiet: bool, sender: Connection) -> None:
+    """The child process: train, then send ("done", peak MB) or ("error", message)."""
+    try:
+        train(TrainConfig.from_dict(settings), quiet=quiet, started=process_start())
+    except FovealError as error:
+        sender.send(("error", str(error)))
+        return
+    except BaseException as error:  # noqa: BLE001  (the parent must hear why, then it raises)
+        sender.send(("error", f"{type(error).__name__}: {error}"))
+        raise
+    sender.send(("done", _peak_memory_mb()))
+
+
+def _peak_memory_mb() -> float | None:
+    """This process's peak resident memory in MB (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    try:
+        import resource  # not on Windows
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
 
 def _measure(run_dir: Path, model: str, peak_mb: float | None, device: str) -> dict:
-    from foveal.classifier import load
-    from foveal.reporting.build import RunRecord
-
     metrics = json.loads((run_dir / "metrics.json").read_text())
     record = RunRecord.read(run_dir)
     images = sum(float(r["images_per_second"]) * float(r["seconds"]) for r in record.results)
@@ -130,9 +143,7 @@ def _measure(run_dir: Path, model: str, peak_mb: float | None, device: str) -> d
     }
 
 
-def _write_reports(folder: Path, models: list[str] | tuple[str, ...], comparison: dict) -> None:
-    from foveal.reporting import write_report
-
+def _write_reports(folder: Path, models: Sequence[str], comparison: dict) -> None:
     for model in models:
         atomic_write_json(folder / model / "comparison.json", comparison)
         write_report(folder / model)

@@ -30,6 +30,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from foveal.data import decode
 from foveal.data.builtin import cache_dir
 from foveal.data.imageset import ImageSet
 from foveal.data.mapped import map_images
@@ -230,8 +231,6 @@ def _decoder_version() -> str:
     The digest of foveal's decode module stands in for a hand-bumped version number, which is easy to
     forget when resizing or colour handling changes.
     """
-    from foveal.data import decode  # local: decode is only needed here, and only for its file
-
     try:
         source = hashlib.sha256(Path(decode.__file__).read_bytes()).hexdigest()
     except (OSError, TypeError):  # no source file (e.g. frozen); Pillow's version still counts

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import torch
 
 from foveal.data.imageset import ImageSet
+from foveal.errors import ConfigError
+
+PREPROCESSING_VERSION = 2  # 1: Foveal 0.1.0, whose test-time flip lived in the training options
+TestTimeViews = Literal["none", "flip"]
+TEST_TIME_VIEWS: tuple[str, ...] = ("none", "flip")
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """How an image file becomes the model's input tensor.
+    """How an image file becomes the model's input, and which views of it the model sees at test time.
 
     The image is decoded upright to 8-bit RGB (alpha on white), its shorter side resized to
     `img_size` with `interpolation` (antialiased), center-cropped to img_size x img_size, scaled to
-    [0, 1] and normalised with `mean` and `std` (per channel, RGB order).
+    [0, 1] and normalised with `mean` and `std` (per channel, RGB order). With
+    `test_time_views="flip"` the logits are the mean of the image's and its mirror image's.
+
+    Saved with every model (and, later, an export's metadata): nothing else decides how an image
+    becomes a prediction's input.
     """
 
     img_size: int
@@ -24,18 +33,42 @@ class Preprocessing:
     std: tuple[float, float, float] = (0.25, 0.25, 0.25)
     interpolation: Literal["bilinear"] = "bilinear"
     resize: Literal["shorter-side-then-center-crop"] = "shorter-side-then-center-crop"
+    test_time_views: TestTimeViews = "none"
+    version: int = PREPROCESSING_VERSION
+
+    def __post_init__(self) -> None:
+        if self.test_time_views not in TEST_TIME_VIEWS:
+            raise ConfigError(
+                f"test-time views must be one of {', '.join(TEST_TIME_VIEWS)}, got {self.test_time_views!r}"
+            )
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def with_views(self, views: TestTimeViews) -> Preprocessing:
+        """The same preprocessing with other test-time views (`foveal evaluate --tta-flip`)."""
+        return replace(self, test_time_views=views)
+
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+    def from_dict(cls, data: dict[str, Any], *, legacy_flip: bool = False) -> Preprocessing:
+        """Read a saved preprocessing; a version-1 one (no `version` key) takes its test-time view
+        from `legacy_flip`, the `tta_flip` training option that version kept it in."""
+        version = int(data.get("version", 1))
+        if version > PREPROCESSING_VERSION:
+            raise ConfigError(
+                f"preprocessing version {version} is newer than this Foveal reads ({PREPROCESSING_VERSION}); "
+                "upgrade Foveal."
+            )
+        views = data.get("test_time_views", "flip" if legacy_flip and version == 1 else "none")
         return cls(
             img_size=int(data["img_size"]),
             mean=tuple(data["mean"]),
             std=tuple(data["std"]),
             interpolation=data.get("interpolation", "bilinear"),
             resize=data.get("resize", "shorter-side-then-center-crop"),
+            test_time_views=views,
         )
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:

@@ -42,6 +42,26 @@ class ClassificationMetrics:
     macro_f1: float
     confusion: list[list[int]]
 
+    @classmethod
+    def undefined(cls, class_names: Sequence[str], num_samples: int) -> ClassificationMetrics:
+        """The metrics of a model whose logits are not finite (a diverged run): every score NaN, so
+        that it is never taken for the best, and no prediction counted."""
+        k, nan = len(class_names), float("nan")
+        return cls(
+            class_names=list(class_names),
+            num_samples=num_samples,
+            top1=nan,
+            top5=nan,
+            precision=[nan] * k,
+            recall=[nan] * k,
+            f1=[nan] * k,
+            support=[0] * k,
+            macro_precision=nan,
+            macro_recall=nan,
+            macro_f1=nan,
+            confusion=[[0] * k for _ in range(k)],
+        )
+
     @property
     def top_k(self) -> int:
         """The k used for `top5`: 5, or the number of classes when there are fewer."""

@@ -1,68 +1,80 @@
-"""Evaluate a saved model on a data set: metrics, confusion matrix, files in an output folder."""
+"""The one evaluation: a model on labelled images -> metrics, loss and logits, in one layout.
+
+Per-epoch validation, the final evaluation of a run, `foveal evaluate`, the report, `compare` and
+the benchmarks all call `evaluate`, and every metrics.json is `Evaluation.to_dict()`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from foveal.data.sources import load_evaluation_data
+import torch
+from torch import nn
+
+from foveal.data.imageset import ImageSet
+from foveal.data.preprocess import Preprocessing
 from foveal.evaluation.metrics import ClassificationMetrics, compute_metrics
 from foveal.evaluation.plots import plot_confusion_matrix
-from foveal.inference import predict_logits
+from foveal.inference import mean_loss, predict_logits
 from foveal.io import atomic_write_json
-from foveal.runtime import resolve_device
-from foveal.saved import load_model, resolve_model_path
 
 
 @dataclass
 class Evaluation:
+    """A model measured on a labelled set. Scores are NaN when the model's logits are not finite."""
+
     metrics: ClassificationMetrics
+    loss: float  # mean cross-entropy, no label smoothing
     data: str  # what was evaluated, e.g. "digits (built-in), held-out split: 360 images"
-    model: Path
-    skipped: list[tuple[str, str]]
+    model: Path | None = None  # the saved model file, when one was evaluated
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) of unusable files
+    epoch: int | None = None  # the training epoch of the weights, when a run evaluates its own
+    logits: torch.Tensor = field(default=None, repr=False)  # (N, K) float32 on the CPU
+
+    def to_dict(self) -> dict[str, Any]:
+        """The layout of every metrics.json (JSON-ready)."""
+        return {
+            "model": None if self.model is None else str(self.model),
+            "data": self.data,
+            "epoch": self.epoch,
+            "loss": self.loss,
+            **self.metrics.to_dict(),
+            "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+        }
 
 
-def evaluate_model(
-    model_path: str | Path,
-    source: str,
+def evaluate(
+    model: nn.Module,
+    images: ImageSet,
+    preprocessing: Preprocessing,
     *,
-    device: str = "auto",
+    device: torch.device | str = "cpu",
     batch_size: int = 256,
-    out: str | Path | None = None,
-    flip: bool | None = None,
+    data: str = "",
+    model_file: Path | None = None,
+    epoch: int | None = None,
 ) -> Evaluation:
-    """Evaluate the saved model at `model_path` on `source`.
+    """Evaluate `model` on `images` through the one inference path (`preprocessing`'s test-time views).
 
-    Args:
-        source: a built-in name (its held-out split), a data set root (its val/ or test/ folder),
-            or a folder of class folders (every image in it).
-        out: a folder to write metrics.json and confusion_matrix.png into (None: write nothing).
-        flip: average each image's logits with its mirror image's (None: as the model was trained to).
+    NaN-safe: a model whose logits are not finite gets NaN scores instead of an error, so a diverged
+    epoch is recorded and never selected.
     """
-    resolved = resolve_device(device)
-    model, info = load_model(model_path, resolved)
-    images, description = load_evaluation_data(source, info.classes, info.preprocessing.img_size)
-    flip = info.test_time_flip if flip is None else flip
-    logits = predict_logits(
-        model, images.images, info.preprocessing, device=resolved, batch_size=batch_size, flip=flip
-    )
-    metrics = compute_metrics(logits, images.labels, info.classes)
-    evaluation = Evaluation(metrics, description, resolve_model_path(model_path), images.skipped)
-    if out is not None:
-        save_evaluation(evaluation, out)
-    return evaluation
+    logits = predict_logits(model, images.images, preprocessing, device=device, batch_size=batch_size)
+    if torch.isfinite(logits).all():
+        metrics = compute_metrics(logits, images.labels, images.classes)
+        loss = mean_loss(logits, images.labels)
+    else:
+        metrics, loss = ClassificationMetrics.undefined(images.classes, len(images)), float("nan")
+    return Evaluation(metrics, loss, data, model_file, list(images.skipped), epoch, logits)
 
 
 def save_evaluation(evaluation: Evaluation, out: str | Path) -> None:
-    """Write metrics.json (with the skipped files) and confusion_matrix.png into folder `out`."""
+    """Write metrics.json (with the skipped files) and confusion_matrix.png into folder `out`.
+    metrics.json is written last: in a run folder its presence marks the run as finished."""
     out = Path(out)
-    payload = {
-        "model": str(evaluation.model),
-        "data": evaluation.data,
-        **evaluation.metrics.to_dict(),
-        "skipped": [{"path": p, "reason": r} for p, r in evaluation.skipped],
-    }
-    atomic_write_json(out / "metrics.json", payload)
     plot_confusion_matrix(
         evaluation.metrics.confusion, evaluation.metrics.class_names, out / "confusion_matrix.png"
     )
+    atomic_write_json(out / "metrics.json", evaluation.to_dict())

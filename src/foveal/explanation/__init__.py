@@ -1,13 +1,8 @@
 """Where a model looks: attention maps, Grad-CAM, and how faithful each is."""
 
 from foveal.explanation.maps import METHODS, ExplainError, TokenMaps, compute_maps, rollout
-from foveal.explanation.run import (
-    Explanation,
-    explain,
-    explain_images,
-    measure_faithfulness,
-    save_explanations,
-)
+from foveal.explanation.result import Explanation
+from foveal.explanation.run import explain_images, explain_inputs, measure_faithfulness, save_explanations
 
 __all__ = [
     "METHODS",
@@ -15,8 +10,8 @@ __all__ = [
     "Explanation",
     "TokenMaps",
     "compute_maps",
-    "explain",
     "explain_images",
+    "explain_inputs",
     "measure_faithfulness",
     "rollout",
     "save_explanations",

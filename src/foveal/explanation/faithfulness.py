@@ -20,8 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
+from foveal.data.preprocess import TestTimeViews
 from foveal.explanation.maps import compute_maps
 from foveal.explanation.pixels import upsample
+from foveal.inference import view_logits
 
 DELETION_FILLS: tuple[str, ...] = ("mean", "blur")
 
@@ -55,12 +57,14 @@ def probability_curves(
     steps: int = 16,
     batch_size: int = 256,
     deletion_fill: str = "mean",
+    views: TestTimeViews = "none",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Deletion and insertion curves (B, steps + 1) for normalised images (B, C, H, W).
 
     `pixel_maps` (B, H, W) rank the pixels; step k has the top k/steps of them deleted (or inserted).
     A deleted pixel takes the data set's mean colour (`deletion_fill="mean"`; 0 in normalised space)
     or its value in a blurred copy ("blur": no sharp mean-coloured holes for the model to react to).
+    Probabilities come from the one inference path, over the model's test-time `views`.
     """
     if deletion_fill not in DELETION_FILLS:
         raise ValueError(f"deletion_fill must be one of {DELETION_FILLS}, got {deletion_fill!r}")
@@ -76,17 +80,18 @@ def probability_curves(
     deletion, insertion = [], []
     for count in counts:
         shown = rank < count  # (B, 1, H, W): the `count` most relevant pixels
-        deletion.append(_class_probability(model, torch.where(shown, filler, images), targets, batch_size))
-        insertion.append(_class_probability(model, torch.where(shown, images, blurred), targets, batch_size))
+        deleted, inserted = torch.where(shown, filler, images), torch.where(shown, images, blurred)
+        deletion.append(_class_probability(model, deleted, targets, batch_size, views))
+        insertion.append(_class_probability(model, inserted, targets, batch_size, views))
     return torch.stack(deletion, dim=1), torch.stack(insertion, dim=1)
 
 
 def _class_probability(
-    model: nn.Module, images: torch.Tensor, targets: torch.Tensor, batch_size: int
+    model: nn.Module, images: torch.Tensor, targets: torch.Tensor, batch_size: int, views: TestTimeViews
 ) -> torch.Tensor:
     out = []
     for start in range(0, images.shape[0], batch_size):
-        logits = model(images[start : start + batch_size]).float()
+        logits = view_logits(model, images[start : start + batch_size], views)
         probs = F.softmax(logits, dim=1)
         out.append(probs.gather(1, targets[start : start + batch_size, None]).squeeze(1))
     return torch.cat(out)
@@ -106,12 +111,14 @@ def faithfulness(
     batch_size: int = 64,
     seed: int = 0,
     deletion_fill: str = "mean",
+    views: TestTimeViews = "none",
 ) -> list[CurveScores]:
     """Deletion/insertion scores of each method and of random maps ("random") on normalised images.
 
-    Every method explains the model's predicted class; the random maps have the same token grid as
-    the first method's maps and are upsampled the same way. `deletion_fill` is "mean" or "blur"
-    (see `probability_curves`).
+    Every method explains the class the model predicts over its test-time `views` (the one inference
+    path), and the curves read that class's probability the same way; the random maps have the
+    same token grid as the first method's maps and are upsampled the same way. `deletion_fill` is
+    "mean" or "blur" (see `probability_curves`).
     """
     model.eval()
     H, W = images.shape[-2:]
@@ -122,15 +129,15 @@ def faithfulness(
         deletion, insertion = [], []
         for start in range(0, images.shape[0], batch_size):
             batch = images[start : start + batch_size]
+            with torch.no_grad():
+                targets = view_logits(model, batch, views).argmax(dim=1)
             if method == "random":
-                logits = model(batch)
-                targets = logits.argmax(dim=1)
                 maps = torch.rand((batch.shape[0], *grid), generator=generator).to(batch.device)
             else:
-                token_maps = compute_maps(model, batch, method)
-                maps, targets, grid = token_maps.maps, token_maps.targets, tuple(token_maps.maps.shape[-2:])
+                maps = compute_maps(model, batch, method, targets).maps
+                grid = tuple(maps.shape[-2:])
             d, i = probability_curves(
-                model, batch, upsample(maps, (H, W)), targets, steps, deletion_fill=deletion_fill
+                model, batch, upsample(maps, (H, W)), targets, steps, deletion_fill=deletion_fill, views=views
             )
             deletion.append(d)
             insertion.append(i)

@@ -1,7 +1,8 @@
 """Where a model looks: one relevance map per image on the model's token (or feature) grid.
 
 Every method takes normalised images (B, C, H, W) and returns `TokenMaps`: maps (B, h, w) on the
-grid the tokenizer produced, and the logits (B, K) of the same forward pass. Methods:
+model's token grid and the class each explains. Methods read only the model's `ModelOutput`
+(models/contract.py), never its class, so every family is explained the same way:
 
 - `pool`: the attention-pooling weights, the share of the pooled vector each token makes up.
 - `rollout`: attention rollout (Abnar & Zuidema 2020) through every block, read out through the
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from foveal.errors import ConfigError, FovealError
+from foveal.models.output import ModelOutput
 
 METHODS = ("pool", "rollout", "grad-rollout", "gradcam")
 ATTENTION_METHODS = ("pool", "rollout", "grad-rollout")
@@ -33,12 +35,7 @@ class ExplainError(FovealError):
 @dataclass
 class TokenMaps:
     maps: torch.Tensor  # (B, h, w) float32, non-negative
-    logits: torch.Tensor  # (B, K)
-    targets: torch.Tensor  # (B,) the class each map explains (the predicted one unless given)
-
-
-def has_attention(model: nn.Module) -> bool:
-    return hasattr(model, "blocks") and len(model.blocks) > 0
+    targets: torch.Tensor  # (B,) the class each map explains
 
 
 def compute_maps(
@@ -52,9 +49,12 @@ def compute_maps(
 ) -> TokenMaps:
     """Maps (B, h, w) of `method` for normalised `images` (B, C, H, W); `model` must be in eval mode.
 
-    `targets` (B,) are the classes to explain (class-specific methods); None: the predicted class.
+    `targets` (B,) are the classes to explain. Callers that show labels pass the classes of the one
+    inference path (`foveal.inference`), so that a map explains the class the user is shown; None
+    explains the class this pass's own logits rank first (for a bare module).
     """
-    check_method(model, method)
+    if method not in METHODS:
+        raise ConfigError(f"explanation method {method!r} is unknown; expected one of {', '.join(METHODS)}.")
     if head_fusion not in HEAD_FUSIONS:
         raise ConfigError(
             f"head fusion {head_fusion!r} is unknown; expected one of {', '.join(HEAD_FUSIONS)}."
@@ -71,32 +71,51 @@ def compute_maps(
 
 
 def available_methods(model: nn.Module) -> list[str]:
-    """The methods that can explain `model`, in METHODS order."""
-    available = []
-    for method in METHODS:
-        try:
-            check_method(model, method)
-        except ExplainError:
-            continue
-        available.append(method)
-    return available
+    """The methods that can explain `model`, in METHODS order, read from one small explained pass."""
+    out = _probe(model)
+    return [m for m in METHODS if _unavailable(m, out) is None]
 
 
 def check_method(model: nn.Module, method: str) -> None:
     """Raise a clear error if `method` is unknown or cannot explain `model`."""
     if method not in METHODS:
         raise ConfigError(f"explanation method {method!r} is unknown; expected one of {', '.join(METHODS)}.")
-    name = type(model).__name__
-    if method in ATTENTION_METHODS and not has_attention(model):
-        raise ExplainError(
-            f"--method {method} is not available for this model ({name} has no attention layers); "
+    _require(method, _probe(model))
+
+
+@torch.no_grad()
+def _probe(model: nn.Module) -> ModelOutput:
+    """The explained output of one blank image at the model's size: what the model can show."""
+    config = model.config
+    device = next(model.parameters()).device
+    blank = torch.zeros(1, config.in_chans, config.img_size, config.img_size, device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        return model.forward_explained(blank)
+    finally:
+        model.train(was_training)
+
+
+def _unavailable(method: str, out: ModelOutput) -> str | None:
+    """Why `method` cannot explain the model that gave `out`, or None when it can."""
+    if method in ATTENTION_METHODS and not out.attentions:
+        return (
+            f"--method {method} is not available for this model (it has no attention layers); "
             "use --method gradcam."
         )
-    if method == "pool" and getattr(model, "attention_pool", None) is None:
-        raise ExplainError(
-            "--method pool needs attention pooling, and this model reads a class token instead; "
-            "use --method rollout or grad-rollout."
+    if method == "pool" and out.pool_weights is None:
+        return (
+            "--method pool needs attention pooling, and this model pools without weights (a class "
+            "token or an average); use --method rollout or grad-rollout, or gradcam."
         )
+    return None
+
+
+def _require(method: str, out: ModelOutput) -> None:
+    reason = _unavailable(method, out)
+    if reason is not None:
+        raise ExplainError(reason)
 
 
 def to_grid(token_values: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -121,7 +140,8 @@ def _targets(logits: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor
 @torch.no_grad()
 def _pool(model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None) -> TokenMaps:
     out = model.forward_explained(images)
-    return TokenMaps(to_grid(out.pool_weights.float(), out.grid), out.logits, _targets(out.logits, targets))
+    _require("pool", out)
+    return TokenMaps(to_grid(out.pool_weights.float(), out.grid), _targets(out.logits, targets))
 
 
 def fuse_heads(attention: torch.Tensor, how: str) -> torch.Tensor:
@@ -158,16 +178,17 @@ def rollout(
     return result
 
 
-def read_out(model: nn.Module, relevance: torch.Tensor, pool_weights: torch.Tensor | None) -> torch.Tensor:
-    """(B, N, N) token-to-token relevance -> (B, N_image) relevance of each image token to the output.
+def read_out(relevance: torch.Tensor, out: ModelOutput, pool_weights: torch.Tensor | None) -> torch.Tensor:
+    """(B, N, N) token-to-token relevance -> (B, h * w) relevance of each image token to the output.
 
     With attention pooling the output is the pooled vector, so rows are weighted by the pooling
-    weights; with a class token it is row 0, without the class token's own column.
+    weights; with a class token it is row 0, without the prefix tokens' own columns.
     """
+    prefix = out.features.prefix_tokens
     if pool_weights is not None:
-        return (pool_weights.float().unsqueeze(1) @ relevance).squeeze(1)
-    if getattr(model, "cls_token", None) is not None:
-        return relevance[:, 0, 1:]
+        return (pool_weights.float().unsqueeze(1) @ relevance).squeeze(1)[:, prefix:]
+    if prefix:
+        return relevance[:, 0, prefix:]
     return relevance.mean(dim=1)
 
 
@@ -180,15 +201,17 @@ def _rollout(
     discard_ratio: float,
 ) -> TokenMaps:
     out = model.forward_explained(images)
+    _require("rollout", out)
     relevance = rollout(out.attentions, head_fusion, discard_ratio)
-    maps = to_grid(read_out(model, relevance, out.pool_weights), out.grid)
-    return TokenMaps(maps, out.logits, _targets(out.logits, targets))
+    maps = to_grid(read_out(relevance, out, out.pool_weights), out.grid)
+    return TokenMaps(maps, _targets(out.logits, targets))
 
 
 def _grad_rollout(model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None) -> TokenMaps:
     with torch.enable_grad():
         # The input joins the graph so that gradients exist even if every weight is frozen.
         out = model.forward_explained(images.detach().requires_grad_(True))
+        _require("grad-rollout", out)
         chosen = _targets(out.logits.detach(), targets)
         score = out.logits.gather(1, chosen[:, None]).sum()  # each image's own class score
         grads = torch.autograd.grad(score, out.attentions)
@@ -199,29 +222,19 @@ def _grad_rollout(model: nn.Module, images: torch.Tensor, targets: torch.Tensor 
         weighted = (grad * attention).clamp_min(0).mean(dim=1).detach().float()  # (B, N, N)
         relevance = relevance + weighted @ relevance
     pool_weights = None if out.pool_weights is None else out.pool_weights.detach()
-    maps = to_grid(read_out(model, relevance, pool_weights), out.grid)
-    return TokenMaps(maps, out.logits.detach(), chosen)
+    maps = to_grid(read_out(relevance, out, pool_weights), out.grid)
+    return TokenMaps(maps, chosen)
 
 
 def _gradcam(model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None) -> TokenMaps:
+    """Grad-CAM on the last layer's image tokens, which for a CNN are its last feature map."""
     with torch.enable_grad():
-        features, logits = _feature_grid(model, images.detach().requires_grad_(True))  # (B, C, h, w), (B, K)
-        chosen = _targets(logits.detach(), targets)
-        score = logits.gather(1, chosen[:, None]).sum()
-        (grad,) = torch.autograd.grad(score, features)
-    weights = grad.mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1): each channel's importance
-    maps = (weights * features).sum(dim=1).clamp_min(0).detach().float()
-    return TokenMaps(maps, logits.detach(), chosen)
-
-
-def _feature_grid(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The last feature map as (B, C, h, w), kept in the graph, and the logits computed from it."""
-    if has_attention(model):
-        tokens, _, (h, w) = model.forward_features(images)
-        image_tokens = tokens[:, tokens.shape[1] - h * w :]  # without a class token
-        grid = image_tokens.transpose(1, 2).reshape(tokens.shape[0], -1, h, w)
-        # Re-enter the graph through the grid so that its gradient is the one Grad-CAM needs.
-        tokens = torch.cat([tokens[:, : tokens.shape[1] - h * w], grid.flatten(2).transpose(1, 2)], dim=1)
-        return grid, model.forward_head(model.pool(tokens)[0])
-    features = model.forward_features(images)
-    return features, model.forward_head(model.pool(features)[0])
+        out = model.forward_explained(images.detach().requires_grad_(True))
+        chosen = _targets(out.logits.detach(), targets)
+        score = out.logits.gather(1, chosen[:, None]).sum()
+        (grad,) = torch.autograd.grad(score, out.features.tokens)  # (B, N, C)
+    prefix = out.features.prefix_tokens
+    tokens, grad = out.features.tokens[:, prefix:].detach(), grad[:, prefix:]  # (B, h*w, C)
+    weights = grad.mean(dim=1, keepdim=True)  # (B, 1, C): each channel's importance
+    maps = (weights * tokens).sum(dim=2).clamp_min(0).float()  # (B, h*w)
+    return TokenMaps(to_grid(maps, out.grid), chosen)

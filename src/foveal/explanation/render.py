@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from foveal.evaluation.plots import new_figure, save_figure
-
-if TYPE_CHECKING:
-    from foveal.explanation.run import Explanation
+from foveal.explanation.result import Explanation
 
 CONTACT_SHEET_MAX = 64  # images on one contact sheet; more would be unreadably small
 

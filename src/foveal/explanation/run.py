@@ -1,58 +1,34 @@
-"""Explain a saved model's predictions on images: maps, PNGs, JSON, a contact sheet, faithfulness.
+"""Explain a loaded model's predictions on images: maps, PNGs, JSON, a contact sheet, faithfulness.
 
 classifier = foveal.load("runs/train")
-for e in foveal.explain(classifier, ["cat.jpg"], method="rollout", out="runs/explain"):
+for e in classifier.explain(["cat.jpg"], method="rollout"):
     print(e.source, e.labels[0], e.grid)
+
+`classifier` below is a `foveal.Classifier` (its model, info, device and classes are read).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from foveal.data.files import check_image_tensor, collect_images, decode_paths
 from foveal.errors import ConfigError, suggest
 from foveal.explanation.faithfulness import CurveScores, faithfulness
-from foveal.explanation.maps import available_methods, compute_maps, has_attention
+from foveal.explanation.maps import available_methods, compute_maps
 from foveal.explanation.pixels import normalise, upsample
+from foveal.explanation.render import render_contact_sheet, render_explanation
+from foveal.explanation.result import Explanation
+from foveal.inference import predict_logits
 from foveal.io import atomic_write_json
 
 
-@dataclass
-class Explanation:
-    """What the model predicted for one image and where it looked to do so."""
-
-    source: str
-    method: str
-    target: str  # the class the map explains
-    grid: tuple[int, int]  # the token (or feature) grid (h, w) of `token_map`
-    token_map: list[list[float]]  # raw map values on the grid, (h, w)
-    labels: list[str]  # top-k, most probable first
-    probabilities: list[float]
-    true_label: str | None = None  # from the image's class folder, when it has one
-    image: np.ndarray = field(repr=False, default=None)  # uint8 (H, W, 3), as the model saw it
-    pixel_map: np.ndarray = field(repr=False, default=None)  # (H, W) in [0, 1], upsampled
-
-    def to_dict(self) -> dict:
-        return {
-            "source": self.source,
-            "method": self.method,
-            "target": self.target,
-            "grid": list(self.grid),
-            "map": self.token_map,
-            "labels": self.labels,
-            "probabilities": self.probabilities,
-            "true_label": self.true_label,
-        }
-
-
 def default_method(model: torch.nn.Module) -> str:
-    """rollout for attention models, gradcam for CNNs."""
-    return "rollout" if has_attention(model) else "gradcam"
+    """rollout for models with attention, gradcam for the others (CNNs)."""
+    return "rollout" if "rollout" in available_methods(model) else "gradcam"
 
 
 def class_index(target: str | int | None, classes: list[str]) -> int | None:
@@ -87,36 +63,40 @@ def explain_images(
 ) -> list[Explanation]:
     """Explanations of uint8 images (N, 3, S, S) by a loaded `foveal.Classifier`.
 
-    The explicit attention path is used only inside this call; the model's weights, mode and
-    predictions are untouched (tests/test_explain.py checks the probabilities against `predict`).
+    Labels and probabilities come from the one inference path (`predict_logits`, with the model's
+    test-time views), so they are exactly what `predict` gives; the maps take their own explicit
+    pass and explain the class shown (or `target`). The model's weights and mode are untouched.
     """
     model, info = classifier.model, classifier.info
     method = method or default_method(model)
     index = class_index(target, info.classes)
     was_training = model.training
-    model.eval()
     out: list[Explanation] = []
     try:
         for start in range(0, images.shape[0], batch_size):
             batch = images[start : start + batch_size]
+            probs = predict_logits(model, batch, info.preprocessing, device=classifier.device).softmax(dim=1)
+            targets = probs.argmax(dim=1) if index is None else torch.full((batch.shape[0],), index)
             normalized = info.preprocessing.normalize(batch.to(classifier.device))
-            targets = None if index is None else torch.full((batch.shape[0],), index, dtype=torch.long)
             maps = compute_maps(
-                model, normalized, method, targets, head_fusion=head_fusion, discard_ratio=discard_ratio
-            )
-            pixels = normalise(upsample(maps.maps, tuple(batch.shape[-2:]))).cpu().numpy()
-            probs = maps.logits.float().softmax(dim=1).cpu()
-            k = max(1, min(top_k, probs.shape[1]))
-            values, indices = probs.topk(k, dim=1)
+                model,
+                normalized,
+                method,
+                targets.to(classifier.device),
+                head_fusion=head_fusion,
+                discard_ratio=discard_ratio,
+            ).maps.cpu()
+            pixels = normalise(upsample(maps, tuple(batch.shape[-2:]))).numpy()
+            values, indices = probs.topk(max(1, min(top_k, probs.shape[1])), dim=1)
             for i in range(batch.shape[0]):
                 n = start + i
                 out.append(
                     Explanation(
                         source=sources[n],
                         method=method,
-                        target=info.classes[int(maps.targets[i])],
-                        grid=tuple(maps.maps.shape[-2:]),
-                        token_map=[[round(float(v), 6) for v in row] for row in maps.maps[i].cpu()],
+                        target=info.classes[int(targets[i])],
+                        grid=tuple(maps.shape[-2:]),
+                        token_map=[[round(float(v), 6) for v in row] for row in maps[i]],
                         labels=[info.classes[j] for j in indices[i].tolist()],
                         probabilities=[round(float(v), 6) for v in values[i]],
                         true_label=None if true_labels is None else true_labels[n],
@@ -131,8 +111,6 @@ def explain_images(
 
 def save_explanations(explanations: list[Explanation], out: str | Path) -> list[Path]:
     """Write a PNG and a JSON per explanation (and contact_sheet.png for two or more) into `out`."""
-    from foveal.explanation.render import render_contact_sheet, render_explanation
-
     out = Path(out)
     written = []
     for n, explanation in enumerate(explanations):
@@ -165,68 +143,36 @@ def measure_faithfulness(
 ) -> list[CurveScores]:
     """Deletion/insertion scores of `methods` (default: every method the model supports) and of
     random maps, on uint8 images (N, 3, S, S); deleted pixels take the mean colour or a blur."""
-    model = classifier.model
+    model, preprocessing = classifier.model, classifier.info.preprocessing
     if methods is None:
         methods = available_methods(model)
-    normalized = classifier.info.preprocessing.normalize(images.to(classifier.device))
+    normalized = preprocessing.normalize(images.to(classifier.device))
     was_training = model.training
     try:
         return faithfulness(
-            model, normalized, list(methods), steps=steps, seed=seed, deletion_fill=deletion_fill
+            model,
+            normalized,
+            list(methods),
+            steps=steps,
+            seed=seed,
+            deletion_fill=deletion_fill,
+            views=preprocessing.test_time_views,
         )
     finally:
         model.train(was_training)
 
 
-def explain(
-    model,
-    images,
-    *,
-    method: str | None = None,
-    target: str | int | None = None,
-    top_k: int = 5,
-    head_fusion: str = "mean",
-    discard_ratio: float = 0.0,
-    out: str | Path | None = None,
-    device: str = "auto",
-) -> list[Explanation]:
-    """Explain a model's predictions: `foveal.explain("runs/train", ["cat.jpg", "photos/"])`.
-
-    Args:
-        model: a `foveal.Classifier`, a run folder or a saved .safetensors model.
-        images: image files and folders (searched recursively), or uint8 tensors (N, 3, S, S).
-        method: pool, rollout, grad-rollout or gradcam [default: rollout; gradcam for a CNN].
-        target: the class to explain (name or index) [default: each image's predicted class].
-        out: a folder to write a PNG and JSON per image (and a contact sheet) into.
-
-    Raises:
-        FovealError: a method the model cannot use, an unknown class, or no decodable image.
-    """
-    from foveal.classifier import Classifier, collect_images, load
-
-    classifier = model if isinstance(model, Classifier) else load(model, device)
-    options = {"method": method, "target": target, "top_k": top_k}
-    options |= {"head_fusion": head_fusion, "discard_ratio": discard_ratio}
-    if isinstance(images, torch.Tensor):
-        batch = classifier.check_tensor(images)
-        explanations = explain_images(
-            classifier, batch, [f"tensor[{i}]" for i in range(len(batch))], **options
-        )
-    else:
-        files = collect_images([images] if isinstance(images, (str, Path)) else images)
-        explanations, _ = explain_files(classifier, files, **options)
-    if out is not None:
-        save_explanations(explanations, out)
-    return explanations
-
-
-def explain_files(
-    classifier, files: Sequence[Path], **options
+def explain_inputs(
+    classifier, images: Sequence[str | Path] | str | Path | torch.Tensor, **options
 ) -> tuple[list[Explanation], list[tuple[str, str]]]:
-    """Explanations of every image file that decodes (true labels from their class folders), and
-    (path, reason) of the files skipped. `options` are explain_images's."""
-    from foveal.classifier import decode_paths
-
-    batch, good, failed = decode_paths(list(files), classifier.info.preprocessing.img_size)
+    """Explanations of image files and folders (searched recursively; true labels from their class
+    folders) or of a uint8 tensor (N, 3, S, S), and (path, reason) of the files skipped.
+    `options` are explain_images's."""
+    size = classifier.info.preprocessing.img_size
+    if isinstance(images, torch.Tensor):
+        batch = check_image_tensor(images, size)
+        return explain_images(classifier, batch, [f"tensor[{i}]" for i in range(len(batch))], **options), []
+    files = collect_images([images] if isinstance(images, (str, Path)) else images)
+    batch, good, failed = decode_paths(files, size)
     sources, true_labels = [str(f) for f in good], true_labels_of(good, classifier.classes)
     return explain_images(classifier, batch, sources, true_labels=true_labels, **options), failed

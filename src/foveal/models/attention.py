@@ -16,7 +16,7 @@ class Attention(nn.Module):
     """
 
     def __init__(
-        self, embed_dim: int, num_heads: int, attn_drop_rate: float = 0.0, proj_drop_rate: float = 0.0
+        self, *, embed_dim: int, num_heads: int, attn_drop_rate: float = 0.0, proj_drop_rate: float = 0.0
     ) -> None:
         super().__init__()
         self.num_heads = num_heads
@@ -29,7 +29,7 @@ class Attention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop_rate)
 
     def forward(
-        self, x: torch.Tensor, need_weights: bool = False
+        self, x: torch.Tensor, *, need_weights: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, N, D = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)

@@ -6,30 +6,27 @@ import torch
 from torch import nn
 
 from foveal.models.config import AttentionConfig
+from foveal.models.contract import FovealModel
 from foveal.models.encoder import EncoderBlock
-from foveal.models.output import ModelOutput
+from foveal.models.output import Features
 from foveal.models.pooling import AttentionPool
 from foveal.models.position import LearnablePositionEmbedding, NoPositionEmbedding, SinCosPositionEmbedding
 from foveal.models.tokenizer import build_tokenizer
 
 
-class AttentionClassifier(nn.Module):
-    """A CCT-style classifier (Hassani et al. 2021), or a ViT with `tokenizer="patch", pool="cls"`.
+class AttentionClassifier(FovealModel):
+    """A CCT-style classifier (Hassani et al. 2021), or a ViT with `tokenizer="patch", pool="cls"`,
+    keeping the model contract of models/contract.py."""
 
-    The contract every Foveal model keeps: `forward_features` (images -> tokens),
-    `pool` (tokens -> vector, weights), `forward_head` (vector -> logits), `forward` (images -> logits)
-    and `forward_explained` (images -> ModelOutput with the attention it used).
-    """
-
-    def __init__(self, config: AttentionConfig) -> None:
+    def __init__(self, *, config: AttentionConfig) -> None:
         super().__init__()
         self.config = config
         D = config.embed_dim
         self.tokenizer = build_tokenizer(config)
         if config.pos_embed == "learnable":
-            self.pos_embed: nn.Module = LearnablePositionEmbedding(D, config.grid_size)
+            self.pos_embed: nn.Module = LearnablePositionEmbedding(embed_dim=D, grid=config.grid_size)
         elif config.pos_embed == "sincos":
-            self.pos_embed = SinCosPositionEmbedding(D)
+            self.pos_embed = SinCosPositionEmbedding(embed_dim=D)
         else:
             self.pos_embed = NoPositionEmbedding()
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D)) if config.pool == "cls" else None
@@ -40,29 +37,37 @@ class AttentionClassifier(nn.Module):
             else [config.drop_path_rate] * config.depth
         )
         self.blocks = nn.ModuleList(
-            EncoderBlock(D, config.num_heads, config.mlp_ratio, config.drop_rate, config.attn_drop_rate, rate)
+            EncoderBlock(
+                embed_dim=D,
+                num_heads=config.num_heads,
+                mlp_ratio=config.mlp_ratio,
+                drop_rate=config.drop_rate,
+                attn_drop_rate=config.attn_drop_rate,
+                drop_path_rate=rate,
+            )
             for rate in rates
         )
         self.norm = nn.LayerNorm(D)
-        self.attention_pool = AttentionPool(D) if config.pool == "attention" else None
+        self.attention_pool = AttentionPool(embed_dim=D) if config.pool == "attention" else None
         self.head = nn.Linear(D, config.num_classes)
         self.apply(_init_weights)
 
-    def forward_features(
-        self, images: torch.Tensor, need_weights: bool = False
-    ) -> tuple[torch.Tensor, list[torch.Tensor], tuple[int, int]]:
-        """Images (B, C, H, W) -> normed tokens (B, N, D), per-block attention, token grid (h, w)."""
-        tokens, grid = self.tokenizer(images)
+    def forward_features(self, images: torch.Tensor, *, need_weights: bool = False) -> Features:
+        """Images (B, C, H, W) -> normed tokens (B, N, D) on the token grid, and with `need_weights`
+        each block's attention probabilities (B, heads, N, N)."""
+        tokens, grid = self.tokenizer(images)  # (B, h*w, D)
         tokens = tokens + self.pos_embed(grid).to(tokens.dtype)
+        prefix = 0
         if self.cls_token is not None:
             tokens = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
+            prefix = 1
         tokens = self.pos_drop(tokens)
         attentions = []
         for block in self.blocks:
-            tokens, probs = block(tokens, need_weights)
+            tokens, probs = block(tokens, need_weights=need_weights)
             if probs is not None:
                 attentions.append(probs)
-        return self.norm(tokens), attentions, grid
+        return Features(self.norm(tokens), grid, prefix, attentions)
 
     def pool(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Tokens (B, N, D) -> pooled (B, D) and per-token weights (B, N) (None with a class token)."""
@@ -72,16 +77,6 @@ class AttentionClassifier(nn.Module):
 
     def forward_head(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.head(pooled)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        tokens, _, _ = self.forward_features(images)
-        return self.forward_head(self.pool(tokens)[0])
-
-    def forward_explained(self, images: torch.Tensor) -> ModelOutput:
-        """Like `forward`, through the explicit attention path, returning the attention it used."""
-        tokens, attentions, grid = self.forward_features(images, need_weights=True)
-        pooled, weights = self.pool(tokens)
-        return ModelOutput(self.forward_head(pooled), weights, attentions, grid)
 
 
 def _init_weights(module: nn.Module) -> None:

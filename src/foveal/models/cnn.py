@@ -6,11 +6,12 @@ import torch
 from torch import nn
 
 from foveal.models.config import CNNConfig
-from foveal.models.output import ModelOutput
+from foveal.models.contract import FovealModel
+from foveal.models.output import Features
 
 
 class BasicBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+    def __init__(self, *, c_in: int, c_out: int, stride: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(c_out)
@@ -29,10 +30,10 @@ class BasicBlock(nn.Module):
         return self.relu(out + self.shortcut(x))
 
 
-class ResNetClassifier(nn.Module):
-    """Stem, stages of basic blocks, global average pooling, linear head. Same contract as attention."""
+class ResNetClassifier(FovealModel):
+    """Stem, stages of basic blocks, global average pooling, linear head (models/contract.py)."""
 
-    def __init__(self, config: CNNConfig) -> None:
+    def __init__(self, *, config: CNNConfig) -> None:
         super().__init__()
         self.config = config
         c0 = config.widths[0]
@@ -46,8 +47,8 @@ class ResNetClassifier(nn.Module):
         self.stem = nn.Sequential(*stem)
         stages, c_in = [], c0
         for i, (width, count) in enumerate(zip(config.widths, config.blocks)):
-            blocks = [BasicBlock(c_in, width, stride=1 if i == 0 else 2)]
-            blocks += [BasicBlock(width, width, 1) for _ in range(count - 1)]
+            blocks = [BasicBlock(c_in=c_in, c_out=width, stride=1 if i == 0 else 2)]
+            blocks += [BasicBlock(c_in=width, c_out=width, stride=1) for _ in range(count - 1)]
             stages.append(nn.Sequential(*blocks))
             c_in = width
         self.stages = nn.Sequential(*stages)
@@ -57,20 +58,16 @@ class ResNetClassifier(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        """Images (B, C, H, W) -> feature map (B, C', h, w)."""
-        return self.stages(self.stem(images))
+    def forward_features(self, images: torch.Tensor, *, need_weights: bool = False) -> Features:
+        """Images (B, C, H, W) -> the last feature map (B, C', h, w) as tokens (B, h*w, C'), row by row.
+        A CNN has no attention, so `need_weights` adds nothing."""
+        features = self.stages(self.stem(images))  # (B, C', h, w)
+        h, w = features.shape[-2:]
+        return Features(features.flatten(2).transpose(1, 2), (h, w))
 
-    def pool(self, features: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return features.mean(dim=(2, 3)), None  # (B, C')
+    def pool(self, tokens: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """Global average pooling: every position counts the same, so there are no weights to show."""
+        return tokens.mean(dim=1), None  # (B, C')
 
     def forward_head(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.head(self.drop(pooled))
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.pool(self.forward_features(images))[0])
-
-    def forward_explained(self, images: torch.Tensor) -> ModelOutput:
-        """CNNs have no attention: logits only (use Grad-CAM style methods to explain them)."""
-        features = self.forward_features(images)
-        return ModelOutput(self.forward_head(self.pool(features)[0]), grid=tuple(features.shape[-2:]))

@@ -11,7 +11,7 @@ from foveal.models.attention import Attention
 class DropPath(nn.Module):
     """Stochastic depth (Huang et al. 2016): drop a sample's residual branch with probability p."""
 
-    def __init__(self, p: float = 0.0) -> None:
+    def __init__(self, *, p: float = 0.0) -> None:
         super().__init__()
         self.p = p
 
@@ -24,7 +24,7 @@ class DropPath(nn.Module):
 
 
 class Mlp(nn.Module):
-    def __init__(self, embed_dim: int, hidden_dim: int, drop_rate: float) -> None:
+    def __init__(self, *, embed_dim: int, hidden_dim: int, drop_rate: float) -> None:
         super().__init__()
         self.fc1 = nn.Linear(embed_dim, hidden_dim)
         self.act = nn.GELU()
@@ -38,6 +38,7 @@ class Mlp(nn.Module):
 class EncoderBlock(nn.Module):
     def __init__(
         self,
+        *,
         embed_dim: int,
         num_heads: int,
         mlp_ratio: float,
@@ -47,15 +48,17 @@ class EncoderBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(embed_dim)
-        self.attn = Attention(embed_dim, num_heads, attn_drop_rate, drop_rate)
-        self.drop_path = DropPath(drop_path_rate)
+        self.attn = Attention(
+            embed_dim=embed_dim, num_heads=num_heads, attn_drop_rate=attn_drop_rate, proj_drop_rate=drop_rate
+        )
+        self.drop_path = DropPath(p=drop_path_rate)
         self.norm2 = nn.LayerNorm(embed_dim)
-        self.mlp = Mlp(embed_dim, int(embed_dim * mlp_ratio), drop_rate)
+        self.mlp = Mlp(embed_dim=embed_dim, hidden_dim=int(embed_dim * mlp_ratio), drop_rate=drop_rate)
 
     def forward(
-        self, x: torch.Tensor, need_weights: bool = False
+        self, x: torch.Tensor, *, need_weights: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, probs = self.attn(self.norm1(x), need_weights)
+        attended, probs = self.attn(self.norm1(x), need_weights=need_weights)
         x = x + self.drop_path(attended)
         x = x + self.drop_path(self.mlp(self.norm2(x)))
         return x, probs

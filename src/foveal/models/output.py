@@ -1,4 +1,4 @@
-"""What a model returns when asked to show its work."""
+"""What every Foveal model returns: its features on a token grid, and its output with the evidence."""
 
 from __future__ import annotations
 
@@ -8,17 +8,46 @@ import torch
 
 
 @dataclass
+class Features:
+    """The last layer's features of a batch, as tokens on the image's token grid.
+
+    tokens: (B, N, C), N = prefix_tokens + h * w; a CNN's feature map (B, C, h, w) is laid out as
+        its h * w positions, row by row.
+    grid: (h, w) of the image tokens.
+    prefix_tokens: tokens before the image tokens (1 for a ViT's class token, else 0).
+    attentions: one (B, num_heads, N, N) probability tensor per attention block, when asked for
+        with `need_weights=True` (rows sum to 1); empty for a model without attention.
+    """
+
+    tokens: torch.Tensor
+    grid: tuple[int, int]
+    prefix_tokens: int = 0
+    attentions: list[torch.Tensor] = field(default_factory=list)
+
+    @property
+    def image_tokens(self) -> torch.Tensor:
+        """(B, h * w, C): the tokens of the image grid, without any prefix token."""
+        return self.tokens[:, self.prefix_tokens :]
+
+
+@dataclass
 class ModelOutput:
-    """Logits plus the attention a classifier used to reach them.
+    """Logits plus everything a classifier used to reach them (`forward_explained`).
 
     logits: (B, num_classes).
-    pool_weights: (B, N) softmax weight of each token in the pooled vector (None for CLS pooling
-        and for CNNs).
-    attentions: one (B, num_heads, N, N) probability tensor per encoder block (rows sum to 1).
-    grid: the token grid (h, w); N == h * w (plus one with a class token).
+    features: the `Features` the head read (their tokens stay in the autograd graph).
+    pool_weights: (B, h * w) softmax weight of each image token in the pooled vector; None for
+        class-token pooling and for average pooling (a CNN), where no token is weighted.
     """
 
     logits: torch.Tensor
+    features: Features
     pool_weights: torch.Tensor | None = None
-    attentions: list[torch.Tensor] = field(default_factory=list)
-    grid: tuple[int, int] = (0, 0)
+
+    @property
+    def attentions(self) -> list[torch.Tensor]:
+        return self.features.attentions
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.features.grid

@@ -13,7 +13,7 @@ class AttentionPool(nn.Module):
     used from each token, so they are exposed rather than hidden.
     """
 
-    def __init__(self, embed_dim: int) -> None:
+    def __init__(self, *, embed_dim: int) -> None:
         super().__init__()
         self.score = nn.Linear(embed_dim, 1)
 

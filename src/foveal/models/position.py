@@ -10,7 +10,7 @@ from torch import nn
 class LearnablePositionEmbedding(nn.Module):
     """A learned (D, h, w) table, bicubically resized when the input's grid differs (as in DeiT/timm)."""
 
-    def __init__(self, embed_dim: int, grid: tuple[int, int]) -> None:
+    def __init__(self, *, embed_dim: int, grid: tuple[int, int]) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1, embed_dim, *grid))
         nn.init.trunc_normal_(self.weight, std=0.2)  # CCT's init for its learned positions
@@ -25,7 +25,7 @@ class LearnablePositionEmbedding(nn.Module):
 class SinCosPositionEmbedding(nn.Module):
     """Fixed 2-D sine-cosine embedding (MAE, He et al. 2022), computed for any grid."""
 
-    def __init__(self, embed_dim: int) -> None:
+    def __init__(self, *, embed_dim: int) -> None:
         super().__init__()
         if embed_dim % 4:
             raise ValueError(f"sincos positions need embed_dim divisible by 4, got {embed_dim}")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from fnmatch import fnmatch
 from typing import Any
 
-from torch import nn
-
 from foveal.errors import ConfigError, suggest
+from foveal.models.classifier import AttentionClassifier
+from foveal.models.cnn import ResNetClassifier
 from foveal.models.config import AttentionConfig, CNNConfig, ModelConfig, replace_config
+from foveal.models.contract import FovealModel
 
 _PRESETS: dict[str, Callable[[], ModelConfig]] = {}
 
@@ -27,8 +29,6 @@ def register_model(name: str) -> Callable[[Callable[[], ModelConfig]], Callable[
 
 def list_models(pattern: str = "*") -> list[str]:
     """Names of the registered presets matching a shell-style `pattern`, sorted."""
-    from fnmatch import fnmatch
-
     return sorted(name for name in _PRESETS if fnmatch(name, pattern))
 
 
@@ -42,21 +42,18 @@ def model_config(name: str, **overrides: Any) -> ModelConfig:
     return replace_config(config, **overrides) if overrides else config
 
 
-def build_model(config: ModelConfig) -> nn.Module:
+def build_model(config: ModelConfig) -> FovealModel:
     """Instantiate the module a config describes (fresh, randomly initialised weights)."""
-    from foveal.models.classifier import AttentionClassifier
-    from foveal.models.cnn import ResNetClassifier
-
     if isinstance(config, AttentionConfig):
-        return AttentionClassifier(config)
+        return AttentionClassifier(config=config)
     if isinstance(config, CNNConfig):
-        return ResNetClassifier(config)
+        return ResNetClassifier(config=config)
     raise ConfigError(f"expected an AttentionConfig or CNNConfig, got {type(config).__name__}")
 
 
 def create_model(
     name: str, *, num_classes: int = 10, img_size: int | None = None, in_chans: int = 3, **overrides: Any
-) -> nn.Module:
+) -> FovealModel:
     """Create preset `name` for `num_classes` classes (random weights).
 
     Args:

@@ -12,7 +12,7 @@ class ConvTokenizer(nn.Module):
     """CCT's tokenizer: `tokenizer_layers` stages of conv, ReLU, 3x3/2 max-pool (Hassani et al. 2021),
     with batch norm after each conv when `tokenizer_norm="batch"`."""
 
-    def __init__(self, config: AttentionConfig) -> None:
+    def __init__(self, *, config: AttentionConfig) -> None:
         super().__init__()
         k, s = config.tokenizer_kernel, config.tokenizer_stride
         widths = [config.in_chans]
@@ -36,7 +36,7 @@ class ConvTokenizer(nn.Module):
 class PatchTokenizer(nn.Module):
     """ViT's tokenizer: non-overlapping patch_size x patch_size patches, linearly projected."""
 
-    def __init__(self, config: AttentionConfig) -> None:
+    def __init__(self, *, config: AttentionConfig) -> None:
         super().__init__()
         p = config.patch_size
         self.proj = nn.Conv2d(config.in_chans, config.embed_dim, kernel_size=p, stride=p)
@@ -48,4 +48,4 @@ class PatchTokenizer(nn.Module):
 
 
 def build_tokenizer(config: AttentionConfig) -> nn.Module:
-    return PatchTokenizer(config) if config.tokenizer == "patch" else ConvTokenizer(config)
+    return PatchTokenizer(config=config) if config.tokenizer == "patch" else ConvTokenizer(config=config)

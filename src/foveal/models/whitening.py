@@ -8,10 +8,12 @@ from step one instead of learning to, which is worth a large share of a short bu
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
-from foveal.data.preprocess import Preprocessing
+Normalize = Callable[[torch.Tensor], torch.Tensor]  # uint8 (B, C, S, S) -> float (B, C, S, S), normalised
 
 PATCH_SAMPLE_IMAGES = 5_000  # images the patch statistics are taken from (evenly spaced)
 PATCH_SAMPLE = 200_000  # about this many of their patches (evenly spaced) give the covariance
@@ -20,13 +22,14 @@ EPSILON = 5e-4  # added to each variance, so near-constant directions are not bl
 
 
 def whitening_weights(
-    images: torch.Tensor, preprocessing: Preprocessing, out_channels: int, kernel: int
+    images: torch.Tensor, normalize: Normalize, out_channels: int, kernel: int
 ) -> torch.Tensor:
     """Filters float32 (2 * pairs, C, kernel, kernel) that whiten kernel x kernel patches, where
     pairs = min(out_channels // 2, C * kernel^2): each principal direction gives a +/- pair.
 
     Args:
         images: uint8 (N, C, S, S) training images.
+        normalize: the model's input normalisation (`Preprocessing.normalize`).
     """
     step = max(1, images.shape[0] // PATCH_SAMPLE_IMAGES)
     sample = images[::step]  # a view: (n, C, S, S) uint8
@@ -39,7 +42,7 @@ def whitening_weights(
     per_chunk = max(1, NORMALIZE_CHUNK_PIXELS // (H * W))
     rows = []
     for start in range(0, n, per_chunk):
-        chunk = preprocessing.normalize(sample[start : start + per_chunk])  # (b, C, H, W)
+        chunk = normalize(sample[start : start + per_chunk])  # (b, C, H, W)
         windows = chunk.unfold(2, kernel, 1).unfold(3, kernel, 1)  # view: (b, C, H', W', k, k)
         first = -start * per_image % stride  # the first patch here whose global index is a multiple of stride
         index = torch.arange(first, chunk.shape[0] * per_image, stride)
@@ -54,20 +57,20 @@ def whitening_weights(
     return filters.reshape(2 * pairs, C, kernel, kernel)
 
 
-def init_from_data(model: nn.Module, images: torch.Tensor, preprocessing: Preprocessing) -> None:
+def init_from_data(model: nn.Module, images: torch.Tensor, normalize: Normalize) -> None:
     """Initialise what `model`'s config sets from the training images: the whitened first conv of a
     `tokenizer_whitened` model. Other models are left as they are."""
     if getattr(getattr(model, "config", None), "tokenizer_whitened", False):
-        whiten_first_conv(model, images, preprocessing)
+        whiten_first_conv(model, images, normalize)
 
 
-def whiten_first_conv(model: nn.Module, images: torch.Tensor, preprocessing: Preprocessing) -> None:
+def whiten_first_conv(model: nn.Module, images: torch.Tensor, normalize: Normalize) -> None:
     """Set the first Conv2d of `model` to whitening filters of `images` (it is frozen at build time).
 
     A conv with more channels than whitening filters (more than 2 * C * kernel^2) keeps its random
     He-initialised filters in the rest: fixed random features beside the whitened ones.
     """
     conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
-    weights = whitening_weights(images, preprocessing, conv.out_channels, conv.kernel_size[0])
+    weights = whitening_weights(images, normalize, conv.out_channels, conv.kernel_size[0])
     with torch.no_grad():
         conv.weight[: weights.shape[0]].copy_(weights.to(conv.weight.device))

@@ -9,61 +9,38 @@ and timings.
 
 from __future__ import annotations
 
-import csv
 import json
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
 
 import torch
 
+from foveal.classifier import load
 from foveal.data.sources import BUILTINS, DataSplits, load_training_data
 from foveal.errors import FovealError
-from foveal.evaluation.metrics import ClassificationMetrics, compute_metrics
+from foveal.evaluation.metrics import ClassificationMetrics
 from foveal.evaluation.plots import plot_confusion_matrix, plot_training_curves
-from foveal.inference import predict_logits
+from foveal.evaluation.run import Evaluation, evaluate
+from foveal.explanation.faithfulness import faithfulness_rows
+from foveal.explanation.run import explain_images, measure_faithfulness
 from foveal.io import atomic_write_text
 from foveal.reporting import page as html
 from foveal.reporting.calibration import Calibration, calibration
+from foveal.reporting.comparison import comparison_rows
 from foveal.reporting.figures import plot_class_counts, plot_faithfulness, plot_mistakes, plot_reliability
+from foveal.runs import RunRecord
 
 WORST_MISTAKES = 12
 FAITHFULNESS_IMAGES = 100  # evenly spaced held-out images the faithfulness of the maps is measured on
 IMBALANCE_RATIO = 3.0  # the largest class over the smallest beyond which the report warns
 
 
-@dataclass
-class RunRecord:
-    """What a run folder says about itself: config.json, results.csv, skipped.txt."""
-
-    run_dir: Path
-    config: dict
-    results: list[dict[str, str]]
-    skipped: list[tuple[str, str]]
-
-    @classmethod
-    def read(cls, run_dir: str | Path) -> RunRecord:
-        from foveal.training.setup import read_run_record
-
-        run_dir = Path(run_dir)
-        config = read_run_record(run_dir, "reported")
-        results_path = run_dir / "results.csv"
-        results = list(csv.DictReader(results_path.open())) if results_path.is_file() else []
-        skipped_path = run_dir / "skipped.txt"
-        skipped = []
-        if skipped_path.is_file():
-            for line in skipped_path.read_text().splitlines():
-                path, _, reason = line.partition("\t")
-                skipped.append((path, reason))
-        return cls(run_dir, config, results, skipped)
-
-
 def write_report(
     run_dir: str | Path,
     *,
     data: DataSplits | None = None,
-    logits: torch.Tensor | None = None,
+    evaluation: Evaluation | None = None,
     device: str = "auto",
 ) -> Path:
     """Write run_dir/report.html and return its path.
@@ -71,11 +48,9 @@ def write_report(
     Args:
         data: the run's images, if already in memory (training passes them); else reloaded from the
             run's data set and split, as recorded in its folder.
-        logits: the saved model's logits (N, K) on `data.val`, if already computed (training's final
-            evaluation passes them); else computed here.
+        evaluation: the saved model's evaluation on `data.val`, if already made (training's final
+            evaluation); else made here.
     """
-    from foveal.classifier import load
-
     record = RunRecord.read(run_dir)
     model_path = _model_file(record.run_dir)
     classifier = load(model_path, device)
@@ -87,15 +62,9 @@ def write_report(
             f"the run's data now has classes {val.classes}, but its model was trained on "
             f"{classifier.classes}; the report needs the data the run was trained on."
         )
-    if logits is None or len(logits) != len(val):
-        logits = predict_logits(
-            classifier.model,
-            val.images,
-            classifier.info.preprocessing,
-            device=classifier.device,
-            flip=classifier.info.test_time_flip,
-        )
-    metrics = compute_metrics(logits, val.labels, val.classes)
+    if evaluation is None or evaluation.metrics.num_samples != len(val):
+        evaluation = evaluate(classifier.model, val, classifier.preprocessing, device=classifier.device)
+    metrics, logits = evaluation.metrics, evaluation.logits
     with tempfile.TemporaryDirectory() as scratch:
         pictures = Path(scratch)
         sections = [
@@ -108,7 +77,7 @@ def write_report(
             _comparison_section(record.run_dir),
             _configuration_section(record, model_path),
         ]
-    name = record.config.get("train", {}).get("model") or record.config.get("model", {}).get("name", "model")
+    name = record.train_config.model.preset or record.config.get("model", {}).get("name", "model")
     subtitle = f"{record.run_dir} · {name} · {record.config.get('data', '')}"
     page = html.page(f"Foveal report: {record.run_dir.name}", subtitle, [s for s in sections if s])
     return atomic_write_text(record.run_dir / "report.html", page)
@@ -125,25 +94,25 @@ def _model_file(run_dir: Path) -> Path:
 
 
 def _reload_data(record: RunRecord) -> DataSplits:
-    train = record.config.get("train", {})
-    source = train.get("data")
+    data = record.train_config.data
     split = record.run_dir / "split.json"
-    img_size = record.config.get("preprocessing", {}).get("img_size") or train.get("img_size")
-    if source is None or img_size is None:
+    img_size = record.config.get("preprocessing", {}).get("img_size") or data.img_size
+    if img_size is None:
         raise FovealError(
-            f"{record.run_dir}/config.json does not name the run's data; it cannot be reloaded."
+            f"{record.run_dir}/config.json does not record the image size; it cannot be reloaded."
         )
-    if source not in BUILTINS and not Path(source).exists():
+    if data.source not in BUILTINS and not Path(data.source).exists():
         raise FovealError(
-            f"the run's data {source} is not there any more; the report needs its held-out images."
+            f"the run's data {data.source} is not there any more; the report needs its held-out images."
         )
-    kwargs = {"val_fraction": train.get("val_fraction", 0.1)}
-    if train.get("max_image_pixels"):
-        kwargs["max_pixels"] = train["max_image_pixels"]
-    if train.get("data_storage"):
-        kwargs["storage"] = train["data_storage"]
-    manifest = split if split.is_file() else train.get("split_manifest")
-    return load_training_data(str(source), int(img_size), split_manifest=manifest, **kwargs)
+    return load_training_data(
+        data.source,
+        int(img_size),
+        val_fraction=data.val_fraction,
+        split_manifest=split if split.is_file() else data.split_manifest,
+        max_pixels=data.max_image_pixels,
+        storage=data.data_storage,
+    )
 
 
 def _data_section(record: RunRecord, data: DataSplits, pictures: Path) -> str:
@@ -240,8 +209,6 @@ def _calibration_section(cal: Calibration, pictures: Path) -> str:
 
 
 def _mistakes_section(classifier, data: DataSplits, logits: torch.Tensor, pictures: Path) -> str:
-    from foveal.explanation.run import explain_images
-
     probs = logits.softmax(dim=1)
     confidence, predicted = probs.max(dim=1)
     wrong = (predicted != data.val.labels).nonzero().squeeze(1)
@@ -279,9 +246,6 @@ def _mistakes_section(classifier, data: DataSplits, logits: torch.Tensor, pictur
 
 
 def _faithfulness_section(classifier, data: DataSplits, pictures: Path) -> str:
-    from foveal.explanation.faithfulness import faithfulness_rows
-    from foveal.explanation.run import measure_faithfulness
-
     sample = data.val.evenly_spaced(FAITHFULNESS_IMAGES)
     count = len(sample)
     if count < 2:
@@ -306,8 +270,6 @@ def _comparison_section(run_dir: Path) -> str:
     path = run_dir / "comparison.json"
     if not path.is_file():
         return ""
-    from foveal.compare.table import comparison_rows
-
     header, rows = comparison_rows(json.loads(path.read_text()))
     return html.section("Comparison", html.table(header, rows))
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +13,12 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
+from foveal.config import TrainConfig, make_train_config
+from foveal.data.sources import DataSplits
 from foveal.errors import FovealError
-from foveal.evaluation import (
-    ClassificationMetrics,
-    compute_metrics,
-    plot_confusion_matrix,
-    plot_training_curves,
-)
-from foveal.inference import mean_loss, predict_logits
-from foveal.io import atomic_write_json
+from foveal.evaluation.metrics import ClassificationMetrics
+from foveal.evaluation.plots import plot_training_curves
+from foveal.evaluation.run import Evaluation, evaluate, save_evaluation
 from foveal.runtime import autocast_for
 from foveal.saved import ModelInfo, load_model, save_model
 from foveal.training.batches import Augmentation, EpochBatches, epoch_loader
@@ -31,7 +29,6 @@ from foveal.training.budget import (
     estimate_validation_seconds,
     plan_total_steps,
 )
-from foveal.training.config import TrainConfig, make_train_config
 from foveal.training.ema import make_ema
 from foveal.training.progress import EpochBar, say
 from foveal.training.records import append_event, write_results
@@ -39,6 +36,8 @@ from foveal.training.schedule import StepPlan, build_optimizer, warmup_cosine
 from foveal.training.setup import RunSetup, config_of_run, prepare_run
 from foveal.training.state import Progress, latest_checkpoint, restore_rng, save_checkpoint
 from foveal.training.step import train_step
+
+Clock = Callable[[], float]
 
 
 class TrainingDiverged(FovealError):
@@ -58,7 +57,14 @@ class TrainResult:
     data_seconds: float  # of which: finding and decoding the images
     train_images_per_second: float  # training steps only (augmentation included, validation not)
     passes: float  # training images seen over the training set's size (epochs, the last partial counted so)
-    metrics: ClassificationMetrics  # the best model on the validation / held-out images
+    evaluation: Evaluation  # the saved (best) model on every validation / held-out image, with its logits
+    config: TrainConfig  # the resolved settings the run used
+    data: DataSplits | None = field(repr=False)  # the run's images, for a report that follows without
+    # reloading them; `foveal.train` lets go of them (None) once the report is written
+
+    @property
+    def metrics(self) -> ClassificationMetrics:
+        return self.evaluation.metrics
 
 
 @dataclass
@@ -71,8 +77,9 @@ class _Trainer:
     progress: Progress
     plan: StepPlan
     ema: AveragedModel | None  # the weight average that is validated and saved, when EMA is on
-    last_save: float  # perf_counter of the last checkpoint
-    started: float  # perf_counter when the command started: the time budget counts from here
+    last_save: float  # clock() of the last checkpoint
+    started: float  # clock() when the command started: the time budget counts from here
+    clock: Clock  # seconds, monotonic: time.perf_counter, or a test's clock
     step_seconds: float = 0.0  # time spent in training steps by this process
     steps_timed: int = 0
     validation_seconds: float = 0.0  # the last validation pass's duration
@@ -90,6 +97,7 @@ def train(
     resume: str | Path | None = None,
     quiet: bool = False,
     started: float | None = None,
+    clock: Clock = time.perf_counter,
     **options: Any,
 ) -> TrainResult:
     """Train a classifier (or resume one) and return its result.
@@ -98,30 +106,27 @@ def train(
         config: a TrainConfig, or None to build one from `options` (e.g. data="digits", epochs=5).
         resume: a run folder to continue from its newest checkpoint, exactly as if never stopped.
         quiet: print nothing.
-        started: `time.perf_counter()` value a time budget counts from (default: now; the CLI
-            passes its process's start).
+        started: `clock()` value a time budget counts from (default: now; the CLI passes its
+            process's start).
+        clock: what the run's times, checkpoint intervals and budget are measured with.
     """
-    started = time.perf_counter() if started is None else started
+    started = clock() if started is None else started
     if resume is not None:
         if config is not None or options:
             raise FovealError("a resumed run keeps the settings it started with; pass only the run folder.")
         config, run_dir = config_of_run(resume)
         run = prepare_run(config, quiet, run_dir=run_dir)
     else:
-        config = (
-            make_train_config(**options)
-            if config is None
-            else make_train_config(**{**config.to_dict(), **options})
-        )
+        config = make_train_config(**options) if config is None else config.replace(**options)
         run = prepare_run(config, quiet)
-    trainer = _build_trainer(run, started)
+    trainer = _build_trainer(run, started, clock)
     if resume is not None:
         _restore(run, trainer, quiet)
     _fit(run, trainer, quiet)
     progress = trainer.progress
     plot_training_curves(run.run_dir / "results.csv", run.run_dir / "results.png")
-    metrics, val_logits = _final_evaluation(run, progress.best_epoch)
-    seconds = time.perf_counter() - started
+    evaluation = _final_evaluation(run, progress.best_epoch)
+    seconds = clock() - started
     train_seconds = sum(r["seconds"] for r in progress.rows)
     result = TrainResult(
         run_dir=run.run_dir,
@@ -133,41 +138,32 @@ def train(
         data_seconds=run.data_seconds,
         train_images_per_second=progress.seen / max(train_seconds, 1e-9),
         passes=progress.seen / len(run.data.train),
-        metrics=metrics,
+        evaluation=evaluation,
+        config=run.config,
+        data=run.data,
     )
     say(
         f"done in {seconds:.0f} s: best val top-1 {result.best_top1:.2%} at epoch {result.best_epoch}, "
         f"{result.train_images_per_second:.0f} train images/s. Saved {run.run_dir}/weights/best.safetensors",
         quiet,
     )
-    if run.config.report:
-        _write_report(run, val_logits, quiet)
     return result
 
 
-def _write_report(run: RunSetup, val_logits: torch.Tensor, quiet: bool) -> None:
-    """report.html, after the model is saved: a failure here must not cost the user the run."""
-    from foveal.reporting import write_report
-
-    try:
-        path = write_report(run.run_dir, data=run.data, logits=val_logits, device=str(run.device))
-    except Exception as error:  # noqa: BLE001  (any failure: the trained model is already safe)
-        say(f"warning: the report was not written ({error}); retry with `foveal report {run.run_dir}`", quiet)
-        append_event(run.run_dir, f"report failed: {error!r}")
-        return
-    say(f"report: {path}", quiet)
-
-
-def _build_trainer(run: RunSetup, started: float) -> _Trainer:
+def _build_trainer(run: RunSetup, started: float, clock: Clock) -> _Trainer:
     config = run.config
     steps_per_epoch = _steps_per_epoch(run)
-    optimizer = build_optimizer(run.model, config.optimizer, config.peak_lr, config.weight_decay)
+    optimizer = build_optimizer(
+        run.model, config.optim.optimizer, config.optim.peak_lr, config.optim.weight_decay
+    )
     # With a time budget the total is provisional until the step time is measured (budget.py).
-    plan = StepPlan(steps_per_epoch * config.epochs, round(config.warmup_epochs * steps_per_epoch))
-    scheduler = warmup_cosine(optimizer, plan, config.min_lr_ratio)
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    ema = make_ema(run.model, config.ema_decay)
-    return _Trainer(optimizer, scheduler, criterion, Progress(), plan, ema, time.perf_counter(), started)
+    plan = StepPlan(
+        steps_per_epoch * config.optim.epochs, round(config.optim.warmup_epochs * steps_per_epoch)
+    )
+    scheduler = warmup_cosine(optimizer, plan, config.optim.min_lr_ratio)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.optim.label_smoothing)
+    ema = make_ema(run.model, config.optim.ema_decay)
+    return _Trainer(optimizer, scheduler, criterion, Progress(), plan, ema, clock(), started, clock)
 
 
 def _restore(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
@@ -205,11 +201,13 @@ def _fit(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
 def _run_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
     """Train the rest of the epoch in progress, checkpointing as configured."""
     config, progress = run.config, trainer.progress
-    batches = EpochBatches(run.data.train, progress.epoch, config.seed, config.batch_size, _augmentation(run))
-    loader = epoch_loader(batches, progress.step, config.workers, pin_memory=run.device.type == "cuda")
-    bar = EpochBar(loader, len(batches) - progress.step, progress.epoch, config.epochs, quiet)
+    batches = EpochBatches(
+        run.data.train, progress.epoch, config.run.seed, config.optim.batch_size, _augmentation(run)
+    )
+    loader = epoch_loader(batches, progress.step, config.data.workers, pin_memory=run.device.type == "cuda")
+    bar = EpochBar(loader, len(batches) - progress.step, progress.epoch, config.optim.epochs, quiet)
     autocast = autocast_for(run.device)
-    clock = last = time.perf_counter()
+    epoch_clock = last = trainer.clock()
     for images, targets in bar:
         result = train_step(
             run.model,
@@ -217,7 +215,7 @@ def _run_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
             targets.to(run.device, non_blocking=True),
             trainer.optimizer,
             trainer.criterion,
-            grad_clip=config.grad_clip,
+            grad_clip=config.optim.grad_clip,
             autocast=autocast,
         )
         trainer.scheduler.step()
@@ -232,11 +230,11 @@ def _run_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
             _non_finite_step(run, progress, result.loss, result.grad_norm)
         bar.update(result.loss, result.correct / len(targets))
         progress.global_step += 1
-        now = time.perf_counter()
+        now = trainer.clock()
         trainer.step_seconds += now - last  # loader, augmentation and step: what the budget pays
         trainer.steps_timed += 1
         last = now
-        if config.time_budget:
+        if config.optim.time_budget:
             calibrated = trainer.steps_timed >= CALIBRATION_STEPS
             if not progress.planned_steps and calibrated:
                 _replan(run, trainer)
@@ -251,24 +249,24 @@ def _run_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
                 progress.planned_steps = progress.global_step
                 break
         if progress.step < len(batches) and _checkpoint_due(config, trainer):
-            now = time.perf_counter()
-            progress.epoch_seconds += now - clock
-            clock = now
+            now = trainer.clock()
+            progress.epoch_seconds += now - epoch_clock
+            epoch_clock = now
             _checkpoint(run, trainer)
     bar.close()
-    progress.epoch_seconds += time.perf_counter() - clock
+    progress.epoch_seconds += trainer.clock() - epoch_clock
 
 
 def _augmentation(run: RunSetup) -> Augmentation:
     config = run.config
     size = run.info.preprocessing.img_size
     return Augmentation(
-        padding=config.crop_padding if config.crop_padding is not None else size // 8,
-        flip=run.data.flip_safe if config.hflip is None else config.hflip,
-        auto_augment=config.auto_augment,
-        erase=config.random_erase,
-        mixup_alpha=config.mixup_alpha,
-        cutmix_alpha=config.cutmix_alpha,
+        padding=config.augment.crop_padding if config.augment.crop_padding is not None else size // 8,
+        flip=run.data.flip_safe if config.augment.hflip is None else config.augment.hflip,
+        auto_augment=config.augment.auto_augment,
+        erase=config.augment.random_erase,
+        mixup_alpha=config.augment.mixup_alpha,
+        cutmix_alpha=config.augment.cutmix_alpha,
     )
 
 
@@ -282,19 +280,22 @@ def _non_finite_step(run: RunSetup, progress: Progress, loss: float, grad_norm: 
     )
     append_event(run.run_dir, message)
     say(f"warning: {message}")
-    if progress.bad_in_a_row >= run.config.max_bad_steps:
+    if progress.bad_in_a_row >= run.config.optim.max_bad_steps:
         raise TrainingDiverged(
             f"training diverged: {progress.bad_in_a_row} non-finite steps in a row (epoch {progress.epoch}, "
             f"step {progress.step}). The checkpoints and weights in {run.run_dir} are from before it. Try a "
-            f"lower --lr (now {run.config.peak_lr:g}), keep gradient clipping on, or check the images."
+            f"lower --lr (now {run.config.optim.peak_lr:g}), keep gradient clipping on, or check the images."
         )
 
 
 def _checkpoint_due(config: TrainConfig, trainer: _Trainer) -> bool:
-    if config.checkpoint_every_steps and trainer.progress.step % config.checkpoint_every_steps == 0:
+    if (
+        config.checkpoint.checkpoint_every_steps
+        and trainer.progress.step % config.checkpoint.checkpoint_every_steps == 0
+    ):
         return True
-    minutes = config.checkpoint_every_minutes
-    return bool(minutes) and time.perf_counter() - trainer.last_save >= minutes * 60
+    minutes = config.checkpoint.checkpoint_every_minutes
+    return bool(minutes) and trainer.clock() - trainer.last_save >= minutes * 60
 
 
 def _checkpoint(run: RunSetup, trainer: _Trainer) -> None:
@@ -304,18 +305,18 @@ def _checkpoint(run: RunSetup, trainer: _Trainer) -> None:
         trainer.optimizer,
         trainer.scheduler,
         trainer.progress,
-        run.config.keep_checkpoints,
+        run.config.checkpoint.keep_checkpoints,
         ema=trainer.ema,
     )
-    trainer.last_save = time.perf_counter()
+    trainer.last_save = trainer.clock()
 
 
 def _end_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
     """Validate, record, save last/best and a checkpoint; mark the run finished when it is."""
     config, progress = run.config, trainer.progress
-    n = min(len(run.data.train), progress.step * config.batch_size)  # less when the budget cut it short
+    n = min(len(run.data.train), progress.step * config.optim.batch_size)  # less when the budget cut it short
     epoch, seconds = progress.epoch, progress.epoch_seconds
-    validation_started = time.perf_counter()
+    validation_started = trainer.clock()
     row = {
         "epoch": epoch,
         "train_loss": progress.epoch_loss_sum / n,
@@ -325,7 +326,7 @@ def _end_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
         "images_per_second": n / seconds,
         **_validate(run, trainer.model_to_keep(run.model)),
     }
-    trainer.validation_seconds = time.perf_counter() - validation_started
+    trainer.validation_seconds = trainer.clock() - validation_started
     progress.rows.append(row)
     progress.seen += n
     write_results(run.run_dir / "results.csv", progress.rows)
@@ -337,7 +338,7 @@ def _end_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
     )
     kept = trainer.model_to_keep(run.model)
     save_model(run.run_dir / "weights" / "last.safetensors", kept, info)
-    if config.time_budget:
+    if config.optim.time_budget:
         # The schedule is laid out to end annealed, so the final model is the one kept; picking
         # an earlier epoch by a 2,000-image validation would select on noise.
         budget_spent = bool(progress.planned_steps) and progress.global_step >= progress.planned_steps
@@ -348,7 +349,7 @@ def _end_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
         progress.best_top1, progress.best_epoch = row["val_top1"], epoch
         save_model(run.run_dir / "weights" / "best.safetensors", kept, info)
     skipped = progress.epoch_skipped
-    of = f"/{config.epochs}" if not config.time_budget else ""
+    of = f"/{config.optim.epochs}" if not config.optim.time_budget else ""
     say(
         f"epoch {epoch}{of}: loss {row['train_loss']:.4f}, train top-1 {row['train_top1']:.2%}, "
         f"val loss {row['val_loss']:.4f}, val top-1 {row['val_top1']:.2%}, top-5 {row['val_top5']:.2%}, "
@@ -356,15 +357,15 @@ def _end_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
         + (f", {skipped} non-finite steps skipped" if skipped else ""),
         quiet,
     )
-    early = config.patience is not None and epoch - progress.best_epoch >= config.patience
+    early = config.optim.patience is not None and epoch - progress.best_epoch >= config.optim.patience
     if early:
         say(
-            f"early stop: no better val top-1 for {config.patience} epochs (best {progress.best_top1:.2%} at "
-            f"epoch {progress.best_epoch})",
+            f"early stop: no better val top-1 for {config.optim.patience} epochs "
+            f"(best {progress.best_top1:.2%} at epoch {progress.best_epoch})",
             quiet,
         )
         append_event(run.run_dir, f"early stop after epoch {epoch}")
-    if config.time_budget:
+    if config.optim.time_budget:
         spent = bool(progress.planned_steps) and progress.global_step >= progress.planned_steps
         # Refine with this epoch's measured times; a resumed run keeps the plan it had, so it
         # takes the same steps as if it had never stopped.
@@ -372,7 +373,7 @@ def _end_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
             _replan(run, trainer)
         progress.finished = early or spent
     else:
-        progress.finished = early or epoch >= config.epochs
+        progress.finished = early or epoch >= config.optim.epochs
     progress.start_epoch(epoch + 1)
     _checkpoint(run, trainer)
 
@@ -384,11 +385,11 @@ def _replan(run: RunSetup, trainer: _Trainer) -> None:
     val_images = len(run.data.val)
     epoch_val_images = min(val_images, config.epoch_val_limit or val_images)
     validation = trainer.validation_seconds or estimate_validation_seconds(
-        epoch_val_images, config.eval_batch_size, step_seconds
+        epoch_val_images, config.run.eval_batch_size, step_seconds
     )
     final = validation * val_images / epoch_val_images  # the final evaluation reads every image
-    elapsed = time.perf_counter() - trainer.started
-    clock = BudgetClock(config.time_budget, elapsed, step_seconds, validation, final)
+    elapsed = trainer.clock() - trainer.started
+    clock = BudgetClock(config.optim.time_budget, elapsed, step_seconds, validation, final)
     trainer.end_reserve = end_reserve(clock)
     progress.planned_steps = plan_total_steps(clock, progress.global_step, _steps_per_epoch(run))
     _apply_plan(run, trainer)
@@ -396,18 +397,18 @@ def _replan(run: RunSetup, trainer: _Trainer) -> None:
 
 def _past_deadline(run: RunSetup, trainer: _Trainer, now: float) -> bool:
     """Whether only the end's reserve is left of the budget (a resumed run keeps its plan instead)."""
-    return now - trainer.started + trainer.end_reserve >= run.config.time_budget
+    return now - trainer.started + trainer.end_reserve >= run.config.optim.time_budget
 
 
 def _apply_plan(run: RunSetup, trainer: _Trainer) -> None:
     # Warmup takes its configured epochs, but never more than a fifth of a short budget.
     total = trainer.progress.planned_steps
     trainer.plan.total_steps = total
-    trainer.plan.warmup_steps = min(round(run.config.warmup_epochs * _steps_per_epoch(run)), total // 5)
+    trainer.plan.warmup_steps = min(round(run.config.optim.warmup_epochs * _steps_per_epoch(run)), total // 5)
 
 
 def _steps_per_epoch(run: RunSetup) -> int:
-    return math.ceil(len(run.data.train) / run.config.batch_size)
+    return math.ceil(len(run.data.train) / run.config.optim.batch_size)
 
 
 def _validate(run: RunSetup, model: nn.Module) -> dict[str, float]:
@@ -415,26 +416,15 @@ def _validate(run: RunSetup, model: nn.Module) -> dict[str, float]:
     val, limit = run.data.val, run.config.epoch_val_limit
     if limit is not None:
         val = val.evenly_spaced(limit)
-    logits = predict_logits(
-        model,
-        val.images,
-        run.info.preprocessing,
-        device=run.device,
-        batch_size=run.config.eval_batch_size,
-        flip=run.config.tta_flip,
+    result = evaluate(
+        model, val, run.info.preprocessing, device=run.device, batch_size=run.config.run.eval_batch_size
     )
-    labels = val.labels
-    k = min(5, logits.shape[1])
-    top5 = (logits.topk(k, dim=1).indices == labels[:, None]).any(dim=1).float().mean()
-    top1 = (logits.argmax(1) == labels).float().mean()
-    if not torch.isfinite(logits).all():  # a model that outputs NaN has no accuracy worth keeping
-        top1 = top5 = torch.tensor(float("nan"))
-    return {"val_loss": mean_loss(logits, labels), "val_top1": float(top1), "val_top5": float(top5)}
+    return {"val_loss": result.loss, "val_top1": result.metrics.top1, "val_top5": result.metrics.top5}
 
 
-def _final_evaluation(run: RunSetup, best_epoch: int) -> tuple[ClassificationMetrics, torch.Tensor]:
-    """Evaluate the best weights on the validation images; write metrics.json and the confusion matrix.
-    Returns the metrics and the logits (N, K) they came from."""
+def _final_evaluation(run: RunSetup, best_epoch: int) -> Evaluation:
+    """Evaluate the best weights on every validation image; write metrics.json and the confusion
+    matrix (metrics.json last: its presence marks the run as finished)."""
     best = run.run_dir / "weights" / "best.safetensors"
     if not best.is_file():
         raise FovealError(
@@ -442,21 +432,18 @@ def _final_evaluation(run: RunSetup, best_epoch: int) -> tuple[ClassificationMet
             "model; lower --lr and check the images."
         )
     model, info = load_model(best, run.device)
-    logits = predict_logits(
+    evaluation = evaluate(
         model,
-        run.data.val.images,
+        run.data.val,
         info.preprocessing,
         device=run.device,
-        batch_size=run.config.eval_batch_size,
-        flip=info.test_time_flip,
+        batch_size=run.config.run.eval_batch_size,
+        data=run.data.description,
+        model_file=best,
+        epoch=best_epoch,
     )
-    metrics = compute_metrics(logits, run.data.val.labels, run.data.classes)
-    plot_confusion_matrix(metrics.confusion, run.data.classes, run.run_dir / "confusion_matrix.png")
-    # Written last: its presence marks the run as finished.
-    atomic_write_json(
-        run.run_dir / "metrics.json", {"epoch": best_epoch, "data": run.data.description, **metrics.to_dict()}
-    )
-    return metrics, logits
+    save_evaluation(evaluation, run.run_dir)
+    return evaluation
 
 
 __all__ = ["TrainResult", "TrainingDiverged", "train"]

@@ -12,13 +12,15 @@ so a resumed run never re-decides.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from foveal.training.config import TrainConfig
+from foveal import runtime
+from foveal.config import TrainConfig
+from foveal.models import create_model
+from foveal.models.flops import forward_flops
 
 EPOCH_DEFAULTS: dict[str, Any] = {
     "model": "foveal-small",
@@ -56,12 +58,12 @@ def resolve_recipe(
 ) -> TrainConfig:
     """`config` with every option left as None set: by the budget ladder under a time budget, else to
     EPOCH_DEFAULTS. Options the user set are kept as they are."""
-    if config.time_budget:
-        choices = budget_choices(config.time_budget, train_images, device, img_size, num_classes)
+    if config.optim.time_budget:
+        choices = budget_choices(config.optim.time_budget, train_images, device, img_size, num_classes)
     else:
         choices = EPOCH_DEFAULTS
-    unset = {k: v for k, v in choices.items() if getattr(config, k) is None}
-    return dataclasses.replace(config, **unset)
+    given = config.flat()
+    return config.replace(**{k: v for k, v in choices.items() if given[k] is None})
 
 
 def budget_choices(
@@ -72,10 +74,8 @@ def budget_choices(
     The weight EMA is off: within budgets of a few epochs the cosine decay to 1% of the peak already
     settles the weights, and the EMA measured no better (docs/benchmarks.md).
     """
-    from foveal.runtime import matmul_gflops
-
     affordable = (
-        budget_seconds * matmul_gflops(device, size=1024) * MATMUL_EFFICIENCY / train_images
+        budget_seconds * runtime.matmul_gflops(device, size=1024) * MATMUL_EFFICIENCY / train_images
     )  # GFLOP/image
     rung = BUDGET_LADDER[0]
     for candidate in BUDGET_LADDER[1:]:
@@ -98,7 +98,4 @@ def budget_choices(
 
 def train_gflops_per_image(model: str, img_size: int, num_classes: int) -> float:
     """GFLOPs of one training image: the forward pass, times 3 for the backward."""
-    from foveal.models import create_model
-    from foveal.models.flops import forward_flops
-
     return 3 * forward_flops(create_model(model, num_classes=num_classes, img_size=img_size), img_size) / 1e9

@@ -10,19 +10,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from foveal.config import TrainConfig
 from foveal.data.preprocess import Preprocessing, channel_stats
 from foveal.data.sources import DataSplits, default_img_size, load_training_data
 from foveal.errors import FovealError
 from foveal.io import atomic_write_json
 from foveal.models import build_model, config_to_dict, model_config
 from foveal.models.whitening import init_from_data
+from foveal.runs import RunRecord, next_run_dir
 from foveal.runtime import resolve_device, seed_everything, set_threads, to_fast_layout
 from foveal.saved import ModelInfo
-from foveal.training.config import TrainConfig, make_train_config
 from foveal.training.progress import say
 from foveal.training.recipe import resolve_recipe
 from foveal.training.records import write_skipped
-from foveal.training.run_dir import next_run_dir
 
 
 @dataclass
@@ -44,28 +44,30 @@ class RunSetup:
 
 def prepare_run(config: TrainConfig, quiet: bool, run_dir: Path | None = None) -> RunSetup:
     """Set up a new run (a new numbered folder), or an existing `run_dir` being resumed."""
-    threads = set_threads(config.threads)
-    device = resolve_device(config.device)
-    seed_everything(config.seed)
-    img_size = config.img_size or default_img_size(config.data)
-    overrides = {} if config.drop_path_rate is None else {"drop_path_rate": config.drop_path_rate}
+    threads = set_threads(config.run.threads)
+    device = resolve_device(config.run.device)
+    seed_everything(config.run.seed)
+    img_size = config.data.img_size or default_img_size(config.data.source)
+    overrides = {} if config.model.drop_path_rate is None else {"drop_path_rate": config.model.drop_path_rate}
     started = time.perf_counter()
     data = load_training_data(
-        config.data,
+        config.data.source,
         img_size,
-        val_fraction=config.val_fraction,
-        split_manifest=config.split_manifest,
-        max_pixels=config.max_image_pixels,
-        storage=config.data_storage,
+        val_fraction=config.data.val_fraction,
+        split_manifest=config.data.split_manifest,
+        max_pixels=config.data.max_image_pixels,
+        storage=config.data.data_storage,
     )
     data_seconds = time.perf_counter() - started
     config = resolve_recipe(config, len(data.train), device, img_size, len(data.classes))
     # Build the model before creating the run folder, so a bad option leaves no empty folder.
-    arch = model_config(config.model, num_classes=len(data.classes), img_size=img_size, **overrides)
+    arch = model_config(config.model.preset, num_classes=len(data.classes), img_size=img_size, **overrides)
     model = build_model(arch).to(device)
-    preprocessing = Preprocessing(img_size, *channel_stats(data.train))
+    mean, std = channel_stats(data.train)
+    views = "flip" if config.augment.tta_flip else "none"
+    preprocessing = Preprocessing(img_size, mean, std, test_time_views=views)
     if run_dir is None:  # a resumed run loads its weights from its checkpoint instead
-        init_from_data(model, data.train.images, preprocessing)
+        init_from_data(model, data.train.images, preprocessing.normalize)
     model = to_fast_layout(model)
     info = ModelInfo(
         arch, data.classes, preprocessing, {"train_config": config.to_dict(), "data": data.description}
@@ -86,12 +88,12 @@ def prepare_run(config: TrainConfig, quiet: bool, run_dir: Path | None = None) -
         "torch": torch.__version__,
     }
     if run_dir is None:
-        run_dir = next_run_dir(config.out, config.name)
+        run_dir = next_run_dir(config.run.out, config.run.name)
         _write_records(run_dir, record, data, quiet)
     else:
         _check_same_data(run_dir, record)
     say(
-        f"model: {config.model} ({params / 1e6:.2f}M parameters) at {img_size}px on {device} "
+        f"model: {config.model.preset} ({params / 1e6:.2f}M parameters) at {img_size}px on {device} "
         f"({threads} threads); run folder {run_dir}",
         quiet,
     )
@@ -128,24 +130,6 @@ def _check_same_data(run_dir: Path, record: dict) -> None:
             )
 
 
-def read_run_record(run_dir: str | Path, purpose: str) -> dict:
-    """The config.json a run folder was started with; `purpose` ("resumed", ...) ends the error
-    message when the folder is not a run folder or the file is damaged."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise FovealError(
-            f"{run_dir} is not a Foveal run folder (no config.json); pass the folder a "
-            "`foveal train` run created, e.g. runs/train."
-        )
-    try:
-        record = json.loads(path.read_text())
-        record["train"]  # noqa: B018  (every run records its training options)
-    except (ValueError, KeyError, TypeError) as error:
-        raise FovealError(f"{path} is damaged ({error}); the run cannot be {purpose}.") from None
-    return record
-
-
 def config_of_run(run_dir: str | Path) -> tuple[TrainConfig, Path]:
     """The TrainConfig a run folder was started with, for resuming it."""
-    options = read_run_record(run_dir, "resumed")["train"]
-    return make_train_config(**options), Path(run_dir)
+    return RunRecord.read(run_dir, "resumed").train_config, Path(run_dir)

@@ -1,0 +1,140 @@
+"""The public workflows behind `foveal.train`, `foveal.evaluate`, `foveal.explain` and
+`foveal.report`: each joins the library's layers (training, evaluation, explanation, reporting) in
+one call, so that the layers themselves never call each other upward."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from foveal.classifier import Classifier, load
+from foveal.data.sources import load_evaluation_data
+from foveal.evaluation.run import Evaluation, save_evaluation
+from foveal.evaluation.run import evaluate as evaluate_images
+from foveal.explanation.result import Explanation
+from foveal.explanation.run import save_explanations
+from foveal.reporting import write_report
+from foveal.training import TrainConfig, TrainResult
+from foveal.training import train as run_training
+from foveal.training.progress import say
+from foveal.training.records import append_event
+
+
+def train(
+    config: TrainConfig | None = None,
+    *,
+    resume: str | Path | None = None,
+    quiet: bool = False,
+    started: float | None = None,
+    **options: Any,
+) -> TrainResult:
+    """Train a classifier (or resume one), then write its report.html unless `report=False`.
+
+    Args:
+        config: a TrainConfig, or None to build one from `options` (e.g. data="digits", epochs=5).
+        resume: a run folder to continue from its newest checkpoint, exactly as if never stopped.
+        quiet: print nothing.
+        started: `time.perf_counter()` value a time budget counts from (default: now).
+        **options: TrainConfig fields by name; a misspelled one raises ConfigError.
+    """
+    result = run_training(config, resume=resume, quiet=quiet, started=started, **options)
+    if result.config.run.report:
+        _write_report(result, quiet)
+    return dataclasses.replace(
+        result, data=None
+    )  # the images served the report; the caller need not hold them
+
+
+def _write_report(result: TrainResult, quiet: bool) -> None:
+    """report.html, after the model is saved: a failure here must not cost the user the run."""
+    try:
+        path = write_report(
+            result.run_dir, data=result.data, evaluation=result.evaluation, device=result.config.run.device
+        )
+    except Exception as error:  # noqa: BLE001  (any failure: the trained model is already safe)
+        say(
+            f"warning: the report was not written ({error}); retry with `foveal report {result.run_dir}`",
+            quiet,
+        )
+        append_event(result.run_dir, f"report failed: {error!r}")
+        return
+    say(f"report: {path}", quiet)
+
+
+def evaluate(
+    model: str | Path | Classifier,
+    data: str,
+    *,
+    device: str = "auto",
+    batch_size: int = 256,
+    out: str | Path | None = None,
+    flip: bool | None = None,
+) -> Evaluation:
+    """Evaluate a saved model on `data`.
+
+    Args:
+        model: a run folder, a saved .safetensors model, or a loaded `foveal.Classifier`.
+        data: a built-in name (its held-out split), a data set root (its val/ or test/ folder), or a
+            folder of class folders (every image in it).
+        out: a folder to write metrics.json and confusion_matrix.png into (None: write nothing).
+        flip: average each image's logits with its mirror image's (None: as the model was saved).
+    """
+    classifier = model if isinstance(model, Classifier) else load(model, device)
+    preprocessing = classifier.preprocessing
+    if flip is not None:
+        preprocessing = preprocessing.with_views("flip" if flip else "none")
+    images, description = load_evaluation_data(data, classifier.classes, preprocessing.img_size)
+    evaluation = evaluate_images(
+        classifier.model,
+        images,
+        preprocessing,
+        device=classifier.device,
+        batch_size=batch_size,
+        data=description,
+        model_file=classifier.source,
+    )
+    if out is not None:
+        save_evaluation(evaluation, out)
+    return evaluation
+
+
+def explain(
+    model: str | Path | Classifier,
+    images: Sequence[str | Path] | str | Path | torch.Tensor,
+    *,
+    method: str | None = None,
+    target: str | int | None = None,
+    top_k: int = 5,
+    head_fusion: str = "mean",
+    discard_ratio: float = 0.0,
+    out: str | Path | None = None,
+    device: str = "auto",
+) -> list[Explanation]:
+    """Explain a model's predictions: `foveal.explain("runs/train", ["cat.jpg", "photos/"])`.
+
+    Args:
+        model: a `foveal.Classifier`, a run folder or a saved .safetensors model.
+        images: image files and folders (searched recursively), or uint8 tensors (N, 3, S, S).
+        method: pool, rollout, grad-rollout or gradcam [default: rollout; gradcam for a CNN].
+        target: the class to explain (name or index) [default: each image's predicted class].
+        out: a folder to write a PNG and JSON per image (and a contact sheet) into.
+
+    Raises:
+        FovealError: a method the model cannot use, an unknown class, or no decodable image.
+    """
+    classifier = model if isinstance(model, Classifier) else load(model, device)
+    explanations = classifier.explain(
+        images, method, target=target, top_k=top_k, head_fusion=head_fusion, discard_ratio=discard_ratio
+    )
+    if out is not None:
+        save_explanations(explanations, out)
+    return explanations
+
+
+report = write_report
+
+__all__ = ["Classifier", "evaluate", "explain", "load", "report", "train"]

@@ -1,0 +1,403 @@
+"""Training settings, typed and grouped: data, model, optimisation, augmentation, checkpoints, run.
+
+Each field is declared once, here, with its default, its check and its help text; the `foveal
+train` options are generated from these fields (cli/options.py), and the resolved TrainConfig is
+written to every run folder. Every field also has a flat name, unique across the groups (the
+field's own name; `model` and `data` for the two that differ), which the Python API, the command
+line and config files all use: `foveal.train(data="digits", epochs=5, lr=3e-3)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from foveal.errors import ConfigError, suggest
+
+BUDGET_VAL_IMAGES = 2_000  # per-epoch validation images under a time budget: ~1/5 of CIFAR-10's cost
+PANELS = {  # group -> the help panel its options are listed under
+    "data": "Data",
+    "model": "Model",
+    "optim": "Optimisation",
+    "augment": "Augmentation",
+    "checkpoint": "Checkpoints",
+    "run": "Run",
+}
+
+
+def option(default: Any, help: str, **cli: Any) -> Any:
+    """A config field with its command-line help. `cli` keys: flag (the option's name when it is
+    not the field's), parse (a function from the option's text), metavar."""
+    return field(default=default, metadata={"help": help, **cli})
+
+
+# None below means "the recipe decides" (training/recipe.py): fixed defaults with `epochs`, chosen
+# for the budget and the data with `time_budget`.
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how they are read."""
+
+    source: str = option(
+        "digits",
+        "Built-in name (digits, cifar10), a root with train/ and val/ (or test/), "
+        "or a folder of class folders.",
+        flat="data",
+    )
+    img_size: int | None = option(None, "Input side in pixels [default: the data's median shorter side].")
+    val_fraction: float = option(0.1, "Share of each class held out when a single folder is auto-split.")
+    split_manifest: str | None = option(None, "Reuse the train/val split of an earlier run (its split.json).")
+    max_image_pixels: int = option(
+        89_478_485, "Refuse larger images as decompression bombs (Pillow's limit)."
+    )
+    data_storage: Literal["auto", "memory", "disk"] = option(
+        "auto",
+        "Decoded images in memory, or memory-mapped from the decode cache (auto: disk when "
+        "larger than half the available memory).",
+    )
+    workers: int = option(0, "Processes preparing batches ahead (0: in the training process).")
+
+    def __post_init__(self) -> None:
+        _check(
+            (
+                self.img_size is None or 4 <= self.img_size <= 4096,
+                f"img_size must be between 4 and 4096 pixels, got {self.img_size}",
+            ),
+            (0.0 < self.val_fraction < 1.0, f"val_fraction must be in (0, 1), got {self.val_fraction}"),
+            (self.max_image_pixels >= 1, f"max_image_pixels must be >= 1, got {self.max_image_pixels}"),
+            (self.workers >= 0, f"workers must be >= 0, got {self.workers}"),
+        )
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which architecture to train."""
+
+    preset: str | None = option(
+        None,
+        "Model preset, see `foveal models` [default: foveal-small; with --time, "
+        "the recipe's choice for the budget].",
+        flat="model",
+    )
+    drop_path_rate: float | None = option(None, "Stochastic depth rate [default: the preset's].")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """How long and how the weights are updated."""
+
+    epochs: int = option(20, "Passes over the training images.")  # digits: >= 98% by epoch 20
+    time_budget: float | None = option(
+        None,
+        "Train for a wall-clock budget instead of --epochs: 90s, 10m, 1.5h.",
+        flag="--time",
+        parse="duration",
+        metavar="DURATION",
+    )
+    batch_size: int | None = option(
+        None, "Images per training step [default: 64; with --time, the recipe's]."
+    )
+    optimizer: Literal["adamw", "adam"] = option("adamw", "adamw or adam.")
+    lr: float | None = option(
+        None, "Peak learning rate, after warmup [default: 1e-3; with --time, the recipe's]."
+    )
+    weight_decay: float = option(0.05, "AdamW's decoupled weight decay (Loshchilov & Hutter 2019).")
+    warmup_epochs: float | None = option(
+        None, "Linear warmup before cosine decay [default: 3; with --time, 0.3]."
+    )
+    min_lr_ratio: float = option(0.01, "The cosine decay ends at lr times this.")
+    label_smoothing: float = option(0.1, "Cross-entropy label smoothing (Szegedy et al. 2016; CCT uses 0.1).")
+    ema_decay: float | None = option(
+        None, "Validate and save an EMA of the weights with this decay, e.g. 0.999 (0: off) [default: off]."
+    )
+    grad_clip: float = option(1.0, "Largest global gradient norm (0: no clipping).")
+    patience: int | None = option(None, "Stop after this many epochs without a better val top-1.")
+    max_bad_steps: int = option(5, "Stop after this many non-finite steps in a row.")
+
+    def __post_init__(self) -> None:
+        _check(
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (
+                self.time_budget is None or self.time_budget > 0,
+                f"time budget must be > 0 seconds, got {self.time_budget}",
+            ),
+            (
+                self.batch_size is None or self.batch_size >= 1,
+                f"batch_size must be >= 1, got {self.batch_size}",
+            ),
+            (
+                self.optimizer in ("adamw", "adam"),
+                f"optimizer must be 'adamw' or 'adam', got {self.optimizer!r}",
+            ),
+            (self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (
+                self.warmup_epochs is None or self.warmup_epochs >= 0,
+                f"warmup_epochs must be >= 0, got {self.warmup_epochs}",
+            ),
+            (
+                0.0 <= self.label_smoothing < 1.0,
+                f"label_smoothing must be in [0, 1), got {self.label_smoothing}",
+            ),
+            (
+                self.ema_decay is None or 0.0 <= self.ema_decay < 1.0,
+                f"ema_decay must be in [0, 1), got {self.ema_decay}",
+            ),
+            (self.patience is None or self.patience >= 1, f"patience must be >= 1, got {self.patience}"),
+            (
+                self.patience is None or self.time_budget is None,
+                "patience (early stopping) does not combine with a time budget: the budget's schedule "
+                "ends annealed and its final model is the one kept; use one or the other.",
+            ),
+            (self.max_bad_steps >= 1, f"max_bad_steps must be >= 1, got {self.max_bad_steps}"),
+        )
+
+    @property
+    def peak_lr(self) -> float:
+        return self.lr if self.lr is not None else 1e-3
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """What each training image goes through, and the views a prediction averages."""
+
+    hflip: bool | None = option(
+        None, "Random horizontal flips [default: on, off where a flip changes the label (digits)]."
+    )
+    crop_padding: int | None = option(None, "Pixels of padding for random crops [default: img_size // 8].")
+    auto_augment: Literal["none", "trivial", "rand"] = option(
+        "none", "TrivialAugment (trivial) or RandAugment (rand), from torchvision."
+    )
+    random_erase: float = option(
+        0.0, "Probability of erasing a random rectangle of each image (Zhong et al. 2020)."
+    )
+    mixup_alpha: float = option(0.0, "MixUp Beta(alpha, alpha) (Zhang et al. 2018); 0: off.")
+    cutmix_alpha: float = option(
+        0.0, "CutMix Beta(alpha, alpha) (Yun et al. 2019); 0: off. With both on, each batch uses one."
+    )
+    tta_flip: bool = option(
+        False,
+        "Validate, evaluate and predict on each image and its mirror, averaged "
+        "(saved with the model as its test-time views).",
+    )
+
+    def __post_init__(self) -> None:
+        _check(
+            (
+                self.auto_augment in ("none", "trivial", "rand"),
+                f"auto_augment must be none, trivial or rand, got {self.auto_augment!r}",
+            ),
+            (0.0 <= self.random_erase <= 1.0, f"random_erase must be in [0, 1], got {self.random_erase}"),
+            (
+                self.mixup_alpha >= 0 and self.cutmix_alpha >= 0,
+                f"mixup_alpha and cutmix_alpha must be >= 0, got {self.mixup_alpha}, {self.cutmix_alpha}",
+            ),
+            (
+                self.crop_padding is None or self.crop_padding >= 0,
+                f"crop_padding must be >= 0, got {self.crop_padding}",
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    """When the full training state is saved for --resume."""
+
+    checkpoint_every_steps: int | None = option(None, "Also save the full training state every N steps.")
+    checkpoint_every_minutes: float | None = option(
+        10.0, "Save the full training state at least this often (and after every epoch)."
+    )
+    keep_checkpoints: int = option(2, "Newest training-state checkpoints kept; older ones are deleted.")
+
+    def __post_init__(self) -> None:
+        _check(
+            (
+                self.checkpoint_every_steps is None or self.checkpoint_every_steps >= 1,
+                f"checkpoint_every_steps must be >= 1, got {self.checkpoint_every_steps}",
+            ),
+            (self.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}"),
+        )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Where the run goes and what it runs on."""
+
+    out: str = option("runs", "Folder for run folders (runs/train, runs/train2, ...).")
+    name: str = option("train", "Run folder name.")
+    seed: int = option(0, "Random seed: same seed, same result on a CPU.")
+    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps.")
+    threads: int | None = option(None, "CPU threads [default: all cores].")
+    eval_batch_size: int = option(256, "Images per batch when validating (lower it for large images).")
+    epoch_val_images: int | None = option(
+        None,
+        "Validate each epoch on at most this many evenly spaced "
+        "held-out images [default: all; 2,000 with --time].",
+    )
+    report: bool = option(True, "Write report.html into the run folder at the end.")
+
+    def __post_init__(self) -> None:
+        _check(
+            (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"),
+            (
+                self.epoch_val_images is None or self.epoch_val_images >= 1,
+                f"epoch_val_images must be >= 1, got {self.epoch_val_images}",
+            ),
+        )
+
+
+GROUPS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelChoice,
+    "optim": OptimConfig,
+    "augment": AugmentConfig,
+    "checkpoint": CheckpointConfig,
+    "run": RunConfig,
+}
+
+
+@dataclass(frozen=True)
+class ConfigField:
+    """One setting: its group, its field in the group, its flat name and the field itself."""
+
+    group: str
+    name: str
+    flat: str
+    field: dataclasses.Field
+    type: Any  # the resolved annotation, e.g. int | None or Literal["adamw", "adam"]
+
+    @property
+    def default(self) -> Any:
+        return self.field.default
+
+    @property
+    def help(self) -> str:
+        return self.field.metadata["help"]
+
+
+def config_fields() -> list[ConfigField]:
+    """Every setting of TrainConfig, group by group, in declaration order."""
+    fields = []
+    for group, cls in GROUPS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            fields.append(ConfigField(group, f.name, f.metadata.get("flat", f.name), f, hints[f.name]))
+    return fields
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Defaults are the recipe `foveal train digits` is measured with."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelChoice = field(default_factory=ModelChoice)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    @property
+    def epoch_val_limit(self) -> int | None:
+        """Per-epoch validation images: as set, else all, or BUDGET_VAL_IMAGES under a time budget."""
+        if self.run.epoch_val_images is not None:
+            return self.run.epoch_val_images
+        return BUDGET_VAL_IMAGES if self.optim.time_budget else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """{group: {field: value}}, JSON-ready: what config.json records and `from_dict` reads."""
+        return dataclasses.asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """{flat name: value} of every setting."""
+        return {f.flat: getattr(getattr(self, f.group), f.name) for f in config_fields()}
+
+    def replace(self, **options: Any) -> TrainConfig:
+        """This config with `options` (flat names) changed; an unknown name raises ConfigError."""
+        return make_train_config(**{**self.flat(), **options})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Read `to_dict`'s grouped layout, or the flat layout of Foveal 0.1.0's config.json; unknown
+        keys raise ConfigError naming close matches."""
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in GROUPS and isinstance(value, dict):
+                by_name = {f.name: f.flat for f in config_fields() if f.group == key}
+                for name, item in value.items():
+                    if name not in by_name:
+                        raise ConfigError(f"unknown {key} option {name!r}.{suggest(name, by_name)}")
+                    flat[by_name[name]] = item
+            else:
+                flat[key] = value
+        return make_train_config(**flat)
+
+
+def make_train_config(**options: Any) -> TrainConfig:
+    """A TrainConfig from flat options (e.g. data="digits", epochs=5); a misspelled option raises
+    ConfigError with a suggestion, and a bad value one that says what was expected."""
+    fields = {f.flat: f for f in config_fields()}
+    groups: dict[str, dict[str, Any]] = {group: {} for group in GROUPS}
+    for key, value in options.items():
+        if key not in fields:
+            raise ConfigError(f"unknown training option {key!r}.{suggest(key, fields)}")
+        f = fields[key]
+        groups[f.group][f.name] = _coerce(value, f)
+    try:
+        return TrainConfig(**{group: GROUPS[group](**values) for group, values in groups.items()})
+    except TypeError as error:
+        raise ConfigError(f"bad training options: {error}") from None
+
+
+def load_config_file(path: str | Path) -> TrainConfig:
+    """A TrainConfig from a JSON or YAML file: the grouped layout, a flat one, or a run folder's
+    config.json as it is (its "train" entry is used)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.json"
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path} ({error.strerror}).") from None
+    try:
+        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    except (ValueError, yaml.YAMLError) as error:
+        raise ConfigError(
+            f"{path} is not valid {path.suffix.lstrip('.').upper() or 'JSON'} ({error})."
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} should hold a mapping of settings, got {type(data).__name__}.")
+    if isinstance(data.get("train"), dict):  # a run folder's config.json
+        data = data["train"]
+    return TrainConfig.from_dict(data)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from '90s', '10m', '1.5h' or a plain number of seconds; ConfigError otherwise."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    value, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        seconds = float(value) * units[unit]
+    except ValueError:
+        raise ConfigError(f"a duration looks like 90s, 10m or 1.5h; got {text!r}") from None
+    if seconds <= 0:
+        raise ConfigError(f"a duration must be positive, got {text!r}")
+    return seconds
+
+
+def _coerce(value: Any, f: ConfigField) -> Any:
+    """JSON lists become tuples; a duration given as text is parsed."""
+    if f.field.metadata.get("parse") == "duration" and isinstance(value, str):
+        return parse_duration(value)
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _check(*checks: tuple[bool, str]) -> None:
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)

@@ -1,0 +1,79 @@
+"""Run folders: how they are numbered and what they say about themselves (config.json, results.csv,
+skipped.txt). Training writes them; the report, `compare` and resume read them through here."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from foveal.config import TrainConfig
+from foveal.errors import ConfigError, FovealError
+
+
+def next_run_dir(out: str | Path, name: str) -> Path:
+    """Create and return the first free folder among out/name, out/name2, out/name3, ..."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    number = 1
+    while True:
+        candidate = out / (name if number == 1 else f"{name}{number}")
+        try:
+            candidate.mkdir()  # atomic: two runs started together never share a folder
+            return candidate
+        except FileExistsError:
+            number += 1
+
+
+def read_run_record(run_dir: str | Path, purpose: str) -> dict:
+    """The config.json a run folder was started with; `purpose` ("resumed", ...) ends the error
+    message when the folder is not a run folder or the file is damaged."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FovealError(
+            f"{run_dir} is not a Foveal run folder (no config.json); pass the folder a "
+            "`foveal train` run created, e.g. runs/train."
+        )
+    try:
+        record = json.loads(path.read_text())
+        record["train"]  # noqa: B018  (every run records its training options)
+    except (ValueError, KeyError, TypeError) as error:
+        raise FovealError(f"{path} is damaged ({error}); the run cannot be {purpose}.") from None
+    return record
+
+
+@dataclass
+class RunRecord:
+    """What a run folder says about itself: config.json, results.csv, skipped.txt."""
+
+    run_dir: Path
+    config: dict
+    results: list[dict[str, str]]
+    skipped: list[tuple[str, str]]
+
+    @property
+    def train_config(self) -> TrainConfig:
+        """The training settings the run was started with (either config.json layout)."""
+        try:
+            return TrainConfig.from_dict(self.config["train"])
+        except ConfigError as error:
+            raise ConfigError(
+                f"{self.run_dir}/config.json has settings this Foveal cannot use: {error}"
+            ) from None
+
+    @classmethod
+    def read(cls, run_dir: str | Path, purpose: str = "reported") -> RunRecord:
+        """Read a run folder's records; `purpose` ("resumed", ...) ends the error message of a
+        folder that is no run folder."""
+        run_dir = Path(run_dir)
+        config = read_run_record(run_dir, purpose)
+        results_path = run_dir / "results.csv"
+        results = list(csv.DictReader(results_path.open())) if results_path.is_file() else []
+        skipped_path = run_dir / "skipped.txt"
+        skipped = []
+        if skipped_path.is_file():
+            for line in skipped_path.read_text().splitlines():
+                path, _, reason = line.partition("\t")
+                skipped.append((path, reason))
+        return cls(run_dir, config, results, skipped)

@@ -1,0 +1,167 @@
+"""Typed, grouped training settings: one place for each default, the command line generated from
+them, config files (an earlier run's config.json works as it is), and help that reads at 80 columns."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from foveal.cli.main import app
+from foveal.cli.options import option_flag
+from foveal.config import (
+    GROUPS,
+    TrainConfig,
+    config_fields,
+    load_config_file,
+    make_train_config,
+)
+from foveal.errors import ConfigError
+
+FIELDS = config_fields()
+
+
+def help_text(command: str) -> str:
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "80"}, terminal_width=80)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_every_setting_has_one_flat_name_a_help_text_and_a_group() -> None:
+    flat = [f.flat for f in FIELDS]
+    assert len(flat) == len(set(flat)) == 40  # the 40 settings of Foveal 0.1.0's flat TrainConfig
+    assert {f.group for f in FIELDS} == set(GROUPS)
+    assert all(f.help.strip() for f in FIELDS)
+
+
+def test_every_setting_is_an_option_of_train_and_the_help_reads_at_80_columns() -> None:
+    text = help_text("train")
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for f in FIELDS:
+        if f.flat != "data":  # DATA is the command's argument
+            assert option_flag(f) in text, f"{option_flag(f)} is missing or cut off"
+    panels = [line.split("─ ", 1)[1].split(" ")[0] for line in lines if line.startswith("╭─ ")]
+    assert panels == [
+        "Arguments",
+        "Options",
+        "Data",
+        "Model",
+        "Optimisation",
+        "Augmentation",
+        "Checkpoints",
+        "Run",
+    ]
+
+
+def test_compare_takes_the_same_training_options() -> None:
+    text = help_text("compare")
+    for f in FIELDS:
+        if f.flat not in ("data", "model", "name"):  # compare's own: DATA, --models, the folder --name
+            assert option_flag(f) in text
+    assert "--img-size" in text and "--models" in text
+
+
+def capture_training(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Make `foveal train` hand its TrainConfig over instead of training; returns where it lands."""
+    import foveal.api
+
+    seen: dict = {}
+
+    def capture(config: TrainConfig, **_: object) -> None:
+        seen["config"] = config
+        raise SystemExit(0)
+
+    monkeypatch.setattr(foveal.api, "train", capture)
+    return seen
+
+
+@pytest.mark.parametrize("f", FIELDS, ids=lambda f: f.flat)
+def test_each_option_given_on_the_command_line_reaches_the_config(f, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = capture_training(monkeypatch)
+    example = _example(f)
+    args = ["train", "digits"] if f.flat != "data" else ["train", str(example)]
+    if f.flat != "data":
+        flag = option_flag(f)
+        if isinstance(example, bool):
+            args.append(flag if example else f"--no-{flag[2:]}")
+        else:
+            args += [flag, str(example)]
+    CliRunner().invoke(app, args)
+    assert "config" in seen, f"{args} did not reach training"
+    expected = 120.0 if f.flat == "time_budget" else example
+    assert seen["config"].flat()[f.flat] == expected != f.default
+
+
+def _example(f) -> object:
+    """A valid value for setting `f` that differs from its default."""
+    examples = {
+        "data": "somewhere",
+        "model": "foveal-nano",
+        "time_budget": "2m",
+        "optimizer": "adam",
+        "auto_augment": "rand",
+        "data_storage": "disk",
+        "device": "cpu",
+        "split_manifest": "split.json",
+        "out": "elsewhere",
+        "name": "run",
+        "patience": 3,
+        "val_fraction": 0.2,
+        "label_smoothing": 0.2,
+        "random_erase": 0.5,
+        "ema_decay": 0.5,
+        "drop_path_rate": 0.2,
+        "min_lr_ratio": 0.2,
+    }
+    if f.flat in examples:
+        return examples[f.flat]
+    if f.flat == "hflip":
+        return False
+    if isinstance(f.default, bool):
+        return not f.default
+    return 0.5 if isinstance(f.default, float) else 7
+
+
+def test_a_run_folder_config_json_is_a_config_file(tmp_path: Path) -> None:
+    config = make_train_config(data="digits", epochs=3, lr=2e-3, tta_flip=True, time_budget=None)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps({"train": config.to_dict(), "classes": []}))
+    assert load_config_file(tmp_path / "run" / "config.json") == config
+    assert load_config_file(tmp_path / "run") == config
+    flat_old = {**config.flat(), "epochs": 4}  # Foveal 0.1.0 recorded the settings flat
+    (tmp_path / "old.json").write_text(json.dumps({"train": flat_old}))
+    assert load_config_file(tmp_path / "old.json").optim.epochs == 4
+    (tmp_path / "grouped.yaml").write_text("optim:\n  epochs: 5\naugment:\n  tta_flip: true\n")
+    yaml_config = load_config_file(tmp_path / "grouped.yaml")
+    assert yaml_config.optim.epochs == 5 and yaml_config.augment.tta_flip is True
+
+
+def test_the_command_line_overrides_a_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = capture_training(monkeypatch)
+    file = tmp_path / "settings.json"
+    file.write_text(json.dumps({"data": {"source": "digits"}, "optim": {"epochs": 3, "lr": 0.002}}))
+    CliRunner().invoke(app, ["train", "--config", str(file), "--epochs", "9"])
+    config = seen["config"]
+    assert (config.data.source, config.optim.epochs, config.optim.lr) == ("digits", 9, 0.002)
+
+
+def test_bad_settings_and_files_say_what_was_expected(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="Did you mean 'epochs'"):
+        make_train_config(epoch=3)
+    with pytest.raises(ConfigError, match="unknown optim option 'lrr'"):
+        TrainConfig.from_dict({"optim": {"lrr": 1}})
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_config_file(tmp_path / "broken.json")
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config_file(tmp_path / "missing.json")
+
+
+def test_defaults_live_in_the_config_alone() -> None:
+    defaults = TrainConfig()
+    for f in FIELDS:
+        assert defaults.flat()[f.flat] == f.default
+    assert TrainConfig.from_dict(defaults.to_dict()) == defaults
