@@ -9,6 +9,7 @@ import torch
 import foveal
 import foveal.evaluation  # noqa: F401  (importing the subpackages must not shadow the functions)
 import foveal.explanation  # noqa: F401
+import foveal.exporting  # noqa: F401
 import foveal.reporting  # noqa: F401
 import foveal.training  # noqa: F401
 
@@ -27,6 +28,8 @@ def test_the_readme_python_tour_works(class_folder: Path, tiny_train_options: di
     assert maps[0].labels[0] == predictions[0].labels[0] and len(maps[0].token_map) == maps[0].grid[0]
     assert (result.run_dir / "explain" / "0000_000.json").is_file()
     assert foveal.report(result.run_dir) == result.run_dir / "report.html"
+    bundle = foveal.export(result.run_dir)
+    assert bundle == result.run_dir.with_name("train-bundle") and (bundle / "README.md").is_file()
     model = foveal.create_model("cct-7-3x1", num_classes=10)
     out = model.forward_explained(torch.randn(1, 3, 32, 32))
     assert out.logits.shape == (1, 10) and out.pool_weights.shape == (1, 256) and len(out.attentions) == 7

@@ -43,6 +43,8 @@ def test_every_setting_is_an_option_of_train_and_the_help_reads_at_80_columns() 
     for f in FIELDS:
         if f.flat != "data":  # DATA is the command's argument
             assert option_flag(f) in text, f"{option_flag(f)} is missing or cut off"
+    # Defaults are shown (Rich would have eaten a "[default: ...]" it read as markup).
+    assert text.count("[default:") >= 20
     panels = [line.split("─ ", 1)[1].split(" ")[0] for line in lines if line.startswith("╭─ ")]
     assert panels == [
         "Arguments",

@@ -20,6 +20,7 @@ FORBIDDEN = {
     "explanation": {"classifier", "training", "reporting", "compare", "cli", "api"},
     "reporting": {"training", "compare", "cli", "api"},
     "compare": {"cli", "training"},
+    "exporting": {"training", "reporting", "compare", "cli", "api"},
 }
 LAZY_ALLOWED = {"cli"}  # the command line imports its commands' libraries on use, to start fast
 

@@ -24,6 +24,7 @@ _LAZY = {
     "evaluate": ("foveal.api", "evaluate"),
     "explain": ("foveal.api", "explain"),
     "report": ("foveal.api", "report"),
+    "export": ("foveal.api", "export"),
 }
 
 
@@ -44,6 +45,7 @@ __all__ = [
     "create_model",
     "evaluate",
     "explain",
+    "export",
     "list_models",
     "load",
     "report",

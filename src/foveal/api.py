@@ -7,17 +7,22 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from foveal.classifier import Classifier, load
+from foveal.data.imageset import ImageSet
 from foveal.data.sources import load_evaluation_data
+from foveal.errors import ConfigError
 from foveal.evaluation.run import Evaluation, save_evaluation
 from foveal.evaluation.run import evaluate as evaluate_images
 from foveal.explanation.result import Explanation
 from foveal.explanation.run import save_explanations
+from foveal.exporting import add_to_bundle_config, write_bundle
+from foveal.exporting.to_onnx import export_onnx
 from foveal.reporting import write_report
+from foveal.runs import RunRecord
 from foveal.training import TrainConfig, TrainResult
 from foveal.training import train as run_training
 from foveal.training.progress import say
@@ -135,6 +140,60 @@ def explain(
     return explanations
 
 
+def export(
+    model: str | Path,
+    out: str | Path | None = None,
+    *,
+    format: Literal["bundle", "onnx"] = "bundle",
+    data: str | None = None,
+    parity_images: int = 1_000,
+    license: str = "other",
+    name: str | None = None,
+) -> Path:
+    """Export a saved model (a run folder, a .safetensors file or a bundle) as a self-describing
+    bundle folder: config.json, model.safetensors and a model card README.md; with format="onnx",
+    also model.onnx and parity.json, kept only when the ONNX model matches Foveal on real images.
+
+    Args:
+        out: the bundle folder [default: beside MODEL, named MODEL's name + "-bundle"].
+        data: the images the ONNX parity is checked on (as for `foveal evaluate`) [default: the
+            run's held-out images].
+        parity_images: at most this many of them, evenly spaced.
+        license: the model card's license identifier, e.g. apache-2.0 ("other" when unsaid).
+        name: the model's name on its card [default: the bundle folder's name].
+    """
+    if format not in ("bundle", "onnx"):
+        raise ConfigError(f"--format must be bundle or onnx, got {format!r}.")
+    if parity_images < 1:
+        raise ConfigError(f"--parity-images must be >= 1, got {parity_images}.")
+    model = Path(model)
+    out = Path(out) if out is not None else model.with_name(model.stem + "-bundle")  # runs/train-bundle
+    classifier = load(model, "cpu")
+    images = _parity_images(classifier, model, data) if format == "onnx" else None  # before writing
+    bundle = write_bundle(model, out, license=license, name=name)
+    if images is not None:
+        held_out, description = images
+        held_out = held_out.evenly_spaced(parity_images)
+        onnx = export_onnx(
+            classifier, bundle, held_out.images, f"{description} ({len(held_out)} evenly spaced)"
+        )
+        add_to_bundle_config(bundle, "onnx", onnx)
+    return bundle
+
+
+def _parity_images(classifier: Classifier, model: Path, data: str | None) -> tuple[ImageSet, str]:
+    """The images an ONNX export is checked on: `data`, or the run's held-out images."""
+    if data is not None:
+        return load_evaluation_data(data, classifier.classes, classifier.preprocessing.img_size)
+    if model.is_dir() and (model / "config.json").is_file() and not (model / "model.safetensors").is_file():
+        splits = RunRecord.read(model, "exported").load_data("the ONNX parity check")
+        return splits.val, splits.description
+    raise ConfigError(
+        "the ONNX export checks the exported model against Foveal on real images: give --data "
+        "(a folder of class folders, a data set root or a built-in name), or export a run folder."
+    )
+
+
 report = write_report
 
-__all__ = ["Classifier", "evaluate", "explain", "load", "report", "train"]
+__all__ = ["Classifier", "evaluate", "explain", "export", "load", "report", "train"]

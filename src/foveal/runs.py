@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from foveal.config import TrainConfig
+from foveal.data.sources import BUILTINS, DataSplits, load_training_data
 from foveal.errors import ConfigError, FovealError
 
 
@@ -61,6 +62,29 @@ class RunRecord:
             raise ConfigError(
                 f"{self.run_dir}/config.json has settings this Foveal cannot use: {error}"
             ) from None
+
+    def load_data(self, purpose: str) -> DataSplits:
+        """The run's images, split as it was (its split.json): for `purpose` (e.g. "the report"),
+        which the error names when the data has gone."""
+        data = self.train_config.data
+        split = self.run_dir / "split.json"
+        img_size = self.config.get("preprocessing", {}).get("img_size") or data.img_size
+        if img_size is None:
+            raise FovealError(
+                f"{self.run_dir}/config.json does not record the image size; it cannot be reloaded."
+            )
+        if data.source not in BUILTINS and not Path(data.source).exists():
+            raise FovealError(
+                f"the run's data {data.source} is not there any more; {purpose} needs its held-out images."
+            )
+        return load_training_data(
+            data.source,
+            int(img_size),
+            val_fraction=data.val_fraction,
+            split_manifest=split if split.is_file() else data.split_manifest,
+            max_pixels=data.max_image_pixels,
+            storage=data.data_storage,
+        )
 
     @classmethod
     def read(cls, run_dir: str | Path, purpose: str = "reported") -> RunRecord:

@@ -101,13 +101,13 @@ def evaluate(
         bool | None,
         typer.Option(
             "--tta-flip/--no-tta-flip",
-            help="Average each image with its mirror image [default: as the model was trained].",
+            help="Average each image with its mirror image (default: as the model was trained).",
         ),
     ] = None,
     out: Annotated[
         str | None,
         typer.Option(
-            help="Folder for metrics.json and confusion_matrix.png [default: runs/evaluate, numbered]."
+            help="Folder for metrics.json and confusion_matrix.png (default: runs/evaluate, numbered)."
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256,
@@ -166,14 +166,14 @@ def explain(
     ],
     method: Annotated[
         str | None,
-        typer.Option(help="pool, rollout, grad-rollout or gradcam [default: rollout; gradcam for a CNN]."),
+        typer.Option(help="pool, rollout, grad-rollout or gradcam (default: rollout; gradcam for a CNN)."),
     ] = None,
     target: Annotated[
         str | None,
-        typer.Option("--class", help="Class to explain, by name or index [default: the predicted one]."),
+        typer.Option("--class", help="Class to explain, by name or index (default: the predicted one)."),
     ] = None,
     out: Annotated[
-        str | None, typer.Option(help="Folder for the PNGs and JSON [default: runs/explain, numbered].")
+        str | None, typer.Option(help="Folder for the PNGs and JSON (default: runs/explain, numbered).")
     ] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Labels shown per image.")] = 5,
     head_fusion: Annotated[str, typer.Option(help="Rollout: fuse heads by mean, max or min.")] = "mean",
@@ -311,6 +311,46 @@ def compare(
     result = run_comparison(TrainConfig().replace(data=data, name=name, **chosen), chosen_models, quiet=quiet)
     print(markdown_table(result))
     print(f"saved {result['folder']}/comparison.json, comparison.md and a report.html per model")
+
+
+@app.command()
+def export(
+    model: Annotated[str, typer.Argument(help="A run folder, a saved .safetensors model or a bundle.")],
+    out: Annotated[
+        str | None,
+        typer.Option(help="The bundle folder (default: beside MODEL, named MODEL-bundle)."),
+    ] = None,
+    format: Annotated[
+        str, typer.Option(help="bundle, or onnx: the bundle plus model.onnx and its parity.json.")
+    ] = "bundle",
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="ONNX: images to check parity on, as for evaluate (default: the run's held-out ones)."
+        ),
+    ] = None,
+    parity_images: Annotated[int, typer.Option(help="ONNX: at most this many images, evenly spaced.")] = 1000,
+    license: Annotated[str, typer.Option(help="The model card's license, e.g. apache-2.0 or mit.")] = "other",
+    name: Annotated[
+        str | None, typer.Option(help="The model's name on its card (default: the folder's).")
+    ] = None,
+) -> None:
+    """Package a model as a bundle: config.json (classes, preprocessing), weights and a model card."""
+    from foveal.api import export as export_model
+
+    folder = export_model(
+        model, out, format=format, data=data, parity_images=parity_images, license=license, name=name
+    )
+    print(f"saved {folder}/config.json, model.safetensors and README.md (the model card)")
+    if format == "onnx":
+        parity = json.loads((folder / "parity.json").read_text())
+        pool = parity["max_pool_weight_difference"]
+        print(
+            f"saved {folder}/model.onnx; parity with Foveal on {parity['images']} images at batch sizes "
+            f"{parity['batch_sizes']}: max |logit difference| {parity['max_logit_difference']:.1e}, "
+            + ("" if pool is None else f"max |pool-weight difference| {pool:.1e}, ")
+            + f"top-1 agreement {parity['top1_agreement']:.2%} (parity.json)"
+        )
 
 
 @app.command()

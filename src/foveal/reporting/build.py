@@ -17,7 +17,7 @@ from statistics import median
 import torch
 
 from foveal.classifier import load
-from foveal.data.sources import BUILTINS, DataSplits, load_training_data
+from foveal.data.sources import DataSplits
 from foveal.errors import FovealError
 from foveal.evaluation.metrics import ClassificationMetrics
 from foveal.evaluation.plots import plot_confusion_matrix, plot_training_curves
@@ -55,7 +55,7 @@ def write_report(
     model_path = _model_file(record.run_dir)
     classifier = load(model_path, device)
     if data is None:
-        data = _reload_data(record)
+        data = record.load_data("the report")
     val = data.val
     if val.classes != classifier.classes:
         raise FovealError(
@@ -90,28 +90,6 @@ def _model_file(run_dir: Path) -> Path:
     raise FovealError(
         f"{run_dir} has no saved model yet (weights/best.safetensors); a report needs a run that "
         "finished at least one epoch."
-    )
-
-
-def _reload_data(record: RunRecord) -> DataSplits:
-    data = record.train_config.data
-    split = record.run_dir / "split.json"
-    img_size = record.config.get("preprocessing", {}).get("img_size") or data.img_size
-    if img_size is None:
-        raise FovealError(
-            f"{record.run_dir}/config.json does not record the image size; it cannot be reloaded."
-        )
-    if data.source not in BUILTINS and not Path(data.source).exists():
-        raise FovealError(
-            f"the run's data {data.source} is not there any more; the report needs its held-out images."
-        )
-    return load_training_data(
-        data.source,
-        int(img_size),
-        val_fraction=data.val_fraction,
-        split_manifest=split if split.is_file() else data.split_manifest,
-        max_pixels=data.max_image_pixels,
-        storage=data.data_storage,
     )
 
 

@@ -1,0 +1,108 @@
+"""The model card of a bundle: Hugging Face model-card front matter, then what a reader needs to
+decide whether to use the model and how."""
+
+from __future__ import annotations
+
+import yaml
+
+from foveal.exporting.facts import RunFacts
+from foveal.saved import ModelInfo
+
+
+def model_card(name: str, info: ModelInfo, facts: RunFacts, license: str) -> str:
+    """README.md text: YAML front matter (pipeline_tag, library_name, license, datasets, tags,
+    model-index with the run's held-out results when there are any), then the card's sections."""
+    return f"---\n{yaml.safe_dump(front_matter(name, info, facts, license), sort_keys=False)}---\n\n" + body(
+        name, info, facts
+    )
+
+
+def front_matter(name: str, info: ModelInfo, facts: RunFacts, license: str) -> dict:
+    matter: dict = {
+        "pipeline_tag": "image-classification",
+        "library_name": "foveal",
+        "license": license,
+        "tags": ["foveal", "image-classification", info.config.family],
+    }
+    if facts.data:
+        matter["datasets"] = [facts.data]
+    evaluation = facts.evaluation
+    if evaluation and evaluation.get("top1") is not None:
+        dataset = evaluation.get("data") or facts.data or "held-out images"
+        metrics = [
+            {"type": "accuracy", "value": round(evaluation["top1"], 4), "name": "top-1 accuracy"},
+            {
+                "type": "accuracy",
+                "value": round(evaluation["top5"], 4),
+                "name": f"top-{evaluation.get('top_k', 5)} accuracy",
+            },
+            {"type": "f1", "value": round(evaluation["macro_f1"], 4), "name": "macro F1"},
+        ]
+        matter["model-index"] = [
+            {
+                "name": name,
+                "results": [
+                    {
+                        "task": {"type": "image-classification", "name": "Image Classification"},
+                        "dataset": {"name": dataset, "type": facts.data or dataset},
+                        "metrics": metrics,
+                    }
+                ],
+            }
+        ]
+    return matter
+
+
+def body(name: str, info: ModelInfo, facts: RunFacts) -> str:
+    config, pre = info.config, info.preprocessing
+    views = "the image and its mirror image, averaged" if pre.test_time_views == "flip" else "the image alone"
+    evaluation = facts.evaluation
+    results = (
+        f"Top-1 {evaluation['top1']:.2%}, top-{evaluation.get('top_k', 5)} {evaluation['top5']:.2%}, "
+        f"macro F1 {evaluation['macro_f1']:.3f} on {evaluation.get('num_samples')} held-out images"
+        + ("." if evaluation.get("data") in (None, facts.data) else f" ({evaluation['data']}).")
+        if evaluation and evaluation.get("top1") is not None
+        else "Not evaluated in this bundle: measure it with `foveal evaluate MODEL DATA`."
+    )
+    data = facts.data or "not recorded (the model was exported without its run folder)"
+    classes = ", ".join(info.classes[:30]) + (
+        f" ... ({len(info.classes)} in all)" if len(info.classes) > 30 else ""
+    )
+    return f"""# {name}
+
+A Foveal image classifier ({config.family} family, preset `{config.name}`), {len(info.classes)} classes:
+{classes}.
+
+## Data
+
+{data}.
+
+## Results
+
+{results}
+
+## Input
+
+Decode to 8-bit RGB (EXIF orientation applied, alpha on white), resize the shorter side to
+{pre.img_size} px ({pre.interpolation}, antialiased), center-crop to {pre.img_size} x {pre.img_size},
+scale to [0, 1], normalise with mean {list(pre.mean)} and std {list(pre.std)} (RGB). The model
+sees {views}. `config.json` holds this preprocessing as data (`preprocessing`), with the class
+names (`id2label`).
+
+## Intended use and limits
+
+For images like its training data, from the classes above. It has never seen other classes and
+will still name one of its own for any image; its accuracy on other cameras, sizes or subjects is
+unmeasured. Check it on your own held-out images (`foveal evaluate`) before relying on it.
+
+## How to use
+
+```python
+import foveal
+
+classifier = foveal.load("{name}")          # this folder
+print(classifier.predict(["photo.jpg"], top_k=3)[0].labels)
+```
+
+or `foveal predict {name} photo.jpg`; `foveal explain {name} photo.jpg` shows where it looked.
+"""
