@@ -16,19 +16,22 @@ from foveal.models.flops import forward_flops  # noqa: F401  (the benchmarks imp
 RESULTS = Path(__file__).parent / "results"
 # Measured fp32 matmul peak of the 2-core reference machine (docs/benchmarks.md), GFLOP/s.
 CPU_PEAK_GFLOPS = 150.0
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")  # what decides fp32/bf16/int8 speed
 
 
 def machine() -> dict[str, Any]:
-    cpu = "unknown"
+    cpu, flags = "unknown", []
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and cpu == "unknown":
                 cpu = line.split(":", 1)[1].strip()
-                break
+            if line.startswith("flags") and not flags:
+                flags = [f for f in CPU_FLAGS if f in line.split()]
     except OSError:
         pass
     return {
         "cpu": cpu,
+        "cpu_flags": flags,
         "cores": os.cpu_count(),
         "torch": torch.__version__,
         "python": platform.python_version(),

@@ -123,3 +123,17 @@ def test_quick_mapped_data_benchmark(tmp_path: Path) -> None:
     # The same batches from either storage, at a recorded rate.
     assert by_storage["memory"]["checksum"] == by_storage["disk"]["checksum"]
     assert record["disk_vs_memory_batch_rate"] > 0
+
+
+@pytest.mark.slow
+def test_quick_export_benchmark(tmp_path: Path) -> None:
+    command = [sys.executable, "benchmarks/export_onnx.py", "--quick", "--name", "quick_export"]
+    done = subprocess.run(
+        [*command, "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "quick_export.json").read_text())
+    assert record["parity"]["top1_agreement"] == 1.0 and record["parity"]["batch_sizes"] == [1, 7, 64]
+    assert record["machine"]["cpu_flags"] is not None and record["load_average_before"]
+    for runtime in ("pytorch_eager", "onnxruntime"):
+        assert record["batch1_latency"][runtime]["p50_ms"] > 0
