@@ -49,9 +49,8 @@ def train(
     result = run_training(config, resume=resume, quiet=quiet, started=started, **options)
     if result.config.run.report:
         _write_report(result, quiet)
-    return dataclasses.replace(
-        result, data=None
-    )  # the images served the report; the caller need not hold them
+    # The images served the report; the caller need not hold on to them.
+    return dataclasses.replace(result, data=None)
 
 
 def _write_report(result: TrainResult, quiet: bool) -> None:
@@ -168,16 +167,14 @@ def export(
         raise ConfigError(f"--parity-images must be >= 1, got {parity_images}.")
     model = Path(model)
     out = Path(out) if out is not None else model.with_name(model.stem + "-bundle")  # runs/train-bundle
+    if format == "bundle":
+        return write_bundle(model, out, license=license, name=name)
     classifier = load(model, "cpu")
-    images = _parity_images(classifier, model, data) if format == "onnx" else None  # before writing
+    held_out, description = _parity_images(classifier, model, data)  # before writing anything
     bundle = write_bundle(model, out, license=license, name=name)
-    if images is not None:
-        held_out, description = images
-        held_out = held_out.evenly_spaced(parity_images)
-        onnx = export_onnx(
-            classifier, bundle, held_out.images, f"{description} ({len(held_out)} evenly spaced)"
-        )
-        add_to_bundle_config(bundle, "onnx", onnx)
+    held_out = held_out.evenly_spaced(parity_images)
+    onnx = export_onnx(classifier, bundle, held_out.images, f"{description} ({len(held_out)} evenly spaced)")
+    add_to_bundle_config(bundle, "onnx", onnx)
     return bundle
 
 

@@ -13,10 +13,15 @@ from torch import nn
 from foveal.data.preprocess import Preprocessing, TestTimeViews
 
 
-def view_logits(model: nn.Module, normalized: torch.Tensor, views: TestTimeViews) -> torch.Tensor:
+def view_logits(
+    model: nn.Module, normalized: torch.Tensor, views: TestTimeViews, logits: torch.Tensor | None = None
+) -> torch.Tensor:
     """Logits float32 (B, K) of normalised images (B, C, H, W) over the preprocessing's test-time
-    views: the image alone ("none"), or the mean of the image's and its mirror image's ("flip")."""
-    logits = model(normalized).float()
+    views: the image alone ("none"), or the mean of the image's and its mirror image's ("flip").
+
+    `logits`: the image's own logits when the caller already has them (the ONNX graph, which takes
+    the pooling weights from the same pass)."""
+    logits = model(normalized).float() if logits is None else logits
     if views == "flip":
         logits = (logits + model(normalized.flip(3)).float()) / 2
     return logits

@@ -40,13 +40,9 @@ def with_training_options(*, exclude: tuple[str, ...] = ()) -> Callable[[Callabl
         # (keyword-only, so the signature stays valid), which join the last panel (Run).
         arguments = [p for p in own if _is_argument(p)]
         rest = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own if not _is_argument(p)]
-        added = [_parameter(f) for f in config_fields() if f.flat not in exclude]
-        own = arguments + rest
-        command.__signature__ = signature.replace(parameters=arguments + added + rest)
-        command.__annotations__ = {
-            **{p.name: p.annotation for p in own},
-            **{p.name: p.annotation for p in added},
-        }
+        parameters = arguments + [_parameter(f) for f in config_fields() if f.flat not in exclude] + rest
+        command.__signature__ = signature.replace(parameters=parameters)
+        command.__annotations__ = {p.name: p.annotation for p in parameters}
         return command
 
     return decorate

@@ -76,13 +76,6 @@ def available_methods(model: nn.Module) -> list[str]:
     return [m for m in METHODS if _unavailable(m, out) is None]
 
 
-def check_method(model: nn.Module, method: str) -> None:
-    """Raise a clear error if `method` is unknown or cannot explain `model`."""
-    if method not in METHODS:
-        raise ConfigError(f"explanation method {method!r} is unknown; expected one of {', '.join(METHODS)}.")
-    _require(method, _probe(model))
-
-
 @torch.no_grad()
 def _probe(model: nn.Module) -> ModelOutput:
     """The explained output of one blank image at the model's size: what the model can show."""
@@ -233,8 +226,8 @@ def _gradcam(model: nn.Module, images: torch.Tensor, targets: torch.Tensor | Non
         chosen = _targets(out.logits.detach(), targets)
         score = out.logits.gather(1, chosen[:, None]).sum()
         (grad,) = torch.autograd.grad(score, out.features.tokens)  # (B, N, C)
-    prefix = out.features.prefix_tokens
-    tokens, grad = out.features.tokens[:, prefix:].detach(), grad[:, prefix:]  # (B, h*w, C)
+    tokens = out.features.image_tokens.detach()  # (B, h*w, C)
+    grad = grad[:, out.features.prefix_tokens :]
     weights = grad.mean(dim=1, keepdim=True)  # (B, 1, C): each channel's importance
     maps = (weights * tokens).sum(dim=2).clamp_min(0).float()  # (B, h*w)
     return TokenMaps(to_grid(maps, out.grid), chosen)

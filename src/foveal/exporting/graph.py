@@ -10,7 +10,9 @@ import torch
 from torch import nn
 
 from foveal.classifier import Classifier
+from foveal.data.preprocess import TestTimeViews
 from foveal.errors import FovealError
+from foveal.inference import view_logits
 
 INPUT = "pixel_values"
 
@@ -18,17 +20,15 @@ INPUT = "pixel_values"
 class ExportedModel(nn.Module):
     """What the ONNX graph computes: logits over the test-time views, and the pooling weights."""
 
-    def __init__(self, model: nn.Module, views: str) -> None:
+    def __init__(self, model: nn.Module, views: TestTimeViews) -> None:
         super().__init__()
         self.model = model
-        self.flip = views == "flip"
+        self.views = views
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
         features = self.model.forward_features(pixel_values)
         pooled, weights = self.model.pool(features.tokens)  # weights (B, h*w) or None
-        logits = self.model.forward_head(pooled)
-        if self.flip:  # as inference.view_logits: the mean of the image's and its mirror's logits
-            logits = (logits + self.model(pixel_values.flip(3))) / 2
+        logits = view_logits(self.model, pixel_values, self.views, self.model.forward_head(pooled))
         return (logits,) if weights is None else (logits, weights)
 
 

@@ -33,16 +33,16 @@ OPSET = 18
 EXAMPLE = Path(__file__).with_name("predict_example.py")  # copied into the bundle as predict.py
 
 
-def write_onnx(classifier: Classifier, path: str | Path) -> Path:
-    """Export `classifier` to a single ONNX file at `path` (no external-data side file), checked by
-    onnx's full checker, with its preprocessing and classes in `metadata_props`."""
+def write_onnx(classifier: Classifier, path: str | Path, names: list[str]) -> Path:
+    """Export `classifier` to a single ONNX file at `path` (no external-data side file) whose outputs
+    are `names` (`output_names`), checked by onnx's full checker, with its preprocessing and classes
+    in `metadata_props`."""
     onnx = require("onnx")
 
     wrapper = ExportedModel(classifier.model, classifier.preprocessing.test_time_views).eval().cpu()
     size = classifier.preprocessing.img_size
     example = torch.zeros(2, 3, size, size)  # batch 2: a batch-1 example can freeze the batch axis
     batch = torch.export.Dim("batch", min=1, max=65_536)
-    names = output_names(classifier)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the exporter's progress chatter
@@ -80,8 +80,8 @@ def export_onnx(classifier: Classifier, folder: Path, images: torch.Tensor, data
     """Write folder/model.onnx, folder/parity.json and folder/predict.py (numpy + Pillow +
     onnxruntime, no Foveal): the model is kept only when its parity with Foveal on `images`
     (uint8 (N, 3, S, S)) holds. Returns what config.json records of it."""
-    final = folder / "model.onnx"
-    candidate = write_onnx(classifier, folder / ".model.onnx.unchecked")
+    final, names = folder / "model.onnx", output_names(classifier)
+    candidate = write_onnx(classifier, folder / ".model.onnx.unchecked", names)
     try:
         parity = check_parity(classifier, candidate, images, data)
     except BaseException:
@@ -94,6 +94,6 @@ def export_onnx(classifier: Classifier, folder: Path, images: torch.Tensor, data
         "file": final.name,
         "opset": OPSET,
         "inputs": [INPUT],
-        "outputs": output_names(classifier),
+        "outputs": names,
         "parity": "parity.json",
     }
