@@ -29,6 +29,15 @@ from foveal.models.registry import register_model
 
 PER_IMAGE = "per-image-pipeline"  # benchmarks/reference_pipeline.py, not `foveal.train`
 
+# The fast CNN recipes' choices (airbench, Jordan 2024), as Foveal options.
+SGD_RECIPE: dict[str, Any] = {
+    "optimizer": "sgd",
+    "lr": 0.2,
+    "lr_decay": "linear",
+    "label_smoothing": 0.2,
+    "alternate_flips": True,
+}
+
 # name -> (what it tests, training options, changes to the default model's config)
 VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "default": ("the --time recipe as shipped", {}, {}),
@@ -48,6 +57,49 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "cnn-resnet20": (
         "the CNN baseline (ResNet-20) instead, same pipeline and recipe",
         {"model": "cnn-resnet20"},
+        {},
+    ),
+    # Issue #12: the hybrid family and a CNN recipe's choices, each against the default above.
+    "hybrid-small": (
+        "hybrid-small: whitened conv trunk to 8x8, 2 attention blocks",
+        {"model": "hybrid-small"},
+        {},
+    ),
+    "hybrid-base": ("hybrid-base: wider trunk (64, 256), 2 attention blocks", {"model": "hybrid-base"}, {}),
+    "cnn-airbench-half": (
+        "the airbench CNN at half width, same recipe",
+        {"model": "cnn-airbench-half"},
+        {},
+    ),
+    "hybrid-small-sgd": (
+        "hybrid-small + Nesterov SGD lr 0.2, linear decay, smoothing 0.2, alternating flips",
+        {"model": "hybrid-small", **SGD_RECIPE},
+        {},
+    ),
+    "cnn-airbench-half-sgd": (
+        "cnn-airbench-half + the same SGD recipe",
+        {"model": "cnn-airbench-half", **SGD_RECIPE},
+        {},
+    ),
+    "hybrid-mini-sgd": (
+        "hybrid-mini (trunk (32, 128), 1 attention block: cnn-airbench-half's FLOPs) + the SGD recipe",
+        {"model": "hybrid-mini", **SGD_RECIPE},
+        {},
+    ),
+    "cnn-airbench-sgd": (
+        "cnn-airbench (full width) + the SGD recipe",
+        {"model": "cnn-airbench", **SGD_RECIPE},
+        {},
+    ),
+    "hybrid-base-sgd": ("hybrid-base + the SGD recipe", {"model": "hybrid-base", **SGD_RECIPE}, {}),
+    "hybrid-mini-sgd-tta": (
+        "hybrid-mini + the SGD recipe + six test-time views (flip and 1-pixel shifts)",
+        {"model": "hybrid-mini", **SGD_RECIPE, "tta_shift": True},
+        {},
+    ),
+    "hybrid-small-linear": (
+        "hybrid-small + linear decay to zero, smoothing 0.2, alternating flips (AdamW kept)",
+        {"model": "hybrid-small", "lr_decay": "linear", "label_smoothing": 0.2, "alternate_flips": True},
         {},
     ),
     PER_IMAGE: ("same model and recipe, per-image torchvision pipeline (2 workers)", {}, {}),

@@ -34,7 +34,7 @@ from foveal.runtime import to_fast_layout
 from foveal.training.budget import CALIBRATION_STEPS
 from foveal.training.ema import make_ema
 from foveal.training.recipe import resolve_recipe
-from foveal.training.schedule import StepPlan, build_optimizer, warmup_cosine
+from foveal.training.schedule import StepPlan, build_optimizer, lr_schedule
 from foveal.training.step import train_step
 
 
@@ -75,10 +75,10 @@ def train_per_image(root: Path, budget: float, model_name: str | None = None, wo
     model = foveal.create_model(recipe.model.preset, num_classes=len(classes), img_size=32)
     init_from_data(model, decoded.images, preprocessing.normalize)
     model = to_fast_layout(model)
-    optimizer = build_optimizer(model, optim.optimizer, optim.peak_lr, optim.weight_decay)
+    optimizer = build_optimizer(model, optim)
     ema = make_ema(model, optim.ema_decay)
     plan = StepPlan(total_steps=10**9, warmup_steps=round(optim.warmup_epochs * len(loader)))
-    scheduler = warmup_cosine(optimizer, plan, optim.min_lr_ratio)
+    scheduler = lr_schedule(optimizer, plan, optim)
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=optim.label_smoothing)
     train_started, step, seen = time.perf_counter(), 0, 0
     reserve = 15.0 + (time.perf_counter() - started)  # the final evaluation; set-up already spent

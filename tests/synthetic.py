@@ -40,3 +40,16 @@ def png_claiming_size(width: int, height: int) -> bytes:
     data[16:24] = struct.pack(">II", width, height)
     data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))  # CRC over type + 13 data bytes
     return bytes(data)
+
+
+def tiny_cnn_run(folder: Path) -> Path:
+    """The run folder of a 1-epoch cnn-resnet8 trained on a synthetic class folder made in `folder`:
+    a model without attention layers, for the exporter's refusals and logits-only graph."""
+    import foveal  # here, so that building images does not import torch
+
+    data = make_class_folder(folder / "shapes", per_class=4)
+    result = foveal.train(
+        data=str(data), model="cnn-resnet8", epochs=1, batch_size=8, img_size=16, out=str(folder / "runs"),
+        threads=2, report=False, quiet=True,
+    )  # fmt: skip
+    return result.run_dir

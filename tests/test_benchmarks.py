@@ -137,3 +137,16 @@ def test_quick_export_benchmark(tmp_path: Path) -> None:
     assert record["machine"]["cpu_flags"] is not None and record["load_average_before"]
     for runtime in ("pytorch_eager", "onnxruntime"):
         assert record["batch1_latency"][runtime]["p50_ms"] > 0
+
+
+@pytest.mark.slow
+def test_quick_int8_benchmark(tmp_path: Path) -> None:
+    command = [sys.executable, "benchmarks/int8.py", "--quick", "--name", "quick_int8"]
+    done = subprocess.run(
+        [*command, "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads((tmp_path / "quick_int8.json").read_text())["presets"]
+    for check in (row["int8"], row["with_conv"]):
+        assert check["images"] == 360 and check["int8_batch1_p50_ms"] > 0 and check["speedup"] > 0
+    assert "Conv" in row["with_conv"]["quantized_ops"] and "Conv" not in row["int8"]["quantized_ops"]

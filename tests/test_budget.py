@@ -14,7 +14,14 @@ from safetensors.torch import load_file
 from foveal.config import parse_duration
 from foveal.errors import ConfigError
 from foveal.training import train
-from foveal.training.budget import FINISH_SECONDS, BudgetClock, plan_total_steps
+from foveal.training.budget import (
+    CALIBRATION_STEPS,
+    FINISH_SECONDS,
+    BudgetClock,
+    calibrated,
+    past_deadline,
+    plan_total_steps,
+)
 from foveal.training.state import list_checkpoints, load_checkpoint
 
 
@@ -33,6 +40,20 @@ def test_the_plan_spends_the_budget_on_steps_and_validations() -> None:
     assert 600 - 12 < used <= 600  # inside the budget, with little left over
     late = BudgetClock(budget=600, elapsed=700, step_seconds=0.5, validation_seconds=10, final_seconds=40)
     assert plan_total_steps(late, steps_done=20, steps_per_epoch=100) == 21  # at least one more step
+
+
+def test_calibration_ends_after_its_steps_or_its_share_of_the_budget() -> None:
+    assert not calibrated(CALIBRATION_STEPS - 1, 1.0, budget=600)
+    assert calibrated(CALIBRATION_STEPS, 1.0, budget=600)
+    assert calibrated(1, 60.0, budget=600)  # one step of a minute: plan now
+    assert not calibrated(0, 60.0, budget=600)  # but never before a step is timed
+
+
+def test_the_deadline_keeps_the_next_step_and_the_end_inside_the_budget() -> None:
+    clock = BudgetClock(budget=600, elapsed=500, step_seconds=1.0, validation_seconds=10, final_seconds=40)
+    reserve = 10 + 40 + FINISH_SECONDS
+    assert not past_deadline(clock, next_step_seconds=600 - 500 - reserve - 1)
+    assert past_deadline(clock, next_step_seconds=600 - 500 - reserve)
 
 
 class StepClock:
@@ -65,11 +86,12 @@ def budgeted_run(
     data: Path,
     options: dict,
     budget: float,
-    batch_size: int,
+    batch_size: int | None,
     clock: StepClock,
     monkeypatch: pytest.MonkeyPatch,
 ):
-    """Train on `data` for `budget` seconds of `clock`; the result and the seconds it took by it."""
+    """Train on `data` for `budget` seconds of `clock` (batch_size None: the recipe's); the result and
+    the seconds it took by it."""
     import foveal.training.loop as loop
 
     real_step = loop.train_step
@@ -86,9 +108,22 @@ def budgeted_run(
         time_budget=budget,
         started=started,
         clock=clock,
-        **{**options, "batch_size": batch_size, "epochs": 1},
+        **{**options, "batch_size": batch_size, "epochs": 1},  # (None leaves it to the recipe)
     )
     return result, clock() - started
+
+
+def stopped_under_final_plan(full: Path, resumed: Path) -> Path:
+    """A copy of the finished budgeted run `full` as if stopped at the first checkpoint saved under its
+    final plan with steps still to take (mid-epoch, or at the epoch boundary where the last re-plan
+    happened; which one exists depends on timing): resuming it must take the same steps.
+    best.safetensors is kept (its epoch may precede the checkpoint); last is rewritten on resume."""
+    states = [(p, load_checkpoint(p)["progress"]) for p in list_checkpoints(full / "checkpoints")]
+    final_plan = states[-1][1]["planned_steps"]
+    middle = next(p for p, s in states if s["planned_steps"] == final_plan and not s["finished"])
+    shutil.copytree(full, resumed, ignore=shutil.ignore_patterns("state-*.pt", "metrics.json"))
+    shutil.copy2(middle, resumed / "checkpoints" / middle.name)
+    return resumed
 
 
 def test_a_budgeted_run_ends_on_time_and_annealed(
@@ -109,16 +144,7 @@ def test_a_budgeted_run_resumes_with_its_plan(
 ) -> None:
     options = {**tiny_train_options, "checkpoint_every_steps": 1, "keep_checkpoints": 1000}
     full = budgeted_run(class_folder, options, 10.0, 2, StepClock(step_seconds=0.15), monkeypatch)[0].run_dir
-    states = [(p, load_checkpoint(p)["progress"]) for p in list_checkpoints(full / "checkpoints")]
-    final_plan = states[-1][1]["planned_steps"]
-    # The first checkpoint saved under the final plan, with steps still to take (mid-epoch, or at
-    # the epoch boundary where the last re-plan happened; which one exists depends on timing):
-    # resuming it must take the same steps.
-    middle = next(p for p, s in states if s["planned_steps"] == final_plan and not s["finished"])
-    resumed = tmp_path / "resumed"
-    # best.safetensors is kept (its epoch may precede the checkpoint); last is rewritten.
-    shutil.copytree(full, resumed, ignore=shutil.ignore_patterns("state-*.pt", "metrics.json"))
-    shutil.copy2(middle, resumed / "checkpoints" / middle.name)
+    resumed = stopped_under_final_plan(full, tmp_path / "resumed")
     train(resume=resumed, quiet=True)
     expected, got = (
         load_file(str(full / "weights/last.safetensors")),

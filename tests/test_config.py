@@ -31,7 +31,7 @@ def help_text(command: str) -> str:
 
 def test_every_setting_has_one_flat_name_a_help_text_and_a_group() -> None:
     flat = [f.flat for f in FIELDS]
-    assert len(flat) == len(set(flat)) == 40  # the 40 settings of Foveal 0.1.0's flat TrainConfig
+    assert len(flat) == len(set(flat)) == 43  # Foveal 0.1.0's 40, then lr_decay, alternate_flips, tta_shift
     assert {f.group for f in FIELDS} == set(GROUPS)
     assert all(f.help.strip() for f in FIELDS)
 
@@ -117,6 +117,7 @@ def _example(f) -> object:
         "ema_decay": 0.5,
         "drop_path_rate": 0.2,
         "min_lr_ratio": 0.2,
+        "lr_decay": "linear",
     }
     if f.flat in examples:
         return examples[f.flat]
@@ -167,3 +168,9 @@ def test_defaults_live_in_the_config_alone() -> None:
     for f in FIELDS:
         assert defaults.flat()[f.flat] == f.default
     assert TrainConfig.from_dict(defaults.to_dict()) == defaults
+
+
+def test_paths_are_accepted_where_text_is_and_recorded_as_text(tmp_path: Path) -> None:
+    config = make_train_config(data=tmp_path / "images", out=tmp_path / "runs")
+    assert config.data.source == str(tmp_path / "images") and config.run.out == str(tmp_path / "runs")
+    json.dumps(config.to_dict())  # the run folder's config.json

@@ -15,6 +15,7 @@ from foveal.data.imageset import ImageSet
 from foveal.data.preprocess import Preprocessing
 from foveal.evaluation.run import evaluate, save_evaluation
 from foveal.explanation.maps import METHODS, available_methods
+from foveal.inference import view_logits
 from foveal.models import model_config
 from foveal.models.output import Features, ModelOutput
 from foveal.saved import ModelInfo, load_model, save_model
@@ -24,11 +25,15 @@ EXPECTED_METHODS = {
     "attention": list(METHODS),
     "vit": ["rollout", "grad-rollout", "gradcam"],  # a class token: no pooling weights
     "cnn": ["gradcam"],
+    "hybrid": list(METHODS),
+    "airbench": ["gradcam"],  # the hybrid trunk without attention, max-pooled
 }
 FAMILIES = {  # one small model of each kind of head: attention pooling, a class token, a CNN
     "attention": ("foveal-tiny", {}),
     "vit": ("vit-tiny-4", {"embed_dim": 32, "depth": 1}),
     "cnn": ("cnn-resnet8", {"widths": (8, 16), "blocks": (1, 1)}),
+    "hybrid": ("hybrid-nano", {"widths": (8, 16)}),
+    "airbench": ("cnn-airbench", {"widths": (8, 8, 16)}),
 }
 
 
@@ -87,7 +92,7 @@ def small_classifier(family: str, views: str, tmp_path: Path) -> Classifier:
     return Classifier(loaded, info, torch.device("cpu"))
 
 
-@pytest.mark.parametrize("views", ["none", "flip"])
+@pytest.mark.parametrize("views", ["none", "flip", "flip-shift"])
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_explain_shows_what_predict_gives(family: str, views: str, tmp_path: Path) -> None:
     classifier = small_classifier(family, views, tmp_path)
@@ -97,7 +102,7 @@ def test_explain_shows_what_predict_gives(family: str, views: str, tmp_path: Pat
     predictions = classifier.predict(images, top_k=3)
     with torch.no_grad():
         single_view = classifier.model(classifier.preprocessing.normalize(images)).softmax(1)
-    if views == "flip":  # the flip must matter here, or this test could not see a single-pass explain
+    if views != "none":  # the views must matter here, or this test could not see a single-pass explain
         assert (single_view - classifier.probabilities(images)).abs().max() > 1e-3
     methods = available_methods(classifier.model)
     assert methods == EXPECTED_METHODS[family]
@@ -107,6 +112,20 @@ def test_explain_shows_what_predict_gives(family: str, views: str, tmp_path: Pat
             assert explanation.labels == prediction.labels
             assert explanation.probabilities == pytest.approx(prediction.probabilities, abs=2e-6)
             assert explanation.target == prediction.labels[0]  # the map explains the class shown
+
+
+def test_flip_shift_averages_the_six_views_airbench_uses() -> None:
+    x = torch.randn(2, 1, 5, 6)
+
+    def pixel(images: torch.Tensor) -> torch.Tensor:  # a "model" whose logit is the pixel at (1, 1)
+        return images[:, 0, 1, 1:2]
+
+    center = (x[:, 0, 1, 1] + x[:, 0, 1, 4]) / 2  # the image and its mirror (column W - 2)
+    up_left = (x[:, 0, 2, 2] + x[:, 0, 2, 5]) / 2  # content moved up-left by one, then mirrored
+    down_right = (x[:, 0, 0, 0] + x[:, 0, 0, 3]) / 2
+    expected = center / 2 + (up_left + down_right) / 4
+    torch.testing.assert_close(view_logits(pixel, x, "flip-shift")[:, 0], expected)
+    torch.testing.assert_close(view_logits(pixel, x, "flip")[:, 0], center)
 
 
 def test_the_inference_path_is_the_one_predict_evaluate_and_the_report_use(tmp_path: Path) -> None:

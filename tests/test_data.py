@@ -148,6 +148,22 @@ def test_crop_and_flip_moves_and_mirrors_pixels() -> None:
     assert ((0, 3) in seen or (1, 3) in seen) and (1, 1) in seen
 
 
+def test_alternating_flips_show_each_image_both_ways_in_consecutive_epochs() -> None:
+    images = (torch.arange(64 * 16) % 251).to(torch.uint8).reshape(64, 1, 4, 4)  # no image symmetric
+    indices = torch.arange(64)
+
+    def mirrored(epoch: int, alternate: bool) -> torch.Tensor:  # (64,) bool
+        out = crop_and_flip(images, indices, 3, epoch, padding=0, flip=True, alternate_flips=alternate)
+        return (out != images).flatten(1).any(dim=1)
+
+    first = mirrored(0, True)
+    assert 16 < int(first.sum()) < 48  # a coin per image in the first epoch
+    assert torch.equal(first, mirrored(0, False))  # the same coins as random flips' first epoch
+    assert torch.equal(mirrored(1, True), ~first) and torch.equal(mirrored(2, True), first)
+    assert torch.equal(mirrored(3, True), ~first)
+    assert not torch.equal(mirrored(2, False), first)  # random flips draw again each epoch
+
+
 def test_sample_uniform_is_uniform_enough() -> None:
     values = sample_uniform(0, 1, 1, torch.arange(20_000))
     assert 0.0 <= float(values.min()) and float(values.max()) < 1.0

@@ -24,7 +24,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     data = make_class_folder(base / "shapes", per_class=8)
     result = foveal.train(
         data=str(data), model="foveal-tiny", epochs=2, batch_size=8, img_size=16, out=str(base / "runs"),
-        threads=2, report=False, quiet=True, tta_flip=True,
+        threads=2, report=False, quiet=True, tta_shift=True,
     )  # fmt: skip
     return result.run_dir, data
 
@@ -43,7 +43,7 @@ def test_a_bundle_describes_itself_and_predicts_like_the_run(
     config = json.loads((bundle / "config.json").read_text())
     assert config["id2label"] == {"0": "circle", "1": "square", "2": "triangle"}
     assert config["label2id"] == {"circle": 0, "square": 1, "triangle": 2}
-    assert config["preprocessing"]["test_time_views"] == "flip" and config["preprocessing"]["img_size"] == 16
+    assert config["preprocessing"]["test_time_views"] == "flip-shift" and config["preprocessing"]["img_size"] == 16
     assert config["architecture"]["family"] == "attention" and config["num_labels"] == 3
     metrics = json.loads((run / "metrics.json").read_text())
     assert config["evaluation"]["top1"] == metrics["top1"]
@@ -136,7 +136,7 @@ def test_onnx_export_matches_foveal_on_held_out_images_at_any_batch_size(
     assert parity["top1_agreement"] == 1.0 and "top-1 agreement 100.00%" in done.stdout
     model = onnx.load(str(bundle / "model.onnx"))
     meta = {p.key: p.value for p in model.metadata_props}
-    assert json.loads(meta["preprocessing"])["test_time_views"] == "flip"
+    assert json.loads(meta["preprocessing"])["test_time_views"] == "flip-shift"
     assert json.loads(meta["id2label"]) == {"0": "circle", "1": "square", "2": "triangle"}
     assert not list(bundle.glob("*.data")) and not list(bundle.glob(".*"))  # one file, nothing left over
     assert json.loads((bundle / "config.json").read_text())["onnx"]["outputs"] == ["logits", "pool_weights"]
@@ -179,14 +179,10 @@ def test_onnx_parity_that_fails_keeps_no_onnx_file_and_says_why(
 
 
 def test_a_cnn_exports_to_onnx_with_logits_only(tmp_path: Path) -> None:
-    from synthetic import make_class_folder
+    from synthetic import tiny_cnn_run
 
-    data = make_class_folder(tmp_path / "shapes", per_class=4)
-    result = foveal.train(
-        data=str(data), model="cnn-resnet8", epochs=1, batch_size=8, img_size=16, out=str(tmp_path / "runs"),
-        threads=2, report=False, quiet=True,
-    )  # fmt: skip
-    bundle = foveal.export(result.run_dir, format="onnx", parity_images=5)
+    run = tiny_cnn_run(tmp_path)
+    bundle = foveal.export(run, format="onnx", parity_images=5)
     parity = json.loads((bundle / "parity.json").read_text())
     assert parity["max_pool_weight_difference"] is None and parity["top1_agreement"] == 1.0
     assert json.loads((bundle / "config.json").read_text())["onnx"]["outputs"] == ["logits"]

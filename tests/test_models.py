@@ -11,7 +11,7 @@ from foveal.models import build_model, config_from_dict, config_to_dict, model_c
 from foveal.models.registry import register_model
 
 ALL_MODELS = foveal.list_models()
-ATTENTION_MODELS = [n for n in ALL_MODELS if model_config(n).family == "attention"]
+ATTENTION_MODELS = [n for n in ALL_MODELS if getattr(model_config(n), "depth", 0) > 0]  # hybrids too
 
 
 def small_input(name: str, batch: int = 2) -> tuple[torch.nn.Module, torch.Tensor]:
@@ -36,9 +36,17 @@ def test_preset_gives_finite_logits_and_gradients_reach_every_parameter(name: st
     ]
     assert missing == []
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
-    assert frozen == (
-        ["tokenizer.stages.0.weight"] if getattr(model.config, "tokenizer_whitened", False) else []
-    )
+    assert frozen == expected_frozen(model)
+
+
+def expected_frozen(model: torch.nn.Module) -> list[str]:
+    """The parameters a preset never trains: a whitened first conv, and the hybrid trunk's batch-norm
+    scales (fixed at 1, as in airbench)."""
+    config = model.config
+    if config.family != "hybrid":
+        return ["tokenizer.stages.0.weight"] if getattr(config, "tokenizer_whitened", False) else []
+    scales = [f"{n}.weight" for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    return (["trunk.stem.conv.weight"] if config.stem_whitened else []) + scales
 
 
 @pytest.mark.parametrize("name", ATTENTION_MODELS)

@@ -9,8 +9,18 @@ import pytest
 import torch
 
 from foveal.config import make_train_config
+from foveal.models import create_model
 from foveal.training import train
-from foveal.training.recipe import BUDGET_LADDER, EPOCH_DEFAULTS, budget_choices, resolve_recipe
+from foveal.training.footprint import BACKWARD_FACTOR, STEP_MEMORY_SHARE, activation_bytes_per_image
+from foveal.training.recipe import (
+    BUDGET_LADDER,
+    EPOCH_DEFAULTS,
+    MAX_BUDGET_TOKENS,
+    budget_choices,
+    budget_img_size,
+    resolve_recipe,
+    tokens_per_image,
+)
 
 CPU = torch.device("cpu")
 
@@ -42,3 +52,36 @@ def test_a_budgeted_run_records_the_resolved_recipe(class_folder: Path, tiny_tra
     assert recorded["model"]["preset"] in [rung.model for rung in BUDGET_LADDER]
     optim = recorded["optim"]
     assert None not in (optim["batch_size"], optim["lr"], optim["ema_decay"], optim["warmup_epochs"])
+
+
+def test_a_short_budget_trains_large_images_at_a_lower_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Halved (to a multiple of 8) until the cheapest model gets enough passes and a bounded token count
+    at it; never below 32 px, never above the data's own size, and a model with few tokens that the
+    budget affords keeps the native size."""
+    monkeypatch.setattr("foveal.runtime.matmul_gflops", lambda device, size=1024: 50.0)
+    ten_minutes = budget_img_size(600, 9_469, CPU, 224, 10)  # the photographs of issue #12
+    assert 32 <= ten_minutes < 224 and ten_minutes % 8 == 0
+    assert budget_img_size(600, 9_469_000, CPU, 224, 10) == 32  # a thousand times the images
+    assert budget_img_size(600, 9_469, CPU, 24, 10) == 24  # small images are never enlarged
+    monkeypatch.setattr("foveal.runtime.matmul_gflops", lambda device, size=1024: 1e6)
+    fast = budget_img_size(600, 9_469, CPU, 224, 10)
+    assert fast == 112 and tokens_per_image(BUDGET_LADDER[0].model, fast) <= MAX_BUDGET_TOKENS
+    assert budget_img_size(600, 9_469, CPU, 224, 10, model="hybrid-nano") == 224  # 7x7 tokens at any size
+
+
+def test_the_measured_activations_grow_with_the_image() -> None:
+    nano = create_model(BUDGET_LADDER[0].model, num_classes=10, img_size=64)
+    small, large = activation_bytes_per_image(nano, 32), activation_bytes_per_image(nano, 64)
+    assert 0 < small and large > 3.5 * small  # 4x the pixels and tokens, 16x the attention
+
+
+def test_a_budget_batch_fits_the_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("foveal.runtime.matmul_gflops", lambda device, size=1024: 50.0)
+    monkeypatch.setattr("foveal.training.footprint.free_memory", lambda device: 1 << 40)
+    roomy = budget_choices(600, 50_000, CPU, 32, 10)
+    per_image = BACKWARD_FACTOR * activation_bytes_per_image(create_model(roomy["model"], img_size=96), 96)
+    free = 20 * per_image / STEP_MEMORY_SHARE  # room for 20 images' activations at 96 px
+    monkeypatch.setattr("foveal.training.footprint.free_memory", lambda device: free)
+    tight = budget_choices(600, 50_000, CPU, 96, 10, model=roomy["model"])
+    assert roomy["batch_size"] == 256 and tight["batch_size"] == 16
+    assert tight["lr"] == pytest.approx(roomy["lr"] * 16 / 256)  # the linear scaling rule

@@ -20,6 +20,8 @@ from foveal.evaluation.run import evaluate as evaluate_images
 from foveal.explanation.result import Explanation
 from foveal.explanation.run import save_explanations
 from foveal.exporting import add_to_bundle_config, write_bundle
+from foveal.exporting.graph import output_names
+from foveal.exporting.quantize import MAX_ACCURACY_DROP
 from foveal.exporting.to_onnx import export_onnx
 from foveal.reporting import write_report
 from foveal.runs import RunRecord
@@ -143,37 +145,57 @@ def export(
     model: str | Path,
     out: str | Path | None = None,
     *,
-    format: Literal["bundle", "onnx"] = "bundle",
+    format: Literal["bundle", "onnx", "int8"] = "bundle",
+    maps: Sequence[str] = (),
     data: str | None = None,
     parity_images: int = 1_000,
+    max_accuracy_drop: float = MAX_ACCURACY_DROP,
+    force: bool = False,
     license: str = "other",
     name: str | None = None,
 ) -> Path:
     """Export a saved model (a run folder, a .safetensors file or a bundle) as a self-describing
-    bundle folder: config.json, model.safetensors and a model card README.md; with format="onnx",
-    also model.onnx and parity.json, kept only when the ONNX model matches Foveal on real images.
+    bundle folder: config.json, model.safetensors and a model card README.md. With format="onnx",
+    also model.onnx and parity.json, kept only when the ONNX model matches Foveal on real images;
+    with format="int8", also model.int8.onnx and int8.json, kept only when INT8 loses at most
+    `max_accuracy_drop` points of top-1 on them (unless `force`).
 
     Args:
         out: the bundle folder [default: beside MODEL, named MODEL's name + "-bundle"].
-        data: the images the ONNX parity is checked on (as for `foveal evaluate`) [default: the
-            run's held-out images].
+        maps: extra map outputs of the ONNX graph beside the pooling weights: ("rollout",).
+        data: the images the ONNX checks run on (as for `foveal evaluate`) [default: the run's
+            held-out images].
         parity_images: at most this many of them, evenly spaced.
+        max_accuracy_drop: INT8: the most top-1 points it may lose against fp32 ONNX.
+        force: INT8: keep it even when it loses more.
         license: the model card's license identifier, e.g. apache-2.0 ("other" when unsaid).
         name: the model's name on its card [default: the bundle folder's name].
     """
-    if format not in ("bundle", "onnx"):
-        raise ConfigError(f"--format must be bundle or onnx, got {format!r}.")
+    if format not in ("bundle", "onnx", "int8"):
+        raise ConfigError(f"--format must be bundle, onnx or int8, got {format!r}.")
     if parity_images < 1:
         raise ConfigError(f"--parity-images must be >= 1, got {parity_images}.")
+    if maps and format == "bundle":
+        raise ConfigError("--maps adds outputs to the ONNX graph; use it with --format onnx or int8.")
     model = Path(model)
     out = Path(out) if out is not None else model.with_name(model.stem + "-bundle")  # runs/train-bundle
     if format == "bundle":
         return write_bundle(model, out, license=license, name=name)
     classifier = load(model, "cpu")
-    held_out, description = _parity_images(classifier, model, data)  # before writing anything
+    output_names(classifier, maps)  # refuses a map the model cannot give, before writing anything
+    held_out, description = _parity_images(classifier, model, data)
     bundle = write_bundle(model, out, license=license, name=name)
     held_out = held_out.evenly_spaced(parity_images)
-    onnx = export_onnx(classifier, bundle, held_out.images, f"{description} ({len(held_out)} evenly spaced)")
+    onnx = export_onnx(
+        classifier,
+        bundle,
+        held_out,
+        f"{description} ({len(held_out)} evenly spaced)",
+        maps=maps,
+        int8=format == "int8",
+        max_accuracy_drop=max_accuracy_drop,
+        force=force,
+    )
     add_to_bundle_config(bundle, "onnx", onnx)
     return bundle
 

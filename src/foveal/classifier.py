@@ -12,9 +12,11 @@ from foveal.data.decode import decode_image
 from foveal.data.files import check_image_tensor, decode_paths
 from foveal.data.preprocess import Preprocessing
 from foveal.errors import DataError
+from foveal.explanation.maps import TokenMaps, available_methods, compute_maps
 from foveal.explanation.result import Explanation
 from foveal.explanation.run import explain_inputs
 from foveal.inference import predict_logits
+from foveal.onnx_model import OnnxModel, load_onnx
 from foveal.runtime import resolve_device
 from foveal.saved import ModelInfo, load_model, resolve_model_path
 
@@ -105,6 +107,22 @@ class Classifier:
         that do not decode are skipped. Options: see `foveal.explanation.run.explain_images`."""
         return explain_inputs(self, images, method=method, **options)[0]
 
+    @property
+    def methods(self) -> list[str]:
+        """The explanation methods this model can show (an ONNX model: the maps in its graph)."""
+        if isinstance(self.model, OnnxModel):
+            return self.model.methods
+        return available_methods(self.model)
+
+    def token_maps(
+        self, normalized: torch.Tensor, method: str, targets: torch.Tensor, **options
+    ) -> TokenMaps:
+        """Maps (B, h, w) of `method` for normalised images (B, 3, S, S), explaining `targets` (B,);
+        options: head_fusion, discard_ratio (see `foveal.explanation.maps.compute_maps`)."""
+        if isinstance(self.model, OnnxModel):
+            return self.model.token_maps(normalized, method, targets, **options)
+        return compute_maps(self.model, normalized, method, targets.to(self.device), **options)
+
     def check_tensor(self, images: torch.Tensor) -> torch.Tensor:
         """`images` if it is uint8 (N, 3, S, S) at the model's size (S), else a DataError saying so."""
         return check_image_tensor(images, self.preprocessing.img_size)
@@ -118,7 +136,11 @@ class Classifier:
 
 
 def load(path: str | Path, device: str = "auto") -> Classifier:
-    """Load a saved model (a run folder, a model folder or a .safetensors file) for prediction."""
+    """Load a saved model (a run folder, a model folder or bundle, a .safetensors file, or a
+    model.onnx Foveal exported, which runs on the CPU through onnxruntime) for prediction."""
+    if Path(path).suffix == ".onnx":
+        model, info = load_onnx(Path(path))
+        return Classifier(model, info, torch.device("cpu"), Path(path))
     resolved = resolve_device(device)
     model, info = load_model(path, resolved)
     return Classifier(model, info, resolved, resolve_model_path(path))

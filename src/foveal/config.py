@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +52,11 @@ class DataConfig:
         "or a folder of class folders.",
         flat="data",
     )
-    img_size: int | None = option(None, "Input side in pixels [default: the data's median shorter side].")
+    img_size: int | None = option(
+        None,
+        "Input side in pixels [default: the data's median shorter side; with --time, lowered when the "
+        "budget is short for it].",
+    )
     val_fraction: float = option(0.1, "Share of each class held out when a single folder is auto-split.")
     split_manifest: str | None = option(None, "Reuse the train/val split of an earlier run (its split.json).")
     max_image_pixels: int = option(
@@ -104,13 +109,22 @@ class OptimConfig:
     batch_size: int | None = option(
         None, "Images per training step [default: 64; with --time, the recipe's]."
     )
-    optimizer: Literal["adamw", "adam"] = option("adamw", "adamw or adam.")
+    optimizer: Literal["adamw", "adam", "sgd"] = option(
+        "adamw", "adamw, adam, or sgd (Nesterov momentum 0.9, as the fastest CIFAR-10 CNN recipes use)."
+    )
     lr: float | None = option(
         None, "Peak learning rate, after warmup [default: 1e-3; with --time, the recipe's]."
     )
-    weight_decay: float = option(0.05, "AdamW's decoupled weight decay (Loshchilov & Hutter 2019).")
+    weight_decay: float | None = option(
+        None,
+        "Weight decay of the weight matrices [default: 0.05 with adamw (decoupled, Loshchilov & Hutter "
+        "2019), 5e-4 with sgd (L2)].",
+    )
     warmup_epochs: float | None = option(
         None, "Linear warmup before cosine decay [default: 3; with --time, 0.3]."
+    )
+    lr_decay: Literal["cosine", "linear"] = option(
+        "cosine", "After warmup: cosine decay to lr x --min-lr-ratio, or linear decay to zero."
     )
     min_lr_ratio: float = option(0.01, "The cosine decay ends at lr times this.")
     label_smoothing: float = option(0.1, "Cross-entropy label smoothing (Szegedy et al. 2016; CCT uses 0.1).")
@@ -133,8 +147,16 @@ class OptimConfig:
                 f"batch_size must be >= 1, got {self.batch_size}",
             ),
             (
-                self.optimizer in ("adamw", "adam"),
-                f"optimizer must be 'adamw' or 'adam', got {self.optimizer!r}",
+                self.optimizer in ("adamw", "adam", "sgd"),
+                f"optimizer must be adamw, adam or sgd, got {self.optimizer!r}",
+            ),
+            (
+                self.weight_decay is None or self.weight_decay >= 0,
+                f"weight_decay must be >= 0, got {self.weight_decay}",
+            ),
+            (
+                self.lr_decay in ("cosine", "linear"),
+                f"lr_decay must be cosine or linear, got {self.lr_decay!r}",
             ),
             (self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}"),
             (
@@ -170,6 +192,11 @@ class AugmentConfig:
     hflip: bool | None = option(
         None, "Random horizontal flips [default: on, off where a flip changes the label (digits)]."
     )
+    alternate_flips: bool = option(
+        False,
+        "Derandomised flips (Jordan 2024): each image is mirrored at random in the first epoch, then "
+        "every other epoch, so consecutive epochs see both sides.",
+    )
     crop_padding: int | None = option(None, "Pixels of padding for random crops [default: img_size // 8].")
     auto_augment: Literal["none", "trivial", "rand"] = option(
         "none", "TrivialAugment (trivial) or RandAugment (rand), from torchvision."
@@ -185,6 +212,11 @@ class AugmentConfig:
         False,
         "Validate, evaluate and predict on each image and its mirror, averaged "
         "(saved with the model as its test-time views).",
+    )
+    tta_shift: bool = option(
+        False,
+        "Like --tta-flip, and also the image and its mirror shifted one pixel up-left and "
+        "down-right: six views averaged, as airbench does (Jordan 2024).",
     )
 
     def __post_init__(self) -> None:
@@ -203,6 +235,13 @@ class AugmentConfig:
                 f"crop_padding must be >= 0, got {self.crop_padding}",
             ),
         )
+
+    @property
+    def test_time_views(self) -> str:
+        """The views a model trained with these settings is validated and saved with."""
+        if self.tta_shift:
+            return "flip-shift"
+        return "flip" if self.tta_flip else "none"
 
 
 @dataclass(frozen=True)
@@ -391,7 +430,10 @@ def parse_duration(text: str) -> float:
 
 
 def _coerce(value: Any, f: ConfigField) -> Any:
-    """JSON lists become tuples; a duration given as text is parsed."""
+    """JSON lists become tuples; a duration given as text is parsed; a Path is kept as text (the
+    config is written as JSON)."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     if f.field.metadata.get("parse") == "duration" and isinstance(value, str):
         return parse_duration(value)
     return tuple(value) if isinstance(value, list) else value

@@ -17,14 +17,29 @@ def view_logits(
     model: nn.Module, normalized: torch.Tensor, views: TestTimeViews, logits: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Logits float32 (B, K) of normalised images (B, C, H, W) over the preprocessing's test-time
-    views: the image alone ("none"), or the mean of the image's and its mirror image's ("flip").
+    views: the image alone ("none"); the mean of the image's and its mirror image's ("flip"); or
+    ("flip-shift", airbench's six views, Jordan 2024) half that mean and half the mean of the four
+    views shifted one pixel up-left and down-right, each with its mirror.
 
     `logits`: the image's own logits when the caller already has them (the ONNX graph, which takes
     the pooling weights from the same pass)."""
     logits = model(normalized).float() if logits is None else logits
-    if views == "flip":
-        logits = (logits + model(normalized.flip(3)).float()) / 2
+    if views == "none":
+        return logits
+    logits = (logits + model(normalized.flip(3)).float()) / 2
+    if views == "flip-shift":
+        shifted = [_shift_one_pixel(normalized, direction) for direction in (-1, 1)]
+        around = sum((model(x).float() + model(x.flip(3)).float()) / 2 for x in shifted) / 2
+        logits = (logits + around) / 2
     return logits
+
+
+def _shift_one_pixel(images: torch.Tensor, direction: int) -> torch.Tensor:
+    """(B, C, H, W) moved one pixel along both axes (-1: up-left, 1: down-right), edges reflected."""
+    _, _, H, W = images.shape
+    padded = F.pad(images, (1, 1, 1, 1), mode="reflect")  # (B, C, H + 2, W + 2)
+    start = 1 - direction  # 2 reads one pixel further on (content moves up-left), 0 one back
+    return padded[:, :, start : start + H, start : start + W]
 
 
 @torch.inference_mode()

@@ -88,7 +88,9 @@ def train(
 
 @app.command()
 def evaluate(
-    model: Annotated[str, typer.Argument(help="A run folder or a saved .safetensors model.")],
+    model: Annotated[
+        str, typer.Argument(help="A run folder, a saved .safetensors model, a bundle or a model.onnx.")
+    ],
     data: Annotated[
         str,
         typer.Argument(
@@ -132,7 +134,9 @@ def evaluate(
 
 @app.command()
 def predict(
-    model: Annotated[str, typer.Argument(help="A run folder or a saved .safetensors model.")],
+    model: Annotated[
+        str, typer.Argument(help="A run folder, a saved .safetensors model, a bundle or a model.onnx.")
+    ],
     images: Annotated[list[str], typer.Argument(help="Image files and/or folders (searched recursively).")],
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Labels per image.")] = 5,
     format: Annotated[str, typer.Option(help="table, json or csv.")] = "table",
@@ -156,7 +160,9 @@ def predict(
 
 @app.command()
 def explain(
-    model: Annotated[str, typer.Argument(help="A run folder or a saved .safetensors model.")],
+    model: Annotated[
+        str, typer.Argument(help="A run folder, a saved .safetensors model, a bundle or a model.onnx.")
+    ],
     images: Annotated[
         list[str],
         typer.Argument(
@@ -321,36 +327,123 @@ def export(
         typer.Option(help="The bundle folder (default: beside MODEL, named MODEL-bundle)."),
     ] = None,
     format: Annotated[
-        str, typer.Option(help="bundle, or onnx: the bundle plus model.onnx and its parity.json.")
+        str,
+        typer.Option(
+            help="bundle; onnx: the bundle plus model.onnx and its parity.json; int8: also "
+            "model.int8.onnx and its accuracy and speed against fp32 (int8.json)."
+        ),
     ] = "bundle",
+    maps: Annotated[
+        list[str] | None,
+        typer.Option(help="ONNX: extra map outputs beside the pooling weights: rollout."),
+    ] = None,
     data: Annotated[
         str | None,
         typer.Option(
-            help="ONNX: images to check parity on, as for evaluate (default: the run's held-out ones)."
+            help="ONNX: images to check parity (and INT8 accuracy) on, as for evaluate (default: the "
+            "run's held-out ones)."
         ),
     ] = None,
     parity_images: Annotated[int, typer.Option(help="ONNX: at most this many images, evenly spaced.")] = 1000,
+    max_accuracy_drop: Annotated[
+        float, typer.Option(help="INT8: refuse it if it loses more top-1 points than this.")
+    ] = 1.0,
+    force: Annotated[bool, typer.Option("--force", help="INT8: keep it even if it loses more.")] = False,
     license: Annotated[str, typer.Option(help="The model card's license, e.g. apache-2.0 or mit.")] = "other",
     name: Annotated[
         str | None, typer.Option(help="The model's name on its card (default: the folder's).")
     ] = None,
 ) -> None:
-    """Package a model as a bundle: config.json (classes, preprocessing), weights and a model card."""
+    """Package a model as a bundle: config.json (classes, preprocessing), weights and a model card;
+    optionally ONNX (checked against Foveal on real images) and INT8 (with its accuracy cost)."""
     from foveal.api import export as export_model
 
     folder = export_model(
-        model, out, format=format, data=data, parity_images=parity_images, license=license, name=name
+        model,
+        out,
+        format=format,
+        maps=maps or (),
+        data=data,
+        parity_images=parity_images,
+        max_accuracy_drop=max_accuracy_drop,
+        force=force,
+        license=license,
+        name=name,
     )
     print(f"saved {folder}/config.json, model.safetensors and README.md (the model card)")
-    if format == "onnx":
+    if format in ("onnx", "int8"):
         parity = json.loads((folder / "parity.json").read_text())
-        pool = parity["max_pool_weight_difference"]
+        gaps = [
+            f"max |{words} difference| {parity[key]:.1e}"
+            for key, words in (
+                ("max_logit_difference", "logit"),
+                ("max_pool_weight_difference", "pool-weight"),
+                ("max_rollout_difference", "rollout"),
+            )
+            if parity.get(key) is not None
+        ]
         print(
             f"saved {folder}/model.onnx; parity with Foveal on {parity['images']} images at batch sizes "
-            f"{parity['batch_sizes']}: max |logit difference| {parity['max_logit_difference']:.1e}, "
-            + ("" if pool is None else f"max |pool-weight difference| {pool:.1e}, ")
-            + f"top-1 agreement {parity['top1_agreement']:.2%} (parity.json)"
+            f"{parity['batch_sizes']}: {', '.join(gaps)}, top-1 agreement {parity['top1_agreement']:.2%} "
+            "(parity.json)"
         )
+    if format == "int8":
+        from foveal.exporting.quantize import Int8Check
+
+        check = Int8Check(**json.loads((folder / "int8.json").read_text()))
+        print(f"saved {folder}/model.int8.onnx: {check.summary} on this CPU (int8.json)")
+
+
+@app.command()
+def bench(
+    model: Annotated[str, typer.Argument(help="A run folder, a saved .safetensors model or a bundle.")],
+    out: Annotated[
+        str | None,
+        typer.Option(
+            help="The JSON record (default: bench.json in MODEL's folder; beside a model file, "
+            "NAME.bench.json). A file that is not a bench record is never overwritten."
+        ),
+    ] = None,
+    images: Annotated[
+        str | None,
+        typer.Option(
+            help="Images timed end to end: a folder (searched recursively) or a file (default: the "
+            "run's held-out files, else 8 synthetic JPEGs)."
+        ),
+    ] = None,
+    samples: Annotated[
+        int, typer.Option(help="Timed batch-1 runs per backend (model-only, end to end).")
+    ] = 200,
+    warmup: Annotated[int, typer.Option(help="Untimed runs before them.")] = 20,
+    batch_size: Annotated[int, typer.Option(help="The batch size of the throughput.")] = 64,
+    batches: Annotated[int, typer.Option(help="Timed batches per backend (the throughput's median).")] = 10,
+    compile: Annotated[
+        bool,
+        typer.Option("--compile/--no-compile", help="Also time torch.compile (compiling takes a while)."),
+    ] = True,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads of PyTorch and onnxruntime alike (default: PyTorch's).")
+    ] = None,
+) -> None:
+    """Time the model in eager PyTorch, torch.compile and ONNX Runtime fp32 and INT8, interleaved:
+    batch-1 latency p50/p90/p99, throughput, end-to-end time per image (decode + preprocess + infer)."""
+    import shlex
+
+    from foveal.exporting.bench import BenchSettings, bench_model, record_path, write_record
+    from foveal.exporting.bench_summary import speedup_lines, summary_line, table
+
+    settings = BenchSettings(samples, warmup, batch_size, batches, compile, threads)
+    path = record_path(model, out)  # checked before minutes of measuring
+    command = ["foveal", "bench", model, "--out", str(path), "--samples", str(samples)]
+    command += ["--warmup", str(warmup), "--batch-size", str(batch_size), "--batches", str(batches)]
+    command += ([] if images is None else ["--images", images]) + ([] if compile else ["--no-compile"])
+    command += [] if threads is None else ["--threads", str(threads)]
+    record = bench_model(model, settings, images=images, command=shlex.join(command))
+    write_record(record, path)
+    print(summary_line(record))
+    print_table(*table(record))
+    print("\n".join(speedup_lines(record)))
+    print(f"saved {path}")
 
 
 @app.command()

@@ -21,7 +21,14 @@ ERASE_STREAM = 4  # streams 4..8: area, aspect, top, left, whether
 
 
 def crop_and_flip(
-    images: torch.Tensor, indices: torch.Tensor, seed: int, epoch: int, *, padding: int, flip: bool
+    images: torch.Tensor,
+    indices: torch.Tensor,
+    seed: int,
+    epoch: int,
+    *,
+    padding: int,
+    flip: bool,
+    alternate_flips: bool = False,
 ) -> torch.Tensor:
     """Random crops and flips of a batch.
 
@@ -30,6 +37,8 @@ def crop_and_flip(
         indices: int64 (B,) the samples' indices in the data set.
         padding: pixels of zero padding on each side before the S x S crop (4 for 32-px CIFAR).
         flip: whether to mirror half of the samples left-right.
+        alternate_flips: derandomised flips (Jordan 2024): the epoch-0 coin of each sample, inverted
+            in odd epochs, so every image is seen both ways in any two consecutive epochs.
 
     Returns:
         uint8 (B, C, S, S).
@@ -43,7 +52,10 @@ def crop_and_flip(
     rows = offset_y[:, None] + steps  # (B, S)
     cols = offset_x[:, None] + steps
     if flip:
-        mirrored = sample_uniform(seed, epoch, FLIP_STREAM, indices) < 0.5
+        coin_epoch = 0 if alternate_flips else epoch
+        mirrored = sample_uniform(seed, coin_epoch, FLIP_STREAM, indices) < 0.5
+        if alternate_flips and epoch % 2 == 1:
+            mirrored = ~mirrored
         cols = torch.where(mirrored[:, None], cols.flip(1), cols)
     batch = torch.arange(B)[:, None, None]
     crops = padded[batch, :, rows[:, :, None], cols[:, None, :]]  # (B, S, S, C): advanced dims first

@@ -11,8 +11,8 @@ from foveal.data.imageset import ImageSet
 from foveal.errors import ConfigError
 
 PREPROCESSING_VERSION = 2  # 1: Foveal 0.1.0, whose test-time flip lived in the training options
-TestTimeViews = Literal["none", "flip"]
-TEST_TIME_VIEWS: tuple[str, ...] = ("none", "flip")
+TestTimeViews = Literal["none", "flip", "flip-shift"]
+TEST_TIME_VIEWS: tuple[str, ...] = ("none", "flip", "flip-shift")
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,8 @@ class Preprocessing:
     The image is decoded upright to 8-bit RGB (alpha on white), its shorter side resized to
     `img_size` with `interpolation` (antialiased), center-cropped to img_size x img_size, scaled to
     [0, 1] and normalised with `mean` and `std` (per channel, RGB order). With
-    `test_time_views="flip"` the logits are the mean of the image's and its mirror image's.
+    `test_time_views="flip"` the logits are the mean of the image's and its mirror image's; with
+    "flip-shift", also of both shifted one pixel up-left and down-right (inference.view_logits).
 
     Saved with every model (and, later, an export's metadata): nothing else decides how an image
     becomes a prediction's input.

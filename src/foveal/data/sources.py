@@ -54,6 +54,18 @@ def default_img_size(source: str) -> int:
     return int(min(224, max(16, round(side / 8) * 8)))
 
 
+def count_folder_images(source: str, val_fraction: float = 0.1) -> tuple[int, int]:
+    """(training images, classes) of a folder `source`, counted from its file names without decoding
+    anything: for planning before the images are decoded. About right: files that turn out not to
+    decode are counted, and an auto-split is taken to hold out `val_fraction` of them."""
+    root = Path(source)
+    held_out = _held_out_folder(root)
+    folder = root / "train" if held_out is not None else root
+    classes = find_classes(folder)
+    images = len(list_images(folder, classes)[0])
+    return (images if held_out is not None else round(images * (1 - val_fraction))), len(classes)
+
+
 def _held_out_folder(root: Path) -> Path | None:
     if not (root / "train").is_dir():
         return None

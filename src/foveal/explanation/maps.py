@@ -171,13 +171,13 @@ def rollout(
     return result
 
 
-def read_out(relevance: torch.Tensor, out: ModelOutput, pool_weights: torch.Tensor | None) -> torch.Tensor:
+def read_out(relevance: torch.Tensor, prefix: int, pool_weights: torch.Tensor | None) -> torch.Tensor:
     """(B, N, N) token-to-token relevance -> (B, h * w) relevance of each image token to the output.
 
     With attention pooling the output is the pooled vector, so rows are weighted by the pooling
-    weights; with a class token it is row 0, without the prefix tokens' own columns.
+    weights; with a class token (`prefix` tokens before the image's) it is row 0, without the
+    prefix tokens' own columns.
     """
-    prefix = out.features.prefix_tokens
     if pool_weights is not None:
         return (pool_weights.float().unsqueeze(1) @ relevance).squeeze(1)[:, prefix:]
     if prefix:
@@ -196,7 +196,7 @@ def _rollout(
     out = model.forward_explained(images)
     _require("rollout", out)
     relevance = rollout(out.attentions, head_fusion, discard_ratio)
-    maps = to_grid(read_out(relevance, out, out.pool_weights), out.grid)
+    maps = to_grid(read_out(relevance, out.features.prefix_tokens, out.pool_weights), out.grid)
     return TokenMaps(maps, _targets(out.logits, targets))
 
 
@@ -215,7 +215,7 @@ def _grad_rollout(model: nn.Module, images: torch.Tensor, targets: torch.Tensor 
         weighted = (grad * attention).clamp_min(0).mean(dim=1).detach().float()  # (B, N, N)
         relevance = relevance + weighted @ relevance
     pool_weights = None if out.pool_weights is None else out.pool_weights.detach()
-    maps = to_grid(read_out(relevance, out, pool_weights), out.grid)
+    maps = to_grid(read_out(relevance, out.features.prefix_tokens, pool_weights), out.grid)
     return TokenMaps(maps, chosen)
 
 

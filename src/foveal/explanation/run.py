@@ -18,17 +18,19 @@ import torch
 from foveal.data.files import check_image_tensor, collect_images, decode_paths
 from foveal.errors import ConfigError, suggest
 from foveal.explanation.faithfulness import CurveScores, faithfulness
-from foveal.explanation.maps import available_methods, compute_maps
+from foveal.explanation.maps import available_methods
 from foveal.explanation.pixels import normalise, upsample
 from foveal.explanation.render import render_contact_sheet, render_explanation
 from foveal.explanation.result import Explanation
 from foveal.inference import predict_logits
 from foveal.io import atomic_write_json
+from foveal.models.contract import FovealModel
 
 
-def default_method(model: torch.nn.Module) -> str:
-    """rollout for models with attention, gradcam for the others (CNNs)."""
-    return "rollout" if "rollout" in available_methods(model) else "gradcam"
+def default_method(methods: Sequence[str]) -> str:
+    """The first of rollout, pool and gradcam among the `methods` a model can show: rollout for
+    models with attention, gradcam for CNNs, pool for an ONNX model exported without rollout."""
+    return next((m for m in ("rollout", "pool", "gradcam") if m in methods), "gradcam")
 
 
 def class_index(target: str | int | None, classes: list[str]) -> int | None:
@@ -68,7 +70,7 @@ def explain_images(
     pass and explain the class shown (or `target`). The model's weights and mode are untouched.
     """
     model, info = classifier.model, classifier.info
-    method = method or default_method(model)
+    method = method or default_method(classifier.methods)
     index = class_index(target, info.classes)
     was_training = model.training
     out: list[Explanation] = []
@@ -78,13 +80,8 @@ def explain_images(
             probs = predict_logits(model, batch, info.preprocessing, device=classifier.device).softmax(dim=1)
             targets = probs.argmax(dim=1) if index is None else torch.full((batch.shape[0],), index)
             normalized = info.preprocessing.normalize(batch.to(classifier.device))
-            maps = compute_maps(
-                model,
-                normalized,
-                method,
-                targets.to(classifier.device),
-                head_fusion=head_fusion,
-                discard_ratio=discard_ratio,
+            maps = classifier.token_maps(
+                normalized, method, targets, head_fusion=head_fusion, discard_ratio=discard_ratio
             ).maps.cpu()
             pixels = normalise(upsample(maps, tuple(batch.shape[-2:]))).numpy()
             values, indices = probs.topk(max(1, min(top_k, probs.shape[1])), dim=1)
@@ -144,6 +141,11 @@ def measure_faithfulness(
     """Deletion/insertion scores of `methods` (default: every method the model supports) and of
     random maps, on uint8 images (N, 3, S, S); deleted pixels take the mean colour or a blur."""
     model, preprocessing = classifier.model, classifier.info.preprocessing
+    if not isinstance(model, FovealModel):  # e.g. an ONNX model run by onnxruntime
+        raise ConfigError(
+            "faithfulness curves re-run the model on altered images through PyTorch; measure them "
+            "on the bundle's model.safetensors rather than an ONNX file."
+        )
     if methods is None:
         methods = available_methods(model)
     normalized = preprocessing.normalize(images.to(classifier.device))

@@ -53,9 +53,18 @@ def front_matter(name: str, info: ModelInfo, facts: RunFacts, license: str) -> d
     return matter
 
 
+VIEW_WORDS = {
+    "none": "the image alone",
+    "flip": "the image and its mirror image, averaged",
+    "flip-shift": (
+        "the image and its mirror image, each also shifted one pixel up-left and down-right, averaged"
+    ),
+}
+
+
 def body(name: str, info: ModelInfo, facts: RunFacts) -> str:
     config, pre = info.config, info.preprocessing
-    views = "the image and its mirror image, averaged" if pre.test_time_views == "flip" else "the image alone"
+    views = VIEW_WORDS[pre.test_time_views]
     evaluation = facts.evaluation
     results = (
         f"Top-1 {evaluation['top1']:.2%}, top-{evaluation.get('top_k', 5)} {evaluation['top5']:.2%}, "

@@ -1,9 +1,11 @@
-"""The computation an exported model holds: Foveal's logits over the test-time views, and the
-attention-pooling weights that let a deployed model draw its heatmap."""
+"""The computation an exported model holds: Foveal's logits over the test-time views, the
+attention-pooling weights that let a deployed model draw its heatmap, and on request the
+attention-rollout map."""
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from types import ModuleType
 
 import torch
@@ -11,34 +13,50 @@ from torch import nn
 
 from foveal.classifier import Classifier
 from foveal.data.preprocess import TestTimeViews
-from foveal.errors import FovealError
+from foveal.errors import ConfigError, FovealError
+from foveal.explanation.maps import available_methods, read_out, rollout
 from foveal.inference import view_logits
+from foveal.onnx_model import MAP_OUTPUTS
 
-INPUT = "pixel_values"
+EXPORTABLE_MAPS = ("rollout",)  # extra map outputs; pool weights are always exported when the model has them
 
 
 class ExportedModel(nn.Module):
-    """What the ONNX graph computes: logits over the test-time views, and the pooling weights."""
+    """What the ONNX graph computes: logits over the test-time views, the pooling weights, and
+    each extra map of `maps` (B, h*w) for the image's own view."""
 
-    def __init__(self, model: nn.Module, views: TestTimeViews) -> None:
+    def __init__(self, model: nn.Module, views: TestTimeViews, maps: Sequence[str] = ()) -> None:
         super().__init__()
         self.model = model
         self.views = views
+        self.maps = tuple(maps)
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        features = self.model.forward_features(pixel_values)
+        features = self.model.forward_features(pixel_values, need_weights=bool(self.maps))
         pooled, weights = self.model.pool(features.tokens)  # weights (B, h*w) or None
         logits = view_logits(self.model, pixel_values, self.views, self.model.forward_head(pooled))
-        return (logits,) if weights is None else (logits, weights)
+        outputs = (logits,) if weights is None else (logits, weights)
+        if "rollout" in self.maps:  # the default rollout: heads averaged, no link discarded
+            relevance = rollout(features.attentions)
+            outputs += (read_out(relevance, features.prefix_tokens, weights),)
+        return outputs
 
 
-def output_names(classifier: Classifier) -> list[str]:
-    """["logits", "pool_weights"] for models with attention pooling, else ["logits"]."""
+def output_names(classifier: Classifier, maps: Sequence[str] = ()) -> list[str]:
+    """The graph's outputs: "logits", then "pool_weights" for models with attention pooling, then
+    one per map of `maps` (MAP_OUTPUTS). Raises ConfigError for a map the model cannot give."""
+    for name in maps:
+        if name not in EXPORTABLE_MAPS:
+            raise ConfigError(
+                f"--maps {name} cannot be exported; expected one of {', '.join(EXPORTABLE_MAPS)}."
+            )
+        if name not in available_methods(classifier.model):
+            raise ConfigError(f"--maps {name} needs attention layers, and this model has none.")
     size = classifier.preprocessing.img_size
     probe = torch.zeros(1, 3, size, size, device=classifier.device)
     with torch.no_grad():
         outputs = ExportedModel(classifier.model, "none").eval()(probe)
-    return ["logits", "pool_weights"][: len(outputs)]
+    return ["logits", "pool_weights"][: len(outputs)] + [MAP_OUTPUTS[name] for name in maps]
 
 
 def require(module: str) -> ModuleType:

@@ -15,10 +15,16 @@ import torch
 
 from foveal.classifier import Classifier
 from foveal.errors import FovealError
-from foveal.exporting.graph import INPUT, ExportedModel, require
+from foveal.exporting.graph import ExportedModel, require
 from foveal.inference import predict_logits
+from foveal.onnx_model import INPUT
 
-PARITY_BOUNDS = {"max_logit_difference": 1e-4, "max_pool_weight_difference": 1e-5, "top1_agreement": 1.0}
+PARITY_BOUNDS = {
+    "max_logit_difference": 1e-4,
+    "max_pool_weight_difference": 1e-5,
+    "max_rollout_difference": 1e-5,
+    "top1_agreement": 1.0,
+}
 BATCH_SIZES = (1, 7, 64)  # 1 and a prime: the batch axis is really dynamic, not the traced 2
 
 
@@ -29,6 +35,7 @@ class Parity:
     batch_sizes: list[int]
     max_logit_difference: float
     max_pool_weight_difference: float | None  # None: the model has no pooling weights
+    max_rollout_difference: float | None  # None: exported without --maps rollout
     top1_agreement: float  # share of images whose top class is the same
     bounds: dict
 
@@ -39,9 +46,13 @@ class Parity:
             out.append(
                 f"max |logit difference| {self.max_logit_difference:.2e} > {bounds['max_logit_difference']:g}"
             )
-        pool = self.max_pool_weight_difference
-        if pool is not None and pool > bounds["max_pool_weight_difference"]:
-            out.append(f"max |pool-weight difference| {pool:.2e} > {bounds['max_pool_weight_difference']:g}")
+        for key, words in (
+            ("max_pool_weight_difference", "pool-weight"),
+            ("max_rollout_difference", "rollout"),
+        ):
+            gap = getattr(self, key)
+            if gap is not None and gap > bounds[key]:
+                out.append(f"max |{words} difference| {gap:.2e} > {bounds[key]:g}")
         if self.top1_agreement < bounds["top1_agreement"]:
             out.append(f"top-1 agreement {self.top1_agreement:.2%} < {bounds['top1_agreement']:.0%}")
         return out
@@ -54,29 +65,32 @@ def check_parity(
     classifier: Classifier, onnx_path: str | Path, images: torch.Tensor, data: str, batch_sizes=BATCH_SIZES
 ) -> Parity:
     """Compare `classifier` and the ONNX file on uint8 images (N, 3, S, S), each batch size over all
-    of them. Raises FovealError, naming the figures, when a bound is not met."""
+    of them: logits against the one inference path, and every map output (pool weights, rollout)
+    against PyTorch's. Raises FovealError, naming the figures, when a bound is not met."""
     session = require("onnxruntime").InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    names = [output.name for output in session.get_outputs()]
     reference = predict_logits(classifier.model, images, classifier.preprocessing, device=classifier.device)
-    weights = _pool_weights(classifier, images)
-    logit_gap, pool_gap, agree = 0.0, None if weights is None else 0.0, []
+    maps = _map_outputs(classifier, images, [n for n in names[1:] if n != "pool_weights"])  # name -> (N, h*w)
+    logit_gap, map_gaps, agree = 0.0, dict.fromkeys(maps, 0.0), []
     for batch_size in batch_sizes:
         for start in range(0, len(images), batch_size):
             batch = (
                 classifier.preprocessing.normalize(images[start : start + batch_size]).contiguous().numpy()
             )
-            outputs = session.run(None, {INPUT: batch})
+            outputs = dict(zip(names, session.run(None, {INPUT: batch})))
             expected = reference[start : start + batch_size].numpy()
-            logit_gap = max(logit_gap, float(np.abs(outputs[0] - expected).max()))
-            agree.append(outputs[0].argmax(1) == expected.argmax(1))
-            if weights is not None:
-                gap = np.abs(outputs[1] - weights[start : start + batch_size].numpy()).max()
-                pool_gap = max(pool_gap, float(gap))
+            logit_gap = max(logit_gap, float(np.abs(outputs["logits"] - expected).max()))
+            agree.append(outputs["logits"].argmax(1) == expected.argmax(1))
+            for name, values in maps.items():
+                gap = float(np.abs(outputs[name] - values[start : start + batch_size].numpy()).max())
+                map_gaps[name] = max(map_gaps[name], gap)
     parity = Parity(
         images=len(images),
         data=data,
         batch_sizes=list(batch_sizes),
         max_logit_difference=logit_gap,
-        max_pool_weight_difference=pool_gap,
+        max_pool_weight_difference=map_gaps.get("pool_weights"),
+        max_rollout_difference=map_gaps.get("rollout"),
         top1_agreement=float(np.concatenate(agree).mean()),
         bounds=PARITY_BOUNDS,
     )
@@ -86,14 +100,15 @@ def check_parity(
 
 
 @torch.inference_mode()
-def _pool_weights(classifier: Classifier, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor | None:
-    """Foveal's pooling weights (N, h*w) of the images' own view, or None for a model without them."""
-    exported = ExportedModel(classifier.model, "none").eval()
-    out = []
+def _map_outputs(
+    classifier: Classifier, images: torch.Tensor, maps: list[str], batch_size: int = 256
+) -> dict[str, torch.Tensor]:
+    """PyTorch's map outputs of the images' own view: {"pool_weights": (N, h*w), "rollout": ...},
+    for those the model has (no pooling weights: no "pool_weights")."""
+    exported = ExportedModel(classifier.model, "none", maps).eval()
+    out: list[tuple[torch.Tensor, ...]] = []
     for start in range(0, len(images), batch_size):
         batch = classifier.preprocessing.normalize(images[start : start + batch_size].to(classifier.device))
-        outputs = exported(batch)
-        if len(outputs) == 1:
-            return None
-        out.append(outputs[1].float().cpu())
-    return torch.cat(out)
+        out.append(tuple(o.float().cpu() for o in exported(batch)[1:]))
+    names = ["pool_weights"] * (len(out[0]) > len(maps)) + maps
+    return {name: torch.cat([o[i] for o in out]) for i, name in enumerate(names)}

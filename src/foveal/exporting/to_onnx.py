@@ -17,17 +17,22 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from foveal import __version__
 from foveal.classifier import Classifier
+from foveal.data.imageset import ImageSet
 from foveal.errors import FovealError
-from foveal.exporting.graph import INPUT, ExportedModel, output_names, require
+from foveal.exporting.graph import ExportedModel, output_names, require
 from foveal.exporting.parity import check_parity
+from foveal.exporting.quantize import MAX_ACCURACY_DROP, check_int8, quantize_int8
 from foveal.io import atomic_write, atomic_write_json
 from foveal.models import config_to_dict
+from foveal.onnx_model import INPUT
 
 OPSET = 18
 EXAMPLE = Path(__file__).with_name("predict_example.py")  # copied into the bundle as predict.py
@@ -39,7 +44,9 @@ def write_onnx(classifier: Classifier, path: str | Path, names: list[str]) -> Pa
     in `metadata_props`."""
     onnx = require("onnx")
 
-    wrapper = ExportedModel(classifier.model, classifier.preprocessing.test_time_views).eval().cpu()
+    maps = [name for name in names if name not in ("logits", "pool_weights")]
+    views = classifier.preprocessing.test_time_views
+    wrapper = ExportedModel(classifier.model, views, maps).eval().cpu()
     size = classifier.preprocessing.img_size
     example = torch.zeros(2, 3, size, size)  # batch 2: a batch-1 example can freeze the batch axis
     batch = torch.export.Dim("batch", min=1, max=65_536)
@@ -62,11 +69,14 @@ def write_onnx(classifier: Classifier, path: str | Path, names: list[str]) -> Pa
             f"this model cannot be exported to ONNX ({type(error).__name__}: {str(error).splitlines()[0]})."
         ) from None
     proto = program.model_proto
+    with torch.no_grad():
+        grid = classifier.model.forward_features(example[:1].to(classifier.device)).grid
     metadata = {
         "foveal_version": __version__,
         "preprocessing": json.dumps(classifier.preprocessing.to_dict()),
         "id2label": json.dumps({str(i): c for i, c in enumerate(classifier.classes)}),
         "architecture": json.dumps(config_to_dict(classifier.info.config)),
+        "token_grid": json.dumps(list(grid)),  # (h, w): pool_weights and maps are (B, h*w) on it
         "inputs": f"{INPUT}: float32 (batch, 3, {size}, {size}), normalised as `preprocessing` says",
     }
     for key, value in metadata.items():
@@ -76,24 +86,66 @@ def write_onnx(classifier: Classifier, path: str | Path, names: list[str]) -> Pa
     return atomic_write(path, lambda temp: onnx.save_model(proto, temp))
 
 
-def export_onnx(classifier: Classifier, folder: Path, images: torch.Tensor, data: str) -> dict:
-    """Write folder/model.onnx, folder/parity.json and folder/predict.py (numpy + Pillow +
-    onnxruntime, no Foveal): the model is kept only when its parity with Foveal on `images`
-    (uint8 (N, 3, S, S)) holds. Returns what config.json records of it."""
-    final, names = folder / "model.onnx", output_names(classifier)
+def export_onnx(
+    classifier: Classifier,
+    folder: Path,
+    held_out: ImageSet,
+    data: str,
+    *,
+    maps: Sequence[str] = (),
+    int8: bool = False,
+    max_accuracy_drop: float = MAX_ACCURACY_DROP,
+    force: bool = False,
+) -> dict:
+    """Write folder/model.onnx, parity.json and predict.py (numpy + Pillow + onnxruntime, no
+    Foveal); with `int8`, also model.int8.onnx and int8.json. Each model is kept only when its
+    check on the held-out images holds: parity with Foveal for fp32, an accuracy loss of at most
+    `max_accuracy_drop` points for INT8 (unless `force`). Returns what config.json records."""
+    final, names = folder / "model.onnx", output_names(classifier, maps)
     candidate = write_onnx(classifier, folder / ".model.onnx.unchecked", names)
-    try:
-        parity = check_parity(classifier, candidate, images, data)
-    except BaseException:
-        candidate.unlink(missing_ok=True)
-        raise
+    with _removed_on_failure(candidate):
+        parity = check_parity(classifier, candidate, held_out.images, data)
     candidate.replace(final)
     atomic_write_json(folder / "parity.json", parity.to_dict())
     atomic_write(folder / "predict.py", lambda temp: shutil.copyfile(EXAMPLE, temp))
-    return {
+    record = {
         "file": final.name,
         "opset": OPSET,
         "inputs": [INPUT],
         "outputs": names,
         "parity": "parity.json",
     }
+    if not int8:  # an INT8 model left from an earlier export would no longer match model.onnx
+        for stale in ("model.int8.onnx", "int8.json"):
+            (folder / stale).unlink(missing_ok=True)
+        return record
+    if int8:
+        quantized = quantize_int8(final, folder / ".model.int8.onnx.unchecked")
+        with _removed_on_failure(quantized):
+            check = check_int8(
+                final,
+                quantized,
+                classifier.preprocessing,
+                held_out,
+                data,
+                max_accuracy_drop=max_accuracy_drop,
+                force=force,
+            )
+        quantized.replace(folder / "model.int8.onnx")
+        atomic_write_json(folder / "int8.json", check.to_dict())
+        record["int8"] = {
+            "file": "model.int8.onnx",
+            "check": "int8.json",
+            "quantized_ops": check.quantized_ops,
+        }
+    return record
+
+
+@contextmanager
+def _removed_on_failure(path: Path) -> Iterator[None]:
+    """Delete the unchecked file `path` if its check fails: a model that fails is never left behind."""
+    try:
+        yield
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise

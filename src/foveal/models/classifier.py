@@ -7,10 +7,10 @@ from torch import nn
 
 from foveal.models.config import AttentionConfig
 from foveal.models.contract import FovealModel
-from foveal.models.encoder import EncoderBlock
+from foveal.models.encoder import encoder_blocks, init_weights
 from foveal.models.output import Features
 from foveal.models.pooling import AttentionPool
-from foveal.models.position import LearnablePositionEmbedding, NoPositionEmbedding, SinCosPositionEmbedding
+from foveal.models.position import position_embedding
 from foveal.models.tokenizer import build_tokenizer
 
 
@@ -23,34 +23,14 @@ class AttentionClassifier(FovealModel):
         self.config = config
         D = config.embed_dim
         self.tokenizer = build_tokenizer(config)
-        if config.pos_embed == "learnable":
-            self.pos_embed: nn.Module = LearnablePositionEmbedding(embed_dim=D, grid=config.grid_size)
-        elif config.pos_embed == "sincos":
-            self.pos_embed = SinCosPositionEmbedding(embed_dim=D)
-        else:
-            self.pos_embed = NoPositionEmbedding()
+        self.pos_embed = position_embedding(config.pos_embed, embed_dim=D, grid=config.grid_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D)) if config.pool == "cls" else None
         self.pos_drop = nn.Dropout(config.drop_rate)
-        rates = (
-            torch.linspace(0, config.drop_path_rate, config.depth).tolist()
-            if config.depth > 1
-            else [config.drop_path_rate] * config.depth
-        )
-        self.blocks = nn.ModuleList(
-            EncoderBlock(
-                embed_dim=D,
-                num_heads=config.num_heads,
-                mlp_ratio=config.mlp_ratio,
-                drop_rate=config.drop_rate,
-                attn_drop_rate=config.attn_drop_rate,
-                drop_path_rate=rate,
-            )
-            for rate in rates
-        )
+        self.blocks = encoder_blocks(config)
         self.norm = nn.LayerNorm(D)
         self.attention_pool = AttentionPool(embed_dim=D) if config.pool == "attention" else None
         self.head = nn.Linear(D, config.num_classes)
-        self.apply(_init_weights)
+        self.apply(init_weights)
 
     def forward_features(self, images: torch.Tensor, *, need_weights: bool = False) -> Features:
         """Images (B, C, H, W) -> normed tokens (B, N, D) on the token grid, and with `need_weights`
@@ -77,16 +57,3 @@ class AttentionClassifier(FovealModel):
 
     def forward_head(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.head(pooled)
-
-
-def _init_weights(module: nn.Module) -> None:
-    # ViT/CCT initialisation: truncated normal for linear layers, He for convolutions.
-    if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.Conv2d):
-        nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from foveal.errors import ConfigError, suggest
 
-Family = Literal["attention", "cnn"]
+Family = Literal["attention", "cnn", "hybrid"]
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,94 @@ class CNNConfig:
         object.__setattr__(self, "blocks", tuple(self.blocks))
 
 
-ModelConfig = AttentionConfig | CNNConfig
+STEM_REFERENCE_SIZE = 32  # px: the hybrid's stem brings every image to about this size (see HybridConfig)
+STEM_MAX_WHITENING_PAIRS = 48  # +/- filter pairs at most: all of a 4x4 RGB patch's, the top 48 of larger
+
+
+@dataclass(frozen=True)
+class HybridConfig:
+    """A convolutional trunk in the style of Keller Jordan's airbench (2024): a frozen whitening stem
+    and conv groups with batch norm, then `depth` attention blocks on its h x w grid of tokens, then
+    attention pooling and a linear head. With depth=0 and pool="max" it is the airbench CNN itself.
+
+    The token grid, whatever the image size: the stem is a conv of stride `stem_stride`, the power of
+    two nearest img_size / 32, so it brings any image to about 32 px (23 to 45); each conv group then
+    halves the grid. Two groups give 8x8 tokens at 32 px and 7x7 at 224 px (stride 8); three (airbench)
+    give 4x4 and 3x3. The attention cost is bounded at any image size.
+    """
+
+    name: str = "custom-hybrid"
+    img_size: int = 32
+    in_chans: int = 3
+    num_classes: int = 10
+    widths: tuple[int, ...] = (64, 128)  # channels per conv group, each halving the grid; last = embed_dim
+    stem_whitened: bool = True  # stem conv set to whitening filters of the data, frozen (whitening.py)
+    pos_embed: Literal["learnable", "sincos", "none"] = "learnable"
+    depth: int = 1  # attention blocks on the trunk's tokens; 0 makes a plain CNN
+    num_heads: int = 2
+    mlp_ratio: float = 2.0
+    pool: Literal["attention", "max", "mean"] = "attention"  # max = airbench's global max pooling
+    logit_scale: float = 1.0  # fixed multiplier on the logits; airbench's 1/9 tames max-pooled features
+    drop_rate: float = 0.0  # dropout on tokens and in the MLP; none, as a short budget underfits
+    attn_drop_rate: float = 0.0
+    drop_path_rate: float = 0.0  # stochastic depth, linear from 0 to this value over the blocks
+    family: Family = "hybrid"
+
+    def __post_init__(self) -> None:
+        _check_common(self)
+        object.__setattr__(self, "widths", tuple(self.widths))
+        if not self.widths or min(self.widths) < 1:
+            raise ConfigError(f"widths must be one or more positive channel counts, got {self.widths}")
+        if self.depth < 0:
+            raise ConfigError(f"depth must be >= 0 attention blocks, got {self.depth}")
+        if self.depth and self.embed_dim % self.num_heads:
+            raise ConfigError(
+                f"embed_dim={self.embed_dim} (the last of widths) must be divisible by "
+                f"num_heads={self.num_heads}; choose a head count that divides the width."
+            )
+        if self.pos_embed == "sincos" and self.embed_dim % 4:
+            raise ConfigError(f"sincos positions need embed_dim divisible by 4, got {self.embed_dim}")
+        if self.logit_scale <= 0:
+            raise ConfigError(f"logit_scale must be > 0, got {self.logit_scale}")
+        if min(self.grid_size) < 1:
+            raise ConfigError(
+                f"img_size={self.img_size} is too small for {len(self.widths)} conv groups (token stride "
+                f"{self.token_stride}); use --img-size {self.token_stride} or larger."
+            )
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of the tokens: the last conv group's channels."""
+        return self.widths[-1]
+
+    @property
+    def stem_stride(self) -> int:
+        """Stride of the stem conv: the power of two nearest img_size / STEM_REFERENCE_SIZE, at least 1."""
+        return 2 ** max(0, round(math.log2(self.img_size / STEM_REFERENCE_SIZE)))
+
+    @property
+    def stem_kernel(self) -> int:
+        """2x2 patches as airbench at stride 1; non-overlapping stride x stride patches above it."""
+        return max(2, self.stem_stride)
+
+    @property
+    def stem_channels(self) -> int:
+        """Whitening filters of the stem: a +/- pair per principal direction of its patches, at most
+        STEM_MAX_WHITENING_PAIRS pairs (24 filters for 2x2 RGB patches, 96 for 4x4 and larger)."""
+        return 2 * min(self.in_chans * self.stem_kernel**2, STEM_MAX_WHITENING_PAIRS)
+
+    @property
+    def token_stride(self) -> int:
+        """Pixels per token along each side: how a token-grid map is scaled back onto the image."""
+        return self.stem_stride * 2 ** len(self.widths)
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """Token grid (h, w) for an img_size x img_size input."""
+        return hybrid_grid(self, self.img_size, self.img_size)
+
+
+ModelConfig = AttentionConfig | CNNConfig | HybridConfig
 
 
 def _check_common(config: ModelConfig) -> None:
@@ -124,6 +212,12 @@ def token_grid(config: AttentionConfig, height: int, width: int) -> tuple[int, i
     return height, width
 
 
+def hybrid_grid(config: HybridConfig, height: int, width: int) -> tuple[int, int]:
+    """Token grid (h, w) the hybrid trunk makes from a height x width image: the stem keeps the size at
+    stride 1 (padded) or divides it by its stride, and each group's 2x2 max-pool halves it (floored)."""
+    return height // config.token_stride, width // config.token_stride
+
+
 def replace_config(config: ModelConfig, **changes: Any) -> ModelConfig:
     """Return `config` with `changes` applied; an unknown field raises ConfigError naming close matches."""
     known = {f.name for f in dataclasses.fields(config)}
@@ -143,9 +237,9 @@ def config_to_dict(config: ModelConfig) -> dict[str, Any]:
 def config_from_dict(data: dict[str, Any]) -> ModelConfig:
     """Rebuild a config saved by `config_to_dict`; unknown keys raise ConfigError."""
     family = data.get("family", "attention")
-    cls = {"attention": AttentionConfig, "cnn": CNNConfig}.get(family)
+    cls = {"attention": AttentionConfig, "cnn": CNNConfig, "hybrid": HybridConfig}.get(family)
     if cls is None:
-        raise ConfigError(f"unknown model family {family!r}; expected 'attention' or 'cnn'")
+        raise ConfigError(f"unknown model family {family!r}; expected 'attention', 'cnn' or 'hybrid'")
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:

@@ -62,3 +62,37 @@ class EncoderBlock(nn.Module):
         x = x + self.drop_path(attended)
         x = x + self.drop_path(self.mlp(self.norm2(x)))
         return x, probs
+
+
+def encoder_blocks(config) -> nn.ModuleList:
+    """`config.depth` EncoderBlocks of width `config.embed_dim`, stochastic depth rising linearly
+    from 0 to `config.drop_path_rate` (an AttentionConfig or a HybridConfig)."""
+    rates = (
+        torch.linspace(0, config.drop_path_rate, config.depth).tolist()
+        if config.depth > 1
+        else [config.drop_path_rate] * config.depth
+    )
+    return nn.ModuleList(
+        EncoderBlock(
+            embed_dim=config.embed_dim,
+            num_heads=config.num_heads,
+            mlp_ratio=config.mlp_ratio,
+            drop_rate=config.drop_rate,
+            attn_drop_rate=config.attn_drop_rate,
+            drop_path_rate=rate,
+        )
+        for rate in rates
+    )
+
+
+def init_weights(module: nn.Module) -> None:
+    """ViT/CCT initialisation (for `model.apply`): truncated normal linears, He convolutions."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Conv2d):
+        nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)

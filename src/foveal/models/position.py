@@ -47,3 +47,13 @@ class SinCosPositionEmbedding(nn.Module):
 class NoPositionEmbedding(nn.Module):
     def forward(self, grid: tuple[int, int]) -> torch.Tensor:
         return torch.zeros(1, 1, 1)
+
+
+def position_embedding(kind: str, *, embed_dim: int, grid: tuple[int, int]) -> nn.Module:
+    """The position embedding a config's `pos_embed` names ("learnable", "sincos" or "none");
+    a module mapping a token grid (h, w) to embeddings (1, h*w, embed_dim)."""
+    if kind == "learnable":
+        return LearnablePositionEmbedding(embed_dim=embed_dim, grid=grid)
+    if kind == "sincos":
+        return SinCosPositionEmbedding(embed_dim=embed_dim)
+    return NoPositionEmbedding()

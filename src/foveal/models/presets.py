@@ -3,7 +3,7 @@ Paradigm with Compact Transformers": CCT-L/KxM = L encoder blocks, a KxK conv to
 
 from __future__ import annotations
 
-from foveal.models.config import AttentionConfig, CNNConfig
+from foveal.models.config import AttentionConfig, CNNConfig, HybridConfig
 from foveal.models.registry import register_model
 
 
@@ -124,3 +124,43 @@ def cnn_resnet20() -> CNNConfig:
 @register_model("cnn-resnet18")
 def cnn_resnet18() -> CNNConfig:
     return CNNConfig(widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2))
+
+
+# Hybrids (models/hybrid.py): airbench's whitened conv trunk down to an 8x8 grid at 32 px (7x7 at 224 px),
+# then attention blocks, attention pooling and a linear head. No dropout: they are built for short budgets.
+# Sizes for 10 classes; at 224 px the stem reads 8x8 patches, so they grow only a little.
+@register_model("hybrid-nano")
+def hybrid_nano() -> HybridConfig:  # 0.11M parameters, 38 MFLOPs at 32 px (90 at 224 px)
+    return HybridConfig(widths=(32, 64), depth=1, num_heads=2)
+
+
+@register_model("hybrid-mini")
+def hybrid_mini() -> HybridConfig:  # 0.34M parameters, 74 MFLOPs at 32 px: cnn-airbench-half's cost
+    return HybridConfig(widths=(32, 128), depth=1, num_heads=4)
+
+
+@register_model("hybrid-small")
+def hybrid_small() -> HybridConfig:  # 0.55M parameters, 138 MFLOPs at 32 px (199 at 224 px)
+    return HybridConfig(widths=(64, 128), depth=2, num_heads=2)
+
+
+@register_model("hybrid-base")
+def hybrid_base() -> HybridConfig:  # 1.86M parameters, 333 MFLOPs at 32 px (349 at 224 px)
+    return HybridConfig(widths=(64, 256), depth=2, num_heads=4)
+
+
+# The airbench CNN (Keller Jordan 2024, CIFAR-10 94% in seconds on a GPU): the hybrids' trunk with a third
+# conv group and global max pooling instead of attention, logits scaled by 1/9. Against the hybrids,
+# `foveal compare` asks whether the attention is worth its cost.
+def _airbench(widths: tuple[int, int, int]) -> HybridConfig:
+    return HybridConfig(widths=widths, depth=0, pool="max", pos_embed="none", logit_scale=1 / 9)
+
+
+@register_model("cnn-airbench-half")
+def cnn_airbench_half() -> HybridConfig:  # 0.50M parameters, 81 MFLOPs at 32 px (122 at 224 px)
+    return _airbench((32, 128, 128))
+
+
+@register_model("cnn-airbench")
+def cnn_airbench() -> HybridConfig:  # airbench94's widths: 1.97M parameters, 293 MFLOPs at 32 px (314 at 224)
+    return _airbench((64, 256, 256))

@@ -9,8 +9,9 @@ from typing import Any
 from foveal.errors import ConfigError, suggest
 from foveal.models.classifier import AttentionClassifier
 from foveal.models.cnn import ResNetClassifier
-from foveal.models.config import AttentionConfig, CNNConfig, ModelConfig, replace_config
+from foveal.models.config import AttentionConfig, CNNConfig, HybridConfig, ModelConfig, replace_config
 from foveal.models.contract import FovealModel
+from foveal.models.hybrid import HybridClassifier
 
 _PRESETS: dict[str, Callable[[], ModelConfig]] = {}
 
@@ -48,7 +49,9 @@ def build_model(config: ModelConfig) -> FovealModel:
         return AttentionClassifier(config=config)
     if isinstance(config, CNNConfig):
         return ResNetClassifier(config=config)
-    raise ConfigError(f"expected an AttentionConfig or CNNConfig, got {type(config).__name__}")
+    if isinstance(config, HybridConfig):
+        return HybridClassifier(config=config)
+    raise ConfigError(f"expected an AttentionConfig, CNNConfig or HybridConfig, got {type(config).__name__}")
 
 
 def create_model(

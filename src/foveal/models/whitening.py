@@ -59,8 +59,9 @@ def whitening_weights(
 
 def init_from_data(model: nn.Module, images: torch.Tensor, normalize: Normalize) -> None:
     """Initialise what `model`'s config sets from the training images: the whitened first conv of a
-    `tokenizer_whitened` model. Other models are left as they are."""
-    if getattr(getattr(model, "config", None), "tokenizer_whitened", False):
+    `tokenizer_whitened` attention model or a `stem_whitened` hybrid. Other models are left as they are."""
+    config = getattr(model, "config", None)
+    if getattr(config, "tokenizer_whitened", False) or getattr(config, "stem_whitened", False):
         whiten_first_conv(model, images, normalize)
 
 

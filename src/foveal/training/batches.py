@@ -26,6 +26,7 @@ class Augmentation:
 
     padding: int  # zero padding before the random crop (0: no crop)
     flip: bool  # random horizontal flips
+    alternate_flips: bool = False  # each image's flip inverted every other epoch (augment.crop_and_flip)
     auto_augment: str = "none"  # "trivial" (TrivialAugment), "rand" (RandAugment) or "none"
     erase: float = 0.0  # probability of random erasing per image
     mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixing weights; 0: off
@@ -54,7 +55,13 @@ class EpochBatches(Dataset):
         indices = self.order[step * self.batch_size : (step + 1) * self.batch_size]
         aug, labels = self.augmentation, self.images.labels[indices]
         batch = crop_and_flip(
-            self.images.images[indices], indices, self.seed, self.epoch, padding=aug.padding, flip=aug.flip
+            self.images.images[indices],
+            indices,
+            self.seed,
+            self.epoch,
+            padding=aug.padding,
+            flip=aug.flip,
+            alternate_flips=aug.alternate_flips,
         )
         if aug.auto_augment != "none":
             stream = mix(self.seed, self.epoch, AUTO_AUGMENT_STREAM, step)

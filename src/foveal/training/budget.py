@@ -2,10 +2,12 @@
 
 The schedule (warmup, cosine decay) is laid out over a step count, so that the model is fully
 annealed when time is up. With `--time`, that count comes from the measured time per step and per
-validation: first after CALIBRATION_STEPS steps, then again after every epoch, keeping the
-evaluation and saving at the end inside the budget. Steps that slow down between two plans (another
-process takes the cores) end the run early instead of late: the loop stops as soon as what is left
-of the budget is only the end's reserve.
+validation: first once calibration is over (CALIBRATION_STEPS steps, or fewer slow ones that took
+CALIBRATION_SHARE of the budget), then again after every epoch, keeping the evaluation and saving at
+the end inside the budget. From the first step on, before a plan exists as after it, the loop stops
+as soon as one more step would leave less than the end's reserve: steps that slow down between two
+plans (another process takes the cores), or that are slow from the start (large images), end the
+run early instead of late.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-CALIBRATION_STEPS = 20  # steps timed before the first plan (a few seconds on a CPU)
+CALIBRATION_STEPS = 20  # steps timed before the first plan (a few seconds on a CPU)...
+CALIBRATION_SHARE = 0.03  # ...or fewer, once they have taken this share of the budget (slow steps)
 FINISH_SECONDS = 5.0  # reserved for the final evaluation's overheads: loading, plotting, writing
 
 
@@ -28,23 +31,38 @@ class BudgetClock:
     final_seconds: float  # time of the final evaluation on every held-out image (estimated)
 
 
+def calibrated(steps_timed: int, seconds_timed: float, budget: float) -> bool:
+    """Whether the steps timed so far are enough for a first plan: CALIBRATION_STEPS of them, or at
+    least one once they have taken CALIBRATION_SHARE of the `budget` (all in seconds)."""
+    if steps_timed < 1:
+        return False
+    return steps_timed >= CALIBRATION_STEPS or seconds_timed >= CALIBRATION_SHARE * budget
+
+
 def end_reserve(clock: BudgetClock) -> float:
     """Seconds kept for the end of the run: the last validation, the final evaluation, saving."""
     return clock.validation_seconds + clock.final_seconds + FINISH_SECONDS
+
+
+def past_deadline(clock: BudgetClock, next_step_seconds: float) -> bool:
+    """Whether one more step of `next_step_seconds` would eat into the end's reserve."""
+    return clock.elapsed + next_step_seconds + end_reserve(clock) >= clock.budget
 
 
 def plan_total_steps(clock: BudgetClock, steps_done: int, steps_per_epoch: int) -> int:
     """The total step count that spends the rest of the budget.
 
     Each epoch of steps_per_epoch steps also pays one validation, and the end pays the whole
-    validation of the last, usually partial, epoch, the final evaluation and FINISH_SECONDS.
-    Never fewer than steps_done + 1.
+    validation of the last, usually partial, epoch, the final evaluation and FINISH_SECONDS. One
+    step is kept in hand, so that a last step a little slower than the mean does not trip
+    `past_deadline` and end the run a step short of its plan. Never fewer than steps_done + 1.
     """
-    remaining = clock.budget - clock.elapsed - end_reserve(clock)
+    remaining = clock.budget - clock.elapsed - end_reserve(clock) - clock.step_seconds
     per_step = clock.step_seconds + clock.validation_seconds / steps_per_epoch
     return max(steps_done + 1, steps_done + math.floor(max(0.0, remaining) / per_step))
 
 
-def estimate_validation_seconds(val_images: int, batch_size: int, step_seconds: float) -> float:
-    """Before the first validation is timed: a forward pass costs about a third of a training step."""
-    return val_images / batch_size * step_seconds / 3.0
+def estimate_validation_seconds(val_images: int, step_seconds: float, images_per_step: int) -> float:
+    """Before the first validation is timed: a forward pass costs about a third of a training step,
+    image for image (whatever the validation's batch size)."""
+    return val_images * step_seconds / images_per_step / 3.0

@@ -23,16 +23,16 @@ from foveal.runtime import autocast_for
 from foveal.saved import ModelInfo, load_model, save_model
 from foveal.training.batches import Augmentation, EpochBatches, epoch_loader
 from foveal.training.budget import (
-    CALIBRATION_STEPS,
     BudgetClock,
-    end_reserve,
+    calibrated,
     estimate_validation_seconds,
+    past_deadline,
     plan_total_steps,
 )
 from foveal.training.ema import make_ema
 from foveal.training.progress import EpochBar, say
 from foveal.training.records import append_event, write_results
-from foveal.training.schedule import StepPlan, build_optimizer, warmup_cosine
+from foveal.training.schedule import StepPlan, build_optimizer, lr_schedule
 from foveal.training.setup import RunSetup, config_of_run, prepare_run
 from foveal.training.state import Progress, latest_checkpoint, restore_rng, save_checkpoint
 from foveal.training.step import train_step
@@ -83,7 +83,6 @@ class _Trainer:
     step_seconds: float = 0.0  # time spent in training steps by this process
     steps_timed: int = 0
     validation_seconds: float = 0.0  # the last validation pass's duration
-    end_reserve: float = 0.0  # seconds a budgeted run keeps for its end (budget.end_reserve)
     resumed: bool = False
 
     def model_to_keep(self, model: nn.Module) -> nn.Module:
@@ -153,14 +152,12 @@ def train(
 def _build_trainer(run: RunSetup, started: float, clock: Clock) -> _Trainer:
     config = run.config
     steps_per_epoch = _steps_per_epoch(run)
-    optimizer = build_optimizer(
-        run.model, config.optim.optimizer, config.optim.peak_lr, config.optim.weight_decay
-    )
+    optimizer = build_optimizer(run.model, config.optim)
     # With a time budget the total is provisional until the step time is measured (budget.py).
     plan = StepPlan(
         steps_per_epoch * config.optim.epochs, round(config.optim.warmup_epochs * steps_per_epoch)
     )
-    scheduler = warmup_cosine(optimizer, plan, config.optim.min_lr_ratio)
+    scheduler = lr_schedule(optimizer, plan, config.optim)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.optim.label_smoothing)
     ema = make_ema(run.model, config.optim.ema_decay)
     return _Trainer(optimizer, scheduler, criterion, Progress(), plan, ema, clock(), started, clock)
@@ -231,23 +228,12 @@ def _run_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
         bar.update(result.loss, result.correct / len(targets))
         progress.global_step += 1
         now = trainer.clock()
-        trainer.step_seconds += now - last  # loader, augmentation and step: what the budget pays
+        step_seconds = now - last  # loader, augmentation and step: what the budget pays
+        trainer.step_seconds += step_seconds
         trainer.steps_timed += 1
         last = now
-        if config.optim.time_budget:
-            calibrated = trainer.steps_timed >= CALIBRATION_STEPS
-            if not progress.planned_steps and calibrated:
-                _replan(run, trainer)
-            if progress.planned_steps and progress.global_step >= progress.planned_steps:
-                break  # the budget is spent: this epoch ends early
-            if progress.planned_steps and not trainer.resumed and _past_deadline(run, trainer, now):
-                append_event(
-                    run.run_dir,
-                    f"steps ran slower than planned: stopped at step {progress.global_step} of "
-                    f"{progress.planned_steps} to keep the deadline",
-                )
-                progress.planned_steps = progress.global_step
-                break
+        if config.optim.time_budget and _budget_ends_epoch(run, trainer, step_seconds):
+            break  # this epoch ends early; _end_epoch still validates and saves it
         if progress.step < len(batches) and _checkpoint_due(config, trainer):
             now = trainer.clock()
             progress.epoch_seconds += now - epoch_clock
@@ -263,6 +249,7 @@ def _augmentation(run: RunSetup) -> Augmentation:
     return Augmentation(
         padding=config.augment.crop_padding if config.augment.crop_padding is not None else size // 8,
         flip=run.data.flip_safe if config.augment.hflip is None else config.augment.hflip,
+        alternate_flips=config.augment.alternate_flips,
         auto_augment=config.augment.auto_augment,
         erase=config.augment.random_erase,
         mixup_alpha=config.augment.mixup_alpha,
@@ -378,26 +365,50 @@ def _end_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
     _checkpoint(run, trainer)
 
 
+def _budget_ends_epoch(run: RunSetup, trainer: _Trainer, last_step_seconds: float) -> bool:
+    """After a step under a time budget: make the first plan once calibrated, and say whether the
+    epoch must end here because the plan is done or one more step would overrun the deadline."""
+    progress, budget = trainer.progress, run.config.optim.time_budget
+    if not progress.planned_steps and calibrated(trainer.steps_timed, trainer.step_seconds, budget):
+        _replan(run, trainer)
+    if progress.planned_steps and progress.global_step >= progress.planned_steps:
+        return True  # the budget is spent
+    if trainer.resumed and progress.planned_steps:
+        return False  # a resumed run keeps the plan it had, so that it ends as if never stopped
+    # Before the first plan too: a few slow steps (large images) or a long data load can use up the
+    # budget before calibration ends. The next step is taken to last as long as the last one.
+    if not past_deadline(_budget_clock(run, trainer), last_step_seconds):
+        return False
+    planned = f"of {progress.planned_steps}" if progress.planned_steps else "(before the first plan)"
+    append_event(
+        run.run_dir,
+        f"steps ran slower than planned: stopped at step {progress.global_step} {planned} to keep "
+        "the deadline",
+    )
+    progress.planned_steps = progress.global_step
+    return True
+
+
 def _replan(run: RunSetup, trainer: _Trainer) -> None:
     """Set the run's total step count so that it ends, evaluated and saved, when the budget does."""
-    config, progress = run.config, trainer.progress
-    step_seconds = trainer.step_seconds / trainer.steps_timed
-    val_images = len(run.data.val)
-    epoch_val_images = min(val_images, config.epoch_val_limit or val_images)
-    validation = trainer.validation_seconds or estimate_validation_seconds(
-        epoch_val_images, config.run.eval_batch_size, step_seconds
-    )
-    final = validation * val_images / epoch_val_images  # the final evaluation reads every image
-    elapsed = trainer.clock() - trainer.started
-    clock = BudgetClock(config.optim.time_budget, elapsed, step_seconds, validation, final)
-    trainer.end_reserve = end_reserve(clock)
+    progress = trainer.progress
+    clock = _budget_clock(run, trainer)
     progress.planned_steps = plan_total_steps(clock, progress.global_step, _steps_per_epoch(run))
     _apply_plan(run, trainer)
 
 
-def _past_deadline(run: RunSetup, trainer: _Trainer, now: float) -> bool:
-    """Whether only the end's reserve is left of the budget (a resumed run keeps its plan instead)."""
-    return now - trainer.started + trainer.end_reserve >= run.config.optim.time_budget
+def _budget_clock(run: RunSetup, trainer: _Trainer) -> BudgetClock:
+    """The budget and the times measured so far (validation estimated until one is timed)."""
+    config = run.config
+    step_seconds = trainer.step_seconds / max(1, trainer.steps_timed)
+    val_images = len(run.data.val)
+    epoch_val_images = min(val_images, config.epoch_val_limit or val_images)
+    validation = trainer.validation_seconds or estimate_validation_seconds(
+        epoch_val_images, step_seconds, config.optim.batch_size
+    )
+    final = validation * val_images / epoch_val_images  # the final evaluation reads every image
+    elapsed = trainer.clock() - trainer.started
+    return BudgetClock(config.optim.time_budget, elapsed, step_seconds, validation, final)
 
 
 def _apply_plan(run: RunSetup, trainer: _Trainer) -> None:

@@ -6,6 +6,11 @@ so the recipe estimates it (the budget, this device's measured matmul speed, the
 and each model's FLOPs) and takes the largest model of BUDGET_LADDER that still gets enough
 passes. Each choice is measured in docs/benchmarks.md ("Recipe ablation").
 
+Large images come first: when even the cheapest model would get fewer than MIN_BUDGET_PASSES over
+the data at its own size, or too many tokens for quadratic attention, the budget trains at a lower
+resolution (`budget_img_size`), decided before the images are decoded. The batch is then bounded by
+the memory one step's activations take (training/footprint.py).
+
 Only options left as None are filled in, and the resolved config is what the run folder records,
 so a resumed run never re-decides.
 """
@@ -19,8 +24,10 @@ import torch
 
 from foveal import runtime
 from foveal.config import TrainConfig
-from foveal.models import create_model
+from foveal.data.sources import count_folder_images
+from foveal.models import CNNConfig, create_model, model_config
 from foveal.models.flops import forward_flops
+from foveal.training.footprint import largest_batch_in_memory
 
 EPOCH_DEFAULTS: dict[str, Any] = {
     "model": "foveal-small",
@@ -51,6 +58,15 @@ BUDGET_LADDER: tuple[Rung, ...] = (
 MATMUL_EFFICIENCY = 0.5  # share of the measured matmul rate a training step reaches (measured: 0.45-0.6)
 BUDGET_WARMUP_EPOCHS = 0.3  # warmup under a budget (and at most a fifth of the steps, see loop._apply_plan)
 STEPS_PER_EPOCH_MIN = 20  # small data sets get a smaller batch, so that an epoch has this many steps
+MIN_BUDGET_PASSES = 3.0  # a budget that buys fewer passes at the data's size trains at a lower one
+MIN_BUDGET_IMG_SIZE = 32  # px: a budget never lowers the resolution below CIFAR-10's, the ladder's
+MAX_BUDGET_TOKENS = 1024  # tokens per image under a budget (foveal-nano's 32x32 grid, at 128 px):
+# attention's cost grows with their square
+
+
+# Nesterov SGD's peak lr at batch 256, scaled linearly with the batch: measured with the hybrid and
+# airbench models on CIFAR-10 (docs/benchmarks.md, issue #12 ablation), not tuned further.
+SGD_LR, SGD_LR_BATCH = 0.2, 256
 
 
 def resolve_recipe(
@@ -59,24 +75,35 @@ def resolve_recipe(
     """`config` with every option left as None set: by the budget ladder under a time budget, else to
     EPOCH_DEFAULTS. Options the user set are kept as they are."""
     if config.optim.time_budget:
-        choices = budget_choices(config.optim.time_budget, train_images, device, img_size, num_classes)
+        choices = budget_choices(
+            config.optim.time_budget, train_images, device, img_size, num_classes, model=config.model.preset
+        )
     else:
         choices = EPOCH_DEFAULTS
     given = config.flat()
+    if config.optim.optimizer == "sgd":  # the ladder's rates are AdamW's; SGD's is ~50x higher
+        batch_size = given["batch_size"] or choices["batch_size"]
+        choices = {**choices, "lr": SGD_LR * batch_size / SGD_LR_BATCH}
     return config.replace(**{k: v for k, v in choices.items() if given[k] is None})
 
 
 def budget_choices(
-    budget_seconds: float, train_images: int, device: torch.device, img_size: int, num_classes: int
+    budget_seconds: float,
+    train_images: int,
+    device: torch.device,
+    img_size: int,
+    num_classes: int,
+    *,
+    model: str | None = None,
 ) -> dict[str, Any]:
     """Model, batch size, learning rate, warmup and EMA for a `budget_seconds` run on this device.
 
-    The weight EMA is off: within budgets of a few epochs the cosine decay to 1% of the peak already
-    settles the weights, and the EMA measured no better (docs/benchmarks.md).
+    The batch is bounded by this machine's free memory for the model trained: `model` when the
+    user chose one, else the ladder's choice. The weight EMA is off: within budgets of a few epochs
+    the cosine decay to 1% of the peak already settles the weights, and the EMA measured no better
+    (docs/benchmarks.md).
     """
-    affordable = (
-        budget_seconds * runtime.matmul_gflops(device, size=1024) * MATMUL_EFFICIENCY / train_images
-    )  # GFLOP/image
+    affordable = affordable_gflops_per_image(budget_seconds, train_images, device)
     rung = BUDGET_LADDER[0]
     for candidate in BUDGET_LADDER[1:]:
         if (
@@ -87,6 +114,9 @@ def budget_choices(
     batch_size = rung.batch_size
     while batch_size > 16 and train_images / batch_size < STEPS_PER_EPOCH_MIN:
         batch_size //= 2
+    in_memory = largest_batch_in_memory(model or rung.model, img_size, num_classes, device)
+    while in_memory is not None and batch_size > 1 and batch_size > in_memory:
+        batch_size //= 2
     return {
         "model": rung.model,
         "batch_size": batch_size,
@@ -96,6 +126,59 @@ def budget_choices(
     }
 
 
+def fit_img_size_to_budget(config: TrainConfig, native: int, device: torch.device) -> int:
+    """The side a run trains at when the user gave none: the data's `native` one, or under a time
+    budget whatever `budget_img_size` lowers it to. A folder's images are counted, not decoded."""
+    if not config.optim.time_budget or native <= MIN_BUDGET_IMG_SIZE:
+        return native  # (built-in data sets are never larger: nothing to count)
+    train_images, num_classes = count_folder_images(config.data.source, config.data.val_fraction)
+    return budget_img_size(
+        config.optim.time_budget, train_images, device, native, num_classes, model=config.model.preset
+    )
+
+
+def budget_img_size(
+    budget_seconds: float,
+    train_images: int,
+    device: torch.device,
+    native: int,
+    num_classes: int,
+    *,
+    model: str | None = None,
+) -> int:
+    """The image side (px) a `budget_seconds` run trains at: `native`, halved (to a multiple of 8)
+    while `model` (default: the ladder's cheapest) would get fewer than MIN_BUDGET_PASSES passes over
+    `train_images` images, or more than MAX_BUDGET_TOKENS tokens, at it; never below
+    MIN_BUDGET_IMG_SIZE (nor above `native`)."""
+    model = model or BUDGET_LADDER[0].model
+    affordable = affordable_gflops_per_image(budget_seconds, train_images, device)
+
+    def fits(size: int) -> bool:
+        if tokens_per_image(model, size) > MAX_BUDGET_TOKENS:
+            return False
+        return affordable / train_gflops_per_image(model, size, num_classes) >= MIN_BUDGET_PASSES
+
+    size = native
+    while size > MIN_BUDGET_IMG_SIZE and not fits(size):
+        size = max(MIN_BUDGET_IMG_SIZE, round(size / 16) * 8)
+    return size
+
+
+def affordable_gflops_per_image(budget_seconds: float, train_images: int, device: torch.device) -> float:
+    """GFLOPs the budget buys for each training image: this device's measured matmul rate at
+    MATMUL_EFFICIENCY, over the whole budget, shared by the images."""
+    return budget_seconds * runtime.matmul_gflops(device, size=1024) * MATMUL_EFFICIENCY / train_images
+
+
 def train_gflops_per_image(model: str, img_size: int, num_classes: int) -> float:
     """GFLOPs of one training image: the forward pass, times 3 for the backward."""
     return 3 * forward_flops(create_model(model, num_classes=num_classes, img_size=img_size), img_size) / 1e9
+
+
+def tokens_per_image(model: str, img_size: int) -> int:
+    """Tokens attention sees per image of side `img_size` (0 for a CNN: it has no attention)."""
+    arch = model_config(model, img_size=img_size)
+    if isinstance(arch, CNNConfig):
+        return 0
+    h, w = arch.grid_size
+    return h * w

@@ -1,4 +1,5 @@
-"""Learning-rate schedule: linear warmup, then cosine decay (Loshchilov & Hutter 2017), per step."""
+"""The optimizer and its learning-rate schedule: linear warmup, then cosine (Loshchilov & Hutter 2017)
+or linear decay, per step."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import math
 from dataclasses import dataclass
 
 import torch
+
+from foveal.config import OptimConfig
 
 
 @dataclass
@@ -20,35 +23,53 @@ class StepPlan:
     warmup_steps: int
 
 
-def warmup_cosine(
-    optimizer: torch.optim.Optimizer, plan: StepPlan, min_ratio: float
+def lr_schedule(
+    optimizer: torch.optim.Optimizer, plan: StepPlan, optim: OptimConfig
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """A LambdaLR scaling each group's lr by the warmup-cosine factor of the step count."""
+    """A LambdaLR scaling each group's lr, per step: linear warmup, then the configured decay.
+
+    "cosine" ends at optim.min_lr_ratio; "linear" ends at zero, the shape that wins for a fixed
+    budget in the fastest CIFAR-10 recipes (Jordan 2024).
+    """
 
     def factor(step: int) -> float:
         if step < plan.warmup_steps:
             return (step + 1) / plan.warmup_steps
         span = max(1, plan.total_steps - plan.warmup_steps)
         progress = min(1.0, (step - plan.warmup_steps) / span)
-        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        if optim.lr_decay == "linear":
+            return 1.0 - progress
+        low = optim.min_lr_ratio
+        return low + (1.0 - low) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def build_optimizer(
-    model: torch.nn.Module, name: str, lr: float, weight_decay: float
-) -> torch.optim.Optimizer:
-    """AdamW (or Adam) with no weight decay on biases, norms and positional tables (1-D or tiny params)."""
+DEFAULT_WEIGHT_DECAY = {"adamw": 0.05, "adam": 0.0, "sgd": 5e-4}  # when --weight-decay is not given
+SGD_MOMENTUM = 0.9
+
+
+def build_optimizer(model: torch.nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
+    """The configured optimizer at optim.peak_lr, with no weight decay on biases, norms and positional
+    tables (1-D or tiny params).
+
+    adamw decays decoupled from the gradient (Loshchilov & Hutter 2019); sgd (Nesterov) as L2 in the
+    gradient, as the CNN recipes it comes from do; adam does not decay.
+    """
     decay, no_decay = [], []
     for param_name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         skip = param.ndim <= 1 or "pos_embed" in param_name or "cls_token" in param_name
         (no_decay if skip else decay).append(param)
+    weight_decay = DEFAULT_WEIGHT_DECAY[optim.optimizer] if optim.weight_decay is None else optim.weight_decay
     groups = [
-        {"params": decay, "weight_decay": weight_decay if name == "adamw" else 0.0},
+        {"params": decay, "weight_decay": weight_decay if optim.optimizer != "adam" else 0.0},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    if name == "adam":
+    lr = optim.peak_lr
+    if optim.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=SGD_MOMENTUM, nesterov=True)
+    if optim.optimizer == "adam":
         return torch.optim.Adam(groups, lr=lr)
     return torch.optim.AdamW(groups, lr=lr)

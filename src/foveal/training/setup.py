@@ -21,7 +21,7 @@ from foveal.runs import RunRecord, next_run_dir
 from foveal.runtime import resolve_device, seed_everything, set_threads, to_fast_layout
 from foveal.saved import ModelInfo
 from foveal.training.progress import say
-from foveal.training.recipe import resolve_recipe
+from foveal.training.recipe import fit_img_size_to_budget, resolve_recipe
 from foveal.training.records import write_skipped
 
 
@@ -47,7 +47,9 @@ def prepare_run(config: TrainConfig, quiet: bool, run_dir: Path | None = None) -
     threads = set_threads(config.run.threads)
     device = resolve_device(config.run.device)
     seed_everything(config.run.seed)
-    img_size = config.data.img_size or default_img_size(config.data.source)
+    native = config.data.img_size or default_img_size(config.data.source)
+    img_size = config.data.img_size or fit_img_size_to_budget(config, native, device)
+    config = config.replace(img_size=img_size)  # recorded: a resumed run decodes at this size again
     overrides = {} if config.model.drop_path_rate is None else {"drop_path_rate": config.model.drop_path_rate}
     started = time.perf_counter()
     data = load_training_data(
@@ -64,8 +66,7 @@ def prepare_run(config: TrainConfig, quiet: bool, run_dir: Path | None = None) -
     arch = model_config(config.model.preset, num_classes=len(data.classes), img_size=img_size, **overrides)
     model = build_model(arch).to(device)
     mean, std = channel_stats(data.train)
-    views = "flip" if config.augment.tta_flip else "none"
-    preprocessing = Preprocessing(img_size, mean, std, test_time_views=views)
+    preprocessing = Preprocessing(img_size, mean, std, test_time_views=config.augment.test_time_views)
     if run_dir is None:  # a resumed run loads its weights from its checkpoint instead
         init_from_data(model, data.train.images, preprocessing.normalize)
     model = to_fast_layout(model)
@@ -92,9 +93,14 @@ def prepare_run(config: TrainConfig, quiet: bool, run_dir: Path | None = None) -
         _write_records(run_dir, record, data, quiet)
     else:
         _check_same_data(run_dir, record)
+    lowered = (
+        f" (lowered from {native}px to fit the {config.optim.time_budget:g} s budget; --img-size sets it)"
+        if img_size != native
+        else ""
+    )
     say(
-        f"model: {config.model.preset} ({params / 1e6:.2f}M parameters) at {img_size}px on {device} "
-        f"({threads} threads); run folder {run_dir}",
+        f"model: {config.model.preset} ({params / 1e6:.2f}M parameters) at {img_size}px{lowered} on "
+        f"{device} ({threads} threads); run folder {run_dir}",
         quiet,
     )
     return RunSetup(config, data, model, info, device, run_dir, data_seconds)
@@ -131,5 +137,11 @@ def _check_same_data(run_dir: Path, record: dict) -> None:
 
 
 def config_of_run(run_dir: str | Path) -> tuple[TrainConfig, Path]:
-    """The TrainConfig a run folder was started with, for resuming it."""
-    return RunRecord.read(run_dir, "resumed").train_config, Path(run_dir)
+    """The TrainConfig a run folder was started with, for resuming it, at the image size it trained at
+    (runs of Foveal 0.1.0 record it only with their preprocessing)."""
+    record = RunRecord.read(run_dir, "resumed")
+    config = record.train_config
+    recorded_size = record.config.get("preprocessing", {}).get("img_size")
+    if config.data.img_size is None and recorded_size is not None:
+        config = config.replace(img_size=recorded_size)
+    return config, Path(run_dir)

@@ -1,0 +1,78 @@
+"""The hybrid family's convolutional trunk, after Keller Jordan's airbench CIFAR-10 speed runs (2024):
+a frozen whitening stem, then conv groups with batch norm, each halving the grid.
+
+    images (B, C, H, W) -> stem (B, 2 * pairs, H / s, W / s) -> groups -> (B, widths[-1], h, w)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from foveal.models.config import HybridConfig
+
+BATCH_NORM_MOMENTUM = 0.4  # torch's convention; airbench's: running statistics keep up within a few epochs
+
+
+class ScaleFreeBatchNorm(nn.BatchNorm2d):
+    """Batch norm with its scale fixed at 1 and only its shift learned, as in airbench."""
+
+    def __init__(self, *, num_features: int) -> None:
+        super().__init__(num_features, momentum=BATCH_NORM_MOMENTUM)
+        self.weight.requires_grad_(False)
+
+
+class WhiteningStem(nn.Module):
+    """A stem_kernel x stem_kernel conv of stride `stem_stride`, its filters set to whitening filters of
+    the training images by models/whitening.py and then frozen (with `stem_whitened`); its bias learns.
+
+    At stride 1 (images near 32 px) the 2x2 conv is padded on the right and bottom so the grid keeps its
+    size; at stride s > 1 it reads non-overlapping s x s patches (a strided stem for large images).
+    """
+
+    def __init__(self, *, config: HybridConfig) -> None:
+        super().__init__()
+        k, s = config.stem_kernel, config.stem_stride
+        # (left, right, top, bottom): keeps H x W at stride 1; above it, H / s is floored
+        self.pad = nn.ZeroPad2d((0, k - 1, 0, k - 1)) if s == 1 else nn.Identity()
+        self.conv = nn.Conv2d(config.in_chans, config.stem_channels, k, stride=s, bias=True)
+        self.act = nn.GELU()
+        if config.stem_whitened:
+            self.conv.weight.requires_grad_(False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.act(self.conv(self.pad(images)))  # (B, stem_channels, H / s, W / s)
+
+
+class ConvGroup(nn.Module):
+    """conv3x3 -> 2x2 max-pool -> BN -> GELU -> conv3x3 -> BN -> GELU: airbench's group. The first conv
+    runs before the pool, at the full resolution of its input; the output has half its height and width."""
+
+    def __init__(self, *, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)  # the norm's shift is the bias
+        self.pool = nn.MaxPool2d(2)
+        self.norm1 = ScaleFreeBatchNorm(num_features=c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.norm2 = ScaleFreeBatchNorm(num_features=c_out)
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.norm1(self.pool(self.conv1(x))))  # (B, c_out, H/2, W/2)
+        return self.act(self.norm2(self.conv2(x)))
+
+
+class ConvTrunk(nn.Module):
+    """The whitening stem, then one ConvGroup per entry of `widths`: (B, C, H, W) -> (B, widths[-1], h, w)
+    with (h, w) = config.grid_size for an img_size input (models/config.py: hybrid_grid)."""
+
+    def __init__(self, *, config: HybridConfig) -> None:
+        super().__init__()
+        self.stem = WhiteningStem(config=config)
+        c_ins = (config.stem_channels,) + config.widths[:-1]
+        self.groups = nn.Sequential(
+            *(ConvGroup(c_in=c_in, c_out=c_out) for c_in, c_out in zip(c_ins, config.widths))
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.groups(self.stem(images))
