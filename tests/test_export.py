@@ -43,7 +43,10 @@ def test_a_bundle_describes_itself_and_predicts_like_the_run(
     config = json.loads((bundle / "config.json").read_text())
     assert config["id2label"] == {"0": "circle", "1": "square", "2": "triangle"}
     assert config["label2id"] == {"circle": 0, "square": 1, "triangle": 2}
-    assert config["preprocessing"]["test_time_views"] == "flip-shift" and config["preprocessing"]["img_size"] == 16
+    assert (
+        config["preprocessing"]["test_time_views"] == "flip-shift"
+        and config["preprocessing"]["img_size"] == 16
+    )
     assert config["architecture"]["family"] == "attention" and config["num_labels"] == 3
     metrics = json.loads((run / "metrics.json").read_text())
     assert config["evaluation"]["top1"] == metrics["top1"]

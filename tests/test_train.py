@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 import foveal
 from foveal.data.preprocess import Preprocessing
 from foveal.errors import ConfigError, ModelFileError
+from foveal.runs import RunRecord
 from foveal.runtime import to_fast_layout
 from foveal.saved import ModelInfo, load_model, save_model
 from foveal.training import make_train_config, train, train_step
@@ -71,6 +72,17 @@ def test_a_run_writes_weights_records_and_pictures(class_folder: Path, tiny_trai
     assert 0.0 <= result.best_top1 <= 1.0 and result.metrics.num_samples == 3  # 10% of 12 per class
     again = train(data=str(class_folder), quiet=True, **tiny_train_options)
     assert again.run_dir.name == "train2"
+
+
+def test_a_relative_data_path_is_recorded_absolute(
+    class_folder: Path, tiny_train_options: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(class_folder.parent)
+    run = train(data=class_folder.name, quiet=True, **tiny_train_options).run_dir
+    recorded = json.loads((run / "config.json").read_text())["train"]["data"]["source"]
+    assert recorded == str(class_folder.resolve())
+    monkeypatch.chdir(run)  # a later command (report, export, bench), elsewhere, finds the images
+    assert len(RunRecord.read(run).load_data("the test").val) == 3
 
 
 def test_save_then_load_gives_identical_logits(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from torch import nn
 
 from foveal.config import TrainConfig
 from foveal.data.preprocess import Preprocessing, channel_stats
-from foveal.data.sources import DataSplits, default_img_size, load_training_data
+from foveal.data.sources import BUILTINS, DataSplits, default_img_size, load_training_data
 from foveal.errors import FovealError
 from foveal.io import atomic_write_json
 from foveal.models import build_model, config_to_dict, model_config
@@ -47,6 +47,10 @@ def prepare_run(config: TrainConfig, quiet: bool, run_dir: Path | None = None) -
     threads = set_threads(config.run.threads)
     device = resolve_device(config.run.device)
     seed_everything(config.run.seed)
+    if run_dir is None and config.data.source not in BUILTINS and Path(config.data.source).exists():
+        # Recorded absolute, so that the run's later commands (report, export, bench) find its
+        # held-out images from any folder.
+        config = config.replace(data=str(Path(config.data.source).resolve()))
     native = config.data.img_size or default_img_size(config.data.source)
     img_size = config.data.img_size or fit_img_size_to_budget(config, native, device)
     config = config.replace(img_size=img_size)  # recorded: a resumed run decodes at this size again
