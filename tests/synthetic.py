@@ -42,14 +42,17 @@ def png_claiming_size(width: int, height: int) -> bytes:
     return bytes(data)
 
 
-def tiny_cnn_run(folder: Path) -> Path:
-    """The run folder of a 1-epoch cnn-resnet8 trained on a synthetic class folder made in `folder`:
-    a model without attention layers, for the exporter's refusals and logits-only graph."""
+def tiny_run(
+    folder: Path, model: str, *, per_class: int, epochs: int = 1, **options: object
+) -> tuple[Path, Path]:
+    """(run folder, data folder): `model` trained for `epochs` at 16 px, batch 8, on a synthetic class
+    folder of `per_class` images a class made in `folder` (folder/shapes, runs in folder/runs);
+    `options` are further training options (e.g. tta_flip=True)."""
     import foveal  # here, so that building images does not import torch
 
-    data = make_class_folder(folder / "shapes", per_class=4)
+    data = make_class_folder(folder / "shapes", per_class=per_class)
     result = foveal.train(
-        data=str(data), model="cnn-resnet8", epochs=1, batch_size=8, img_size=16, out=str(folder / "runs"),
-        threads=2, report=False, quiet=True,
+        data=str(data), model=model, epochs=epochs, batch_size=8, img_size=16, out=str(folder / "runs"),
+        threads=2, report=False, quiet=True, **options,
     )  # fmt: skip
-    return result.run_dir
+    return result.run_dir, data

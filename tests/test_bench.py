@@ -16,15 +16,9 @@ QUICK = ("--samples", "12", "--warmup", "2", "--batches", "2", "--batch-size", "
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from synthetic import make_class_folder
+    from synthetic import tiny_run
 
-    base = tmp_path_factory.mktemp("bench")
-    data = make_class_folder(base / "shapes", per_class=6)
-    result = foveal.train(
-        data=str(data), model="foveal-tiny", epochs=1, batch_size=8, img_size=16, out=str(base / "runs"),
-        threads=2, report=False, quiet=True, tta_flip=True,
-    )  # fmt: skip
-    return result.run_dir
+    return tiny_run(tmp_path_factory.mktemp("bench"), "foveal-tiny", per_class=6, tta_flip=True)[0]
 
 
 def check_figures(result: dict) -> None:

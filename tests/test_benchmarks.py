@@ -17,13 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10"
 
 
-def run_benchmark(*args: str) -> subprocess.CompletedProcess:
+def run_script(script: str, *args: str) -> subprocess.CompletedProcess:
+    """`python benchmarks/SCRIPT ARGS` from the repository root, its output captured."""
     return subprocess.run(
-        [sys.executable, "benchmarks/train_time.py", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        [sys.executable, f"benchmarks/{script}", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
     )
 
 
@@ -40,7 +37,7 @@ def check_record(path: Path) -> dict:
 
 @pytest.mark.slow
 def test_quick_digits_benchmark(tmp_path: Path) -> None:
-    done = run_benchmark("digits", "--quick", "--name", "quick_digits", "--out", str(tmp_path))
+    done = run_script("train_time.py", "digits", "--quick", "--name", "quick_digits", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     check_record(tmp_path / "quick_digits.json")
 
@@ -48,20 +45,16 @@ def test_quick_digits_benchmark(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not CIFAR.is_dir(), reason="needs ../shared/data/cifar10")
 def test_quick_cifar10_benchmark(tmp_path: Path) -> None:
-    done = run_benchmark(str(CIFAR), "--quick", "--name", "quick_cifar10", "--out", str(tmp_path))
+    done = run_script(
+        "train_time.py", str(CIFAR), "--quick", "--name", "quick_cifar10", "--out", str(tmp_path)
+    )
     assert done.returncode == 0, done.stderr
     record = check_record(tmp_path / "quick_cifar10.json")
     assert record["img_size"] == 32
 
 
 def test_quick_throughput_benchmark(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "benchmarks/throughput.py", "--quick", "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_script("throughput.py", "--quick", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     (row,) = json.loads((tmp_path / "throughput.json").read_text())["rows"]
     assert row["images_per_second"] > 0 and 0 < row["mfu_vs_cpu_peak"] < 1
@@ -70,22 +63,10 @@ def test_quick_throughput_benchmark(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not CIFAR.is_dir(), reason="needs ../shared/data/cifar10")
 def test_quick_loader_benchmark(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "benchmarks/loader.py", str(CIFAR), "--quick", "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_script("loader.py", str(CIFAR), "--quick", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     record = json.loads((tmp_path / "quick_loader.json").read_text())
     assert record["loader_images_per_second"] > record["step_images_per_second"] > 0
-
-
-def run_script(script: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, f"benchmarks/{script}", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
 
 
 @pytest.mark.slow
@@ -127,10 +108,7 @@ def test_quick_mapped_data_benchmark(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_quick_export_benchmark(tmp_path: Path) -> None:
-    command = [sys.executable, "benchmarks/export_onnx.py", "--quick", "--name", "quick_export"]
-    done = subprocess.run(
-        [*command, "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
+    done = run_script("export_onnx.py", "--quick", "--name", "quick_export", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     record = json.loads((tmp_path / "quick_export.json").read_text())
     assert record["parity"]["top1_agreement"] == 1.0 and record["parity"]["batch_sizes"] == [1, 7, 64]
@@ -141,10 +119,7 @@ def test_quick_export_benchmark(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_quick_int8_benchmark(tmp_path: Path) -> None:
-    command = [sys.executable, "benchmarks/int8.py", "--quick", "--name", "quick_int8"]
-    done = subprocess.run(
-        [*command, "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
+    done = run_script("int8.py", "--quick", "--name", "quick_int8", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     (row,) = json.loads((tmp_path / "quick_int8.json").read_text())["presets"]
     for check in (row["int8"], row["with_conv"]):

@@ -18,15 +18,9 @@ from foveal.errors import FovealError
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from synthetic import make_class_folder
+    from synthetic import tiny_run
 
-    base = tmp_path_factory.mktemp("export")
-    data = make_class_folder(base / "shapes", per_class=8)
-    result = foveal.train(
-        data=str(data), model="foveal-tiny", epochs=2, batch_size=8, img_size=16, out=str(base / "runs"),
-        threads=2, report=False, quiet=True, tta_shift=True,
-    )  # fmt: skip
-    return result.run_dir, data
+    return tiny_run(tmp_path_factory.mktemp("export"), "foveal-tiny", per_class=8, epochs=2, tta_shift=True)
 
 
 def front_matter(card: str) -> dict:
@@ -182,9 +176,9 @@ def test_onnx_parity_that_fails_keeps_no_onnx_file_and_says_why(
 
 
 def test_a_cnn_exports_to_onnx_with_logits_only(tmp_path: Path) -> None:
-    from synthetic import tiny_cnn_run
+    from synthetic import tiny_run
 
-    run = tiny_cnn_run(tmp_path)
+    run, _ = tiny_run(tmp_path, "cnn-resnet8", per_class=4)
     bundle = foveal.export(run, format="onnx", parity_images=5)
     parity = json.loads((bundle / "parity.json").read_text())
     assert parity["max_pool_weight_difference"] is None and parity["top1_agreement"] == 1.0

@@ -177,15 +177,9 @@ def test_bad_hybrid_options_fail_loudly() -> None:
 
 @pytest.fixture(scope="module")
 def trained_hybrid(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from synthetic import make_class_folder
+    from synthetic import tiny_run
 
-    base = tmp_path_factory.mktemp("hybrid")
-    data = make_class_folder(base / "shapes", per_class=8)
-    result = foveal.train(
-        data=str(data), model="hybrid-nano", epochs=1, batch_size=8, img_size=16, out=str(base / "runs"),
-        threads=2, report=False, quiet=True,
-    )  # fmt: skip
-    return result.run_dir
+    return tiny_run(tmp_path_factory.mktemp("hybrid"), "hybrid-nano", per_class=8)[0]
 
 
 def test_a_short_training_run_whitens_the_stem_and_keeps_it_frozen(trained_hybrid: Path) -> None:

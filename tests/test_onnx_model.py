@@ -20,18 +20,12 @@ pytest.importorskip("onnxruntime")
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """(run, data, bundle): a tiny flip-view attention model, exported with its rollout map and INT8."""
-    from synthetic import make_class_folder
+    from synthetic import tiny_run
 
     base = tmp_path_factory.mktemp("onnx")
-    data = make_class_folder(base / "shapes", per_class=8)
-    result = foveal.train(
-        data=str(data), model="foveal-tiny", epochs=6, batch_size=8, img_size=16, out=str(base / "runs"),
-        threads=2, report=False, quiet=True, tta_flip=True,
-    )  # fmt: skip
-    bundle = foveal.export(
-        result.run_dir, base / "bundle", format="int8", maps=["rollout"], data=str(data), force=True
-    )
-    return result.run_dir, data, bundle
+    run, data = tiny_run(base, "foveal-tiny", per_class=8, epochs=6, tta_flip=True)
+    bundle = foveal.export(run, base / "bundle", format="int8", maps=["rollout"], data=str(data), force=True)
+    return run, data, bundle
 
 
 def test_predict_and_evaluate_on_model_onnx_give_foveal_s_labels(
@@ -141,9 +135,9 @@ def test_int8_that_loses_too_much_is_refused_with_its_figures(
 
 
 def test_maps_that_a_model_cannot_give_are_refused_before_writing(tmp_path: Path) -> None:
-    from synthetic import tiny_cnn_run
+    from synthetic import tiny_run
 
-    run = tiny_cnn_run(tmp_path)
+    run, _ = tiny_run(tmp_path, "cnn-resnet8", per_class=4)
     done = foveal_cli("export", str(run), "--format", "onnx", "--maps", "rollout")
     assert done.returncode == 1 and "needs attention layers" in done.stderr
     assert not (tmp_path / "runs" / "train-bundle").exists()

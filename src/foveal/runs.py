@@ -55,21 +55,26 @@ class RunRecord:
 
     @property
     def train_config(self) -> TrainConfig:
-        """The training settings the run was started with (either config.json layout)."""
+        """The training settings the run was started with (either config.json layout), at the image
+        size it trained at (runs of Foveal 0.1.0, and runs whose size the data chose before the
+        budget could, record it only with their preprocessing)."""
         try:
-            return TrainConfig.from_dict(self.config["train"])
+            config = TrainConfig.from_dict(self.config["train"])
         except ConfigError as error:
             raise ConfigError(
                 f"{self.run_dir}/config.json has settings this Foveal cannot use: {error}"
             ) from None
+        trained_size = self.config.get("preprocessing", {}).get("img_size")
+        if config.data.img_size is None and trained_size is not None:
+            config = config.replace(img_size=trained_size)
+        return config
 
     def load_data(self, purpose: str) -> DataSplits:
         """The run's images, split as it was (its split.json): for `purpose` (e.g. "the report"),
         which the error names when the data has gone."""
         data = self.train_config.data
         split = self.run_dir / "split.json"
-        img_size = self.config.get("preprocessing", {}).get("img_size") or data.img_size
-        if img_size is None:
+        if data.img_size is None:
             raise FovealError(
                 f"{self.run_dir}/config.json does not record the image size; it cannot be reloaded."
             )
@@ -79,7 +84,7 @@ class RunRecord:
             )
         return load_training_data(
             data.source,
-            int(img_size),
+            data.img_size,
             val_fraction=data.val_fraction,
             split_manifest=split if split.is_file() else data.split_manifest,
             max_pixels=data.max_image_pixels,

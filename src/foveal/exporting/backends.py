@@ -22,7 +22,7 @@ from foveal.data.preprocess import TestTimeViews
 from foveal.errors import FovealError
 from foveal.exporting.graph import output_names, require
 from foveal.exporting.quantize import quantize_int8
-from foveal.exporting.timing import session_options
+from foveal.exporting.timing import cpu_session
 from foveal.exporting.to_onnx import write_onnx
 from foveal.inference import view_logits
 from foveal.onnx_model import INPUT
@@ -135,9 +135,7 @@ def _session_backend(
 ) -> Backend:
     started = time.perf_counter()
     try:
-        session = runtime.InferenceSession(
-            str(path), session_options(runtime, threads), providers=["CPUExecutionProvider"]
-        )
+        session = cpu_session(runtime, path, threads)
     except Exception as error:  # noqa: BLE001  (onnxruntime raises its own kinds; the record needs one line)
         return Backend(name, None, source, error=_one_line(error))
 

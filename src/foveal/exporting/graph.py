@@ -59,6 +59,12 @@ def output_names(classifier: Classifier, maps: Sequence[str] = ()) -> list[str]:
     return ["logits", "pool_weights"][: len(outputs)] + [MAP_OUTPUTS[name] for name in maps]
 
 
+def map_outputs(names: Sequence[str]) -> list[str]:
+    """The extra map outputs (e.g. "rollout") among a graph's output `names`: those after the logits
+    and the pooling weights."""
+    return [name for name in names if name not in ("logits", "pool_weights")]
+
+
 def require(module: str) -> ModuleType:
     """Import an optional export dependency, or say how to install it."""
     try:

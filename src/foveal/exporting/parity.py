@@ -15,7 +15,7 @@ import torch
 
 from foveal.classifier import Classifier
 from foveal.errors import FovealError
-from foveal.exporting.graph import ExportedModel, require
+from foveal.exporting.graph import ExportedModel, map_outputs, require
 from foveal.inference import predict_logits
 from foveal.onnx_model import INPUT
 
@@ -70,7 +70,7 @@ def check_parity(
     session = require("onnxruntime").InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     names = [output.name for output in session.get_outputs()]
     reference = predict_logits(classifier.model, images, classifier.preprocessing, device=classifier.device)
-    maps = _map_outputs(classifier, images, [n for n in names[1:] if n != "pool_weights"])  # name -> (N, h*w)
+    maps = _pytorch_maps(classifier, images, names)  # output name -> (N, h*w)
     logit_gap, map_gaps, agree = 0.0, dict.fromkeys(maps, 0.0), []
     for batch_size in batch_sizes:
         for start in range(0, len(images), batch_size):
@@ -100,15 +100,14 @@ def check_parity(
 
 
 @torch.inference_mode()
-def _map_outputs(
-    classifier: Classifier, images: torch.Tensor, maps: list[str], batch_size: int = 256
+def _pytorch_maps(
+    classifier: Classifier, images: torch.Tensor, names: list[str], batch_size: int = 256
 ) -> dict[str, torch.Tensor]:
-    """PyTorch's map outputs of the images' own view: {"pool_weights": (N, h*w), "rollout": ...},
-    for those the model has (no pooling weights: no "pool_weights")."""
-    exported = ExportedModel(classifier.model, "none", maps).eval()
+    """PyTorch's values of the graph's map outputs (`names` after "logits": "pool_weights" for
+    models with attention pooling, then the extra maps) for the images' own view, each (N, h*w)."""
+    exported = ExportedModel(classifier.model, "none", map_outputs(names)).eval()
     out: list[tuple[torch.Tensor, ...]] = []
     for start in range(0, len(images), batch_size):
         batch = classifier.preprocessing.normalize(images[start : start + batch_size].to(classifier.device))
         out.append(tuple(o.float().cpu() for o in exported(batch)[1:]))
-    names = ["pool_weights"] * (len(out[0]) > len(maps)) + maps
-    return {name: torch.cat([o[i] for o in out]) for i, name in enumerate(names)}
+    return {name: torch.cat([o[i] for o in out]) for i, name in enumerate(names[1:])}

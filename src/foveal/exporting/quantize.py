@@ -28,7 +28,7 @@ from foveal.data.imageset import ImageSet
 from foveal.data.preprocess import Preprocessing
 from foveal.errors import FovealError
 from foveal.exporting.graph import require
-from foveal.exporting.timing import session_options, time_interleaved
+from foveal.exporting.timing import cpu_session, time_interleaved
 from foveal.onnx_model import INPUT
 
 QUANTIZED_OPS = ("MatMul", "Gemm")
@@ -105,7 +105,7 @@ def check_int8(
     than `max_accuracy_drop` points, unless `force`."""
     runtime = require("onnxruntime")
     threads = torch.get_num_threads()
-    sessions = [_session(runtime, path, threads) for path in (fp32, int8)]
+    sessions = [cpu_session(runtime, path, threads) for path in (fp32, int8)]
     images = held_out.images
     predictions = [_top1(session, preprocessing, images) for session in sessions]
     truth = held_out.labels.numpy()
@@ -133,12 +133,6 @@ def check_int8(
             "or pass --force to keep model.int8.onnx anyway."
         )
     return check
-
-
-def _session(runtime, path: Path, threads: int):
-    return runtime.InferenceSession(
-        str(path), session_options(runtime, threads), providers=["CPUExecutionProvider"]
-    )
 
 
 def _top1(session, preprocessing: Preprocessing, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -52,6 +53,13 @@ def summarize(milliseconds: list[float]) -> dict[str, float | int]:
     summary["mean"] = round(statistics.fmean(milliseconds), 3)
     summary["samples"] = len(milliseconds)
     return summary
+
+
+def cpu_session(runtime, path: Path, threads: int):
+    """An onnxruntime session on the CPU for the model file `path`, with `session_options`."""
+    return runtime.InferenceSession(
+        str(path), session_options(runtime, threads), providers=["CPUExecutionProvider"]
+    )
 
 
 def session_options(runtime, threads: int):

@@ -27,7 +27,7 @@ from foveal import __version__
 from foveal.classifier import Classifier
 from foveal.data.imageset import ImageSet
 from foveal.errors import FovealError
-from foveal.exporting.graph import ExportedModel, output_names, require
+from foveal.exporting.graph import ExportedModel, map_outputs, output_names, require
 from foveal.exporting.parity import check_parity
 from foveal.exporting.quantize import MAX_ACCURACY_DROP, check_int8, quantize_int8
 from foveal.io import atomic_write, atomic_write_json
@@ -44,7 +44,7 @@ def write_onnx(classifier: Classifier, path: str | Path, names: list[str]) -> Pa
     in `metadata_props`."""
     onnx = require("onnx")
 
-    maps = [name for name in names if name not in ("logits", "pool_weights")]
+    maps = map_outputs(names)
     views = classifier.preprocessing.test_time_views
     wrapper = ExportedModel(classifier.model, views, maps).eval().cpu()
     size = classifier.preprocessing.img_size
@@ -119,25 +119,20 @@ def export_onnx(
         for stale in ("model.int8.onnx", "int8.json"):
             (folder / stale).unlink(missing_ok=True)
         return record
-    if int8:
-        quantized = quantize_int8(final, folder / ".model.int8.onnx.unchecked")
-        with _removed_on_failure(quantized):
-            check = check_int8(
-                final,
-                quantized,
-                classifier.preprocessing,
-                held_out,
-                data,
-                max_accuracy_drop=max_accuracy_drop,
-                force=force,
-            )
-        quantized.replace(folder / "model.int8.onnx")
-        atomic_write_json(folder / "int8.json", check.to_dict())
-        record["int8"] = {
-            "file": "model.int8.onnx",
-            "check": "int8.json",
-            "quantized_ops": check.quantized_ops,
-        }
+    quantized = quantize_int8(final, folder / ".model.int8.onnx.unchecked")
+    with _removed_on_failure(quantized):
+        check = check_int8(
+            final,
+            quantized,
+            classifier.preprocessing,
+            held_out,
+            data,
+            max_accuracy_drop=max_accuracy_drop,
+            force=force,
+        )
+    quantized.replace(folder / "model.int8.onnx")
+    atomic_write_json(folder / "int8.json", check.to_dict())
+    record["int8"] = {"file": "model.int8.onnx", "check": "int8.json", "quantized_ops": check.quantized_ops}
     return record
 
 

@@ -141,11 +141,5 @@ def _check_same_data(run_dir: Path, record: dict) -> None:
 
 
 def config_of_run(run_dir: str | Path) -> tuple[TrainConfig, Path]:
-    """The TrainConfig a run folder was started with, for resuming it, at the image size it trained at
-    (runs of Foveal 0.1.0 record it only with their preprocessing)."""
-    record = RunRecord.read(run_dir, "resumed")
-    config = record.train_config
-    recorded_size = record.config.get("preprocessing", {}).get("img_size")
-    if config.data.img_size is None and recorded_size is not None:
-        config = config.replace(img_size=recorded_size)
-    return config, Path(run_dir)
+    """The TrainConfig a run folder was started with (at the image size it trained at), for resuming it."""
+    return RunRecord.read(run_dir, "resumed").train_config, Path(run_dir)
