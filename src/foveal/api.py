@@ -20,7 +20,7 @@ from foveal.evaluation.run import evaluate as evaluate_images
 from foveal.explanation.result import Explanation
 from foveal.explanation.run import save_explanations
 from foveal.exporting import add_to_bundle_config, write_bundle
-from foveal.exporting.graph import output_names
+from foveal.exporting.graph import check_maps
 from foveal.exporting.quantize import MAX_ACCURACY_DROP
 from foveal.exporting.to_onnx import export_onnx
 from foveal.reporting import write_report
@@ -182,7 +182,7 @@ def export(
     if format == "bundle":
         return write_bundle(model, out, license=license, name=name)
     classifier = load(model, "cpu")
-    output_names(classifier, maps)  # refuses a map the model cannot give, before writing anything
+    check_maps(classifier, maps)  # before writing anything
     held_out, description = _parity_images(classifier, model, data)
     bundle = write_bundle(model, out, license=license, name=name)
     held_out = held_out.evenly_spaced(parity_images)

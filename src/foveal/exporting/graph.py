@@ -42,9 +42,8 @@ class ExportedModel(nn.Module):
         return outputs
 
 
-def output_names(classifier: Classifier, maps: Sequence[str] = ()) -> list[str]:
-    """The graph's outputs: "logits", then "pool_weights" for models with attention pooling, then
-    one per map of `maps` (MAP_OUTPUTS). Raises ConfigError for a map the model cannot give."""
+def check_maps(classifier: Classifier, maps: Sequence[str]) -> None:
+    """Raise ConfigError for a map of `maps` that cannot be exported or that the model cannot give."""
     for name in maps:
         if name not in EXPORTABLE_MAPS:
             raise ConfigError(
@@ -52,6 +51,12 @@ def output_names(classifier: Classifier, maps: Sequence[str] = ()) -> list[str]:
             )
         if name not in available_methods(classifier.model):
             raise ConfigError(f"--maps {name} needs attention layers, and this model has none.")
+
+
+def output_names(classifier: Classifier, maps: Sequence[str] = ()) -> list[str]:
+    """The graph's outputs: "logits", then "pool_weights" for models with attention pooling, then
+    one per map of `maps` (MAP_OUTPUTS). Raises ConfigError for a map the model cannot give."""
+    check_maps(classifier, maps)
     size = classifier.preprocessing.img_size
     probe = torch.zeros(1, 3, size, size, device=classifier.device)
     with torch.no_grad():
