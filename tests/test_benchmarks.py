@@ -136,3 +136,15 @@ def test_quick_step_profile(tmp_path: Path) -> None:
     assert row["model"] == "hybrid-nano" and row["images_per_second"] > 0
     assert sum(row["share_by_kind"].values()) == pytest.approx(1.0, abs=0.01)
     assert {"convolution", "attention"} <= set(row["share_by_kind"])  # a hybrid has both
+
+
+@pytest.mark.slow
+def test_quick_serve_load(tmp_path: Path) -> None:
+    """Both modes run against a real server; batching off really runs one image per model call."""
+    done = run_script("serve_load.py", "--quick", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "quick_serve_load.json").read_text())
+    on, off = record["rows"]
+    for row in (on, off):
+        assert row["requests"] > 0 and row["errors_other_than_503"] == 0 and row["requests_per_second"] > 0
+    assert off["mean_batch"] == 1.0 and on["model_calls"] > 0

@@ -121,8 +121,8 @@ def _example(f) -> object:
     }
     if f.flat in examples:
         return examples[f.flat]
-    if f.flat == "hflip":
-        return False
+    if f.flat in ("hflip", "alternate_flips", "tta_flip"):  # None: the recipe decides
+        return f.flat != "hflip"
     if isinstance(f.default, bool):
         return not f.default
     return 0.5 if isinstance(f.default, float) else 7

@@ -21,6 +21,7 @@ FORBIDDEN = {
     "reporting": {"training", "compare", "cli", "api"},
     "compare": {"cli", "training"},
     "exporting": {"training", "reporting", "compare", "cli", "api"},
+    "serving": {"training", "reporting", "compare", "cli", "api"},
 }
 LAZY_ALLOWED = {"cli"}  # the command line imports its commands' libraries on use, to start fast
 

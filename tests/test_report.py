@@ -4,18 +4,16 @@ and calibration's arithmetic."""
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from browser import launch_chromium, needs_chromium, record_errors
 from clirun import foveal_cli
 from synthetic import make_class_folder
 
 import foveal
 from foveal.reporting.calibration import calibration
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
@@ -68,25 +66,14 @@ def test_report_of_a_folder_that_is_no_run_says_so(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package (installed by .ci/run)")
+@needs_chromium
 def test_report_renders_in_headless_chromium_with_every_image(reported_run: Path, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    errors: list[str] = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
-        )
+        browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.on("requestfailed", lambda request: errors.append(f"failed: {request.url}"))
+        errors = record_errors(page)
         page.goto((reported_run / "report.html").as_uri(), wait_until="load")
         images = page.evaluate(
             "Array.from(document.images).map(i => [i.alt, i.complete && i.naturalWidth > 0, i.naturalWidth])"

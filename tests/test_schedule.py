@@ -11,7 +11,7 @@ from foveal.training.schedule import DEFAULT_WEIGHT_DECAY, StepPlan, build_optim
 
 
 def lr_curve(decay: str, total: int = 100, warmup: int = 10) -> list[float]:
-    optim = make_train_config(lr=1.0, lr_decay=decay, min_lr_ratio=0.01).optim
+    optim = make_train_config(optimizer="adamw", lr=1.0, lr_decay=decay, min_lr_ratio=0.01).optim
     optimizer = build_optimizer(torch.nn.Linear(2, 2), optim)
     scheduler = lr_schedule(optimizer, StepPlan(total, warmup), optim)
     curve = []

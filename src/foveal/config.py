@@ -109,8 +109,10 @@ class OptimConfig:
     batch_size: int | None = option(
         None, "Images per training step [default: 64; with --time, the recipe's]."
     )
-    optimizer: Literal["adamw", "adam", "sgd"] = option(
-        "adamw", "adamw, adam, or sgd (Nesterov momentum 0.9, as the fastest CIFAR-10 CNN recipes use)."
+    optimizer: Literal["adamw", "adam", "sgd"] | None = option(
+        None,
+        "adamw, adam, or sgd (Nesterov momentum 0.9, as the fastest CIFAR-10 CNN recipes use) "
+        "[default: adamw; with --time, sgd for the hybrid and airbench models].",
     )
     lr: float | None = option(
         None, "Peak learning rate, after warmup [default: 1e-3; with --time, the recipe's]."
@@ -123,11 +125,17 @@ class OptimConfig:
     warmup_epochs: float | None = option(
         None, "Linear warmup before cosine decay [default: 3; with --time, 0.3]."
     )
-    lr_decay: Literal["cosine", "linear"] = option(
-        "cosine", "After warmup: cosine decay to lr x --min-lr-ratio, or linear decay to zero."
+    lr_decay: Literal["cosine", "linear"] | None = option(
+        None,
+        "After warmup: cosine decay to lr x --min-lr-ratio, or linear decay to zero [default: cosine; "
+        "with --time, linear for the hybrid and airbench models].",
     )
     min_lr_ratio: float = option(0.01, "The cosine decay ends at lr times this.")
-    label_smoothing: float = option(0.1, "Cross-entropy label smoothing (Szegedy et al. 2016; CCT uses 0.1).")
+    label_smoothing: float | None = option(
+        None,
+        "Cross-entropy label smoothing (Szegedy et al. 2016) [default: 0.1, as CCT; with --time, 0.2 for "
+        "the hybrid and airbench models, as airbench].",
+    )
     ema_decay: float | None = option(
         None, "Validate and save an EMA of the weights with this decay, e.g. 0.999 (0: off) [default: off]."
     )
@@ -147,7 +155,7 @@ class OptimConfig:
                 f"batch_size must be >= 1, got {self.batch_size}",
             ),
             (
-                self.optimizer in ("adamw", "adam", "sgd"),
+                self.optimizer in (None, "adamw", "adam", "sgd"),
                 f"optimizer must be adamw, adam or sgd, got {self.optimizer!r}",
             ),
             (
@@ -155,7 +163,7 @@ class OptimConfig:
                 f"weight_decay must be >= 0, got {self.weight_decay}",
             ),
             (
-                self.lr_decay in ("cosine", "linear"),
+                self.lr_decay in (None, "cosine", "linear"),
                 f"lr_decay must be cosine or linear, got {self.lr_decay!r}",
             ),
             (self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}"),
@@ -164,7 +172,7 @@ class OptimConfig:
                 f"warmup_epochs must be >= 0, got {self.warmup_epochs}",
             ),
             (
-                0.0 <= self.label_smoothing < 1.0,
+                self.label_smoothing is None or 0.0 <= self.label_smoothing < 1.0,
                 f"label_smoothing must be in [0, 1), got {self.label_smoothing}",
             ),
             (
@@ -192,10 +200,11 @@ class AugmentConfig:
     hflip: bool | None = option(
         None, "Random horizontal flips [default: on, off where a flip changes the label (digits)]."
     )
-    alternate_flips: bool = option(
-        False,
+    alternate_flips: bool | None = option(
+        None,
         "Derandomised flips (Jordan 2024): each image is mirrored at random in the first epoch, then "
-        "every other epoch, so consecutive epochs see both sides.",
+        "every other epoch, so consecutive epochs see both sides [default: off; with --time, on for the "
+        "hybrid and airbench models].",
     )
     crop_padding: int | None = option(None, "Pixels of padding for random crops [default: img_size // 8].")
     auto_augment: Literal["none", "trivial", "rand"] = option(
@@ -208,10 +217,11 @@ class AugmentConfig:
     cutmix_alpha: float = option(
         0.0, "CutMix Beta(alpha, alpha) (Yun et al. 2019); 0: off. With both on, each batch uses one."
     )
-    tta_flip: bool = option(
-        False,
+    tta_flip: bool | None = option(
+        None,
         "Validate, evaluate and predict on each image and its mirror, averaged "
-        "(saved with the model as its test-time views).",
+        "(saved with the model as its test-time views) [default: off; with --time, on for the hybrid "
+        "and airbench models].",
     )
     tta_shift: bool = option(
         False,

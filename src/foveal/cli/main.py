@@ -16,6 +16,7 @@ import typer
 from foveal.cli.options import given, with_training_options
 from foveal.cli.output import print_predictions, print_table
 from foveal.errors import FovealError
+from foveal.serving.settings import ServeSettings
 
 DEFAULT_COMPARE_SECONDS = 600.0  # `foveal compare` without --time or --epochs: 10 minutes a model
 
@@ -444,6 +445,62 @@ def bench(
     print_table(*table(record))
     print("\n".join(speedup_lines(record)))
     print(f"saved {path}")
+
+
+@app.command()
+def serve(
+    model: Annotated[
+        str, typer.Argument(help="A run folder, a saved .safetensors model, a bundle, or a model.onnx.")
+    ],
+    host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 makes it public.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    runtime: Annotated[
+        str | None,
+        typer.Option(
+            help="torch, or onnx (onnxruntime; a model.onnx, or the bundle `foveal export` made).",
+            metavar="torch|onnx",
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Server processes, each with its own copy of the model.")] = 1,
+    threads: Annotated[
+        int | None, typer.Option(help="Threads the model uses (default: the cores shared by the workers).")
+    ] = None,
+    max_bytes: Annotated[int, typer.Option(help="Largest request body; larger ones get 413 unread.")] = 10
+    << 20,
+    max_pixels: Annotated[
+        int, typer.Option(help="Largest image (width x height) decoded; larger ones get 422.")
+    ] = ServeSettings.max_pixels,
+    max_queue: Annotated[
+        int, typer.Option(help="Requests waiting beyond this get 503 with Retry-After.")
+    ] = 64,
+    max_batch: Annotated[
+        int, typer.Option(help="Dynamic batching: requests run together, up to this many (1: off).")
+    ] = 32,
+    max_wait_ms: Annotated[float, typer.Option(help="How long a batch waits for more requests.")] = 5.0,
+    timeout: Annotated[float, typer.Option(help="Seconds before a request is given up (504).")] = 30.0,
+) -> None:
+    """Serve a model over HTTP: POST /predict and /explain, a web page at /, /docs, /metrics."""
+    try:
+        from foveal.serving.run import serve as serve_model
+    except ImportError as error:  # FastAPI, uvicorn...: an optional extra
+        raise FovealError(f"foveal serve needs {error.name}: pip install 'foveal[serve]'") from None
+
+    serve_model(
+        ServeSettings(
+            model=model,
+            host=host,
+            port=port,
+            runtime=runtime,
+            workers=workers,
+            threads=threads,
+            max_bytes=max_bytes,
+            max_pixels=max_pixels,
+            max_queue=max_queue,
+            max_batch=max_batch,
+            max_wait_ms=max_wait_ms,
+            timeout_s=timeout,
+        )
+    )
 
 
 @app.command()

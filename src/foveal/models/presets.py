@@ -156,6 +156,19 @@ def _airbench(widths: tuple[int, int, int]) -> HybridConfig:
     return HybridConfig(widths=widths, depth=0, pool="max", pos_embed="none", logit_scale=1 / 9)
 
 
+# The budget ladder's models (training/recipe.py): an airbench CNN's whole trunk, down to a 4x4 grid at 32 px,
+# then one attention block, attention pooling and a head. Measured on CIFAR-10 (docs/benchmarks.md, #12):
+# level with the CNN of the same trunk at 3 minutes, where 8x8-grid hybrids of its cost were 4 points behind.
+@register_model("hybrid-airbench-half")
+def hybrid_airbench_half() -> HybridConfig:  # cnn-airbench-half's trunk + 1 block: 0.63M, 85 MFLOPs at 32 px
+    return HybridConfig(widths=(32, 128, 128), depth=1, num_heads=4)
+
+
+@register_model("hybrid-airbench")
+def hybrid_airbench() -> HybridConfig:  # cnn-airbench's trunk + 1 block: 2.50M, 310 MFLOPs at 32 px
+    return HybridConfig(widths=(64, 256, 256), depth=1, num_heads=4)
+
+
 @register_model("cnn-airbench-half")
 def cnn_airbench_half() -> HybridConfig:  # 0.50M parameters, 81 MFLOPs at 32 px (122 at 224 px)
     return _airbench((32, 128, 128))

@@ -1,0 +1,84 @@
+"""Prometheus metrics of one server process, and the ASGI layer that records each request.
+
+foveal_requests_total{path, status}     requests answered, by route and status code
+foveal_request_seconds{path}            time from the request's arrival to its answer
+foveal_requests_in_flight               requests being handled now
+foveal_batch_size                       images per model call (dynamic batching at work)
+foveal_queue_waiting                    requests waiting for the model now
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import MutableMapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from foveal.serving.limits import ASGIApp, Message, Receive, Send
+
+ROUTES = ("/predict", "/explain", "/livez", "/readyz", "/info", "/metrics", "/")  # others count as "other"
+
+
+class ServerMetrics:
+    """The metrics, in a registry of their own (so two apps in one process never share counts)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "foveal_requests",
+            "Requests answered, by route and status",
+            ["path", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "foveal_request_seconds",
+            "Seconds from a request's arrival to its answer",
+            ["path"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "foveal_requests_in_flight", "Requests being handled now", registry=self.registry
+        )
+        self.batch_size = Histogram(
+            "foveal_batch_size",
+            "Images per model call",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=self.registry,
+        )
+        self.waiting = Gauge("foveal_queue_waiting", "Requests waiting for the model", registry=self.registry)
+
+    def exposition(self) -> bytes:
+        """The text format Prometheus scrapes."""
+        return generate_latest(self.registry)
+
+
+class RecordRequests:
+    """ASGI middleware, outside every other layer: each HTTP request's route, status and time."""
+
+    def __init__(self, app: ASGIApp, *, metrics: ServerMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"] if scope["path"] in ROUTES else "other"
+        status = 500  # if the app fails before answering
+        started = time.perf_counter()
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            self.metrics.in_flight.dec()
+            self.metrics.requests.labels(path, str(status)).inc()
+            self.metrics.latency.labels(path).observe(time.perf_counter() - started)

@@ -1,0 +1,50 @@
+"""The served web page in a real browser (headless Chromium): pick an image, read the predicted label
+and see the heatmap overlay load, with no console errors (issue #14)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from browser import launch_chromium, needs_chromium, record_errors
+from synthetic import tiny_run
+
+import foveal
+from foveal.serving.process import ServerProcess
+
+SCREENSHOT = os.environ.get("FOVEAL_SCREENSHOT")  # where to keep the page's picture (docs/images/...)
+
+
+@needs_chromium
+def test_the_page_explains_an_uploaded_image_in_chromium(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from playwright.sync_api import sync_playwright
+
+    run, data = tiny_run(tmp_path_factory.mktemp("page"), "foveal-nano", per_class=6)
+    image = sorted(data.rglob("*.png"))[0]
+    expected = foveal.load(run, device="cpu").predict([image])[0].label
+    with ServerProcess([str(run), "--threads", "1"]) as server, sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page(viewport={"width": 1000, "height": 700})
+        errors = record_errors(page)
+        page.goto(server.url + "/", wait_until="load")
+        page.wait_for_function("document.getElementById('method').options.length > 0")
+        methods = page.eval_on_selector_all("#method option", "options => options.map(o => o.value)")
+        page.set_input_files("#file", str(image))
+        page.wait_for_function("document.getElementById('top-label').textContent.length > 0")
+        page.wait_for_function("document.getElementById('overlay').naturalWidth > 0")
+        top_label = page.text_content("#top-label")
+        overlay_width = page.eval_on_selector("#overlay", "img => img.naturalWidth")
+        bars = page.eval_on_selector_all("#bars .row", "rows => rows.length")
+        if len(methods) > 1:  # switching the method explains the same image again
+            page.select_option("#method", methods[-1])
+            page.wait_for_function(
+                f"document.getElementById('overlay-caption').textContent.startsWith('{methods[-1]}')"
+            )
+        if SCREENSHOT:
+            Path(SCREENSHOT).parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=SCREENSHOT, full_page=True)
+        browser.close()
+    assert errors == []
+    assert top_label.startswith(expected + " (")
+    assert overlay_width >= 224 and bars == min(5, len(foveal.load(run, device="cpu").classes))
