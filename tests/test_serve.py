@@ -15,6 +15,7 @@ import io
 import re
 import socket
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -300,3 +301,51 @@ def test_serving_a_missing_model_fails_before_listening(tmp_path: Path) -> None:
     assert done.returncode == 1 and "Traceback" not in done.stderr and "nothing-here" in done.stderr
     done = foveal_cli("serve", str(tmp_path), "--runtime", "onnx")
     assert done.returncode == 1 and "foveal export" in done.stderr
+
+
+def test_an_exported_onnx_model_is_served_by_onnxruntime(
+    run_and_data: tuple[Path, Path], image_file: Path
+) -> None:
+    """`--runtime onnx` on a run folder serves the model.onnx of its bundle, with the labels and scores
+    PyTorch gives, and the maps the graph carries."""
+    run, _ = run_and_data
+    bundle = foveal.export(run, format="onnx", parity_images=16)
+    expected = foveal.load(run, device="cpu").predict([image_file], top_k=2)[0]
+    data = image_file.read_bytes()
+    for args in ([str(run), "--runtime", "onnx"], [str(bundle / "model.onnx")]):
+        with ServerProcess([*args, "--threads", "1"]) as server:
+            info = httpx.get(server.url + "/info").json()
+            assert (
+                info["runtime"] == "onnx"
+                and info["weights_sha256"] == hashlib.sha256((bundle / "model.onnx").read_bytes()).hexdigest()
+            )
+            answer = httpx.post(
+                server.url + "/predict?top_k=2", content=data, headers={"content-type": "image/png"}
+            )
+            predictions = answer.json()["predictions"]
+            assert [p["label"] for p in predictions] == expected.labels
+            assert [p["score"] for p in predictions] == pytest.approx(expected.probabilities, abs=1e-4)
+            explained = httpx.post(
+                server.url + "/explain?method=pool", content=data, headers={"content-type": "image/png"}
+            )
+            assert explained.status_code == 200 and explained.json()["method"] == "pool"
+
+
+def test_two_worker_processes_serve_the_same_model(run_and_data: tuple[Path, Path], image_file: Path) -> None:
+    run, _ = run_and_data
+    with ServerProcess([str(run), "--workers", "2", "--threads", "1"]) as server:
+        data = image_file.read_bytes()
+        deadline, ready_in_a_row = time.monotonic() + 60, 0
+        while ready_in_a_row < 10 and time.monotonic() < deadline:  # each worker loads its own model
+            ready_in_a_row = ready_in_a_row + 1 if httpx.get(server.url + "/readyz").status_code == 200 else 0
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            answers = list(
+                pool.map(
+                    lambda _: httpx.post(
+                        server.url + "/predict", content=data, headers={"content-type": "image/png"}
+                    ),
+                    range(12),
+                )
+            )
+        assert {a.status_code for a in answers} == {200}
+        assert len({a.json()["predictions"][0]["label"] for a in answers}) == 1
