@@ -120,7 +120,13 @@ def stopped_under_final_plan(full: Path, resumed: Path) -> Path:
     best.safetensors is kept (its epoch may precede the checkpoint); last is rewritten on resume."""
     states = [(p, load_checkpoint(p)["progress"]) for p in list_checkpoints(full / "checkpoints")]
     final_plan = states[-1][1]["planned_steps"]
-    middle = next(p for p, s in states if s["planned_steps"] == final_plan and not s["finished"])
+    # After the plan's last change: a plan can come back to an earlier count (40, 41, 40), and a
+    # checkpoint from the first 40 would resume without the steps the full run took under 41.
+    changes = [
+        i for i in range(1, len(states)) if states[i][1]["planned_steps"] != states[i - 1][1]["planned_steps"]
+    ]
+    settled = states[changes[-1] if changes else 0 :]
+    middle = next(p for p, s in settled if s["planned_steps"] == final_plan and not s["finished"])
     shutil.copytree(full, resumed, ignore=shutil.ignore_patterns("state-*.pt", "metrics.json"))
     shutil.copy2(middle, resumed / "checkpoints" / middle.name)
     return resumed
