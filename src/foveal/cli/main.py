@@ -452,8 +452,10 @@ def serve(
     model: Annotated[
         str, typer.Argument(help="A run folder, a saved .safetensors model, a bundle, or a model.onnx.")
     ],
-    host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 makes it public.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; 0.0.0.0 makes it public.")
+    ] = ServeSettings.host,
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = ServeSettings.port,
     runtime: Annotated[
         str | None,
         typer.Option(
@@ -461,23 +463,30 @@ def serve(
             metavar="torch|onnx",
         ),
     ] = None,
-    workers: Annotated[int, typer.Option(help="Server processes, each with its own copy of the model.")] = 1,
+    workers: Annotated[
+        int, typer.Option(help="Server processes, each with its own copy of the model.")
+    ] = ServeSettings.workers,
     threads: Annotated[
         int | None, typer.Option(help="Threads the model uses (default: the cores shared by the workers).")
     ] = None,
-    max_bytes: Annotated[int, typer.Option(help="Largest request body; larger ones get 413 unread.")] = 10
-    << 20,
+    max_bytes: Annotated[
+        int, typer.Option(help="Largest request body; larger ones get 413 unread.")
+    ] = ServeSettings.max_bytes,
     max_pixels: Annotated[
         int, typer.Option(help="Largest image (width x height) decoded; larger ones get 422.")
     ] = ServeSettings.max_pixels,
     max_queue: Annotated[
         int, typer.Option(help="Requests waiting beyond this get 503 with Retry-After.")
-    ] = 64,
+    ] = ServeSettings.max_queue,
     max_batch: Annotated[
         int, typer.Option(help="Dynamic batching: requests run together, up to this many (1: off).")
-    ] = 32,
-    max_wait_ms: Annotated[float, typer.Option(help="How long a batch waits for more requests.")] = 5.0,
-    timeout: Annotated[float, typer.Option(help="Seconds before a request is given up (504).")] = 30.0,
+    ] = ServeSettings.max_batch,
+    max_wait_ms: Annotated[
+        float, typer.Option(help="How long a batch waits for more requests.")
+    ] = ServeSettings.max_wait_ms,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds before a request is given up (504).")
+    ] = ServeSettings.timeout_s,
 ) -> None:
     """Serve a model over HTTP: POST /predict and /explain, a web page at /, /docs, /metrics."""
     try:
