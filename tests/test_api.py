@@ -33,3 +33,11 @@ def test_the_readme_python_tour_works(class_folder: Path, tiny_train_options: di
     model = foveal.create_model("cct-7-3x1", num_classes=10)
     out = model.forward_explained(torch.randn(1, 3, 32, 32))
     assert out.logits.shape == (1, 10) and out.pool_weights.shape == (1, 256) and len(out.attentions) == 7
+
+
+def test_dir_lists_the_lazy_entry_points() -> None:
+    listed = dir(foveal)
+    entry_points = ["train", "load", "evaluate", "explain", "report", "export", "Classifier", "TrainConfig"]
+    assert set(entry_points + ["create_model", "list_models", "FovealError"]) <= set(listed)
+    assert set(foveal.__all__) <= set(listed) and listed == sorted(listed)
+    assert all(callable(getattr(foveal, name)) for name in entry_points)  # each name dir() shows resolves

@@ -45,7 +45,9 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         "--no-report",  # report.html is tested in test_report.py; here it would only add time
     )
     assert done.returncode == 0, done.stderr
-    assert "best val top-1" in done.stdout
+    summary = done.stdout.splitlines()[-1]
+    # 3 classes: top-5 would be a certain 100%, so the summary gives top-3 (issue #16)
+    assert summary.startswith("best val top-1") and "top-3 " in summary and "top-5" not in summary
     return base / "runs" / "train", data
 
 
@@ -63,6 +65,13 @@ def test_evaluate_prints_json_metrics(trained_run: tuple[Path, Path], tmp_path: 
     assert metrics["num_samples"] == 48 and metrics["class_names"] == list(CLASSES)
     assert len(metrics["confusion"]) == 3 and sum(map(sum, metrics["confusion"])) == 48
     assert (tmp_path / "eval" / "confusion_matrix.png").stat().st_size > 1000
+    assert metrics["top_k"] == 3  # capped at the number of classes
+    written = {kind: Path(path) for kind, path in metrics["files"].items()}
+    assert written == {
+        "metrics": (tmp_path / "eval" / "metrics.json").resolve(),
+        "confusion_matrix": (tmp_path / "eval" / "confusion_matrix.png").resolve(),
+    }
+    assert all(path.is_absolute() and path.is_file() for path in written.values())
 
 
 def test_cli_and_python_predictions_agree(trained_run: tuple[Path, Path]) -> None:
@@ -93,7 +102,7 @@ def test_predict_walks_folders_and_reports_bad_files(trained_run: tuple[Path, Pa
 
 def test_models_lists_the_presets() -> None:
     done = foveal_cli("models", "cct-*")
-    assert done.returncode == 0 and "cct-7-3x1" in done.stdout and "3.76M" in done.stdout
+    assert done.returncode == 0 and "cct-7-3x1" in done.stdout and "3,760,139" in done.stdout
 
 
 def make_one_class(root: Path) -> Path:

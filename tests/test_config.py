@@ -31,7 +31,8 @@ def help_text(command: str) -> str:
 
 def test_every_setting_has_one_flat_name_a_help_text_and_a_group() -> None:
     flat = [f.flat for f in FIELDS]
-    assert len(flat) == len(set(flat)) == 43  # Foveal 0.1.0's 40, then lr_decay, alternate_flips, tta_shift
+    # Foveal 0.1.0's 40, then lr_decay, alternate_flips, tta_shift, bias_lr_scale, lookahead
+    assert len(flat) == len(set(flat)) == 45
     assert {f.group for f in FIELDS} == set(GROUPS)
     assert all(f.help.strip() for f in FIELDS)
 
@@ -121,7 +122,7 @@ def _example(f) -> object:
     }
     if f.flat in examples:
         return examples[f.flat]
-    if f.flat in ("hflip", "alternate_flips", "tta_flip"):  # None: the recipe decides
+    if f.flat in ("hflip", "alternate_flips", "tta_flip", "lookahead"):  # None: the recipe decides
         return f.flat != "hflip"
     if isinstance(f.default, bool):
         return not f.default

@@ -101,6 +101,14 @@ def test_unusable_folders_give_a_clear_error(tmp_path: Path, case: str) -> None:
         load_training_data(str(root), 16)
 
 
+def test_a_class_too_small_to_split_is_named(tmp_path: Path) -> None:
+    root = make_class_folder(tmp_path / "data", per_class=3)
+    for extra in sorted((root / "square").iterdir())[1:]:
+        extra.unlink()  # "square" is class 1: the error must say "square", not "class 1"
+    with pytest.raises(DataError, match="class 'square' has 1 image; a train/val split needs at least 2"):
+        load_training_data(str(root), 16)
+
+
 def test_digits_builtin_has_a_fixed_held_out_split() -> None:
     data = load_training_data("digits", 16)
     assert (len(data.train), len(data.val)) == (1438, 359)  # 20% of each class, rounded

@@ -197,3 +197,16 @@ def test_a_hybrid_exports_to_onnx_with_its_pooling_weights(trained_hybrid: Path)
     assert parity["max_logit_difference"] <= 1e-4 and parity["max_pool_weight_difference"] <= 1e-5
     assert parity["top1_agreement"] == 1.0
     assert json.loads((bundle / "config.json").read_text())["onnx"]["outputs"] == ["logits", "pool_weights"]
+
+
+def test_identity_init_starts_each_trunk_conv_as_a_pass_through_of_its_inputs() -> None:
+    """trunk_init="identity" (airbench's dirac init): each group conv's first c_in filters pass through."""
+    model = foveal.create_model("hybrid-airbench-half", num_classes=10, img_size=32, trunk_init="identity")
+    for group in model.trunk.groups:
+        for conv in (group.conv1, group.conv2):
+            expected = torch.zeros_like(conv.weight[: conv.in_channels])
+            torch.nn.init.dirac_(expected)
+            assert torch.equal(conv.weight[: conv.in_channels], expected)
+    he = foveal.create_model("hybrid-airbench-half", num_classes=10, img_size=32)
+    assert he.config.trunk_init == "he"
+    assert not torch.equal(he.trunk.groups[1].conv1.weight[:32], model.trunk.groups[1].conv1.weight[:32])

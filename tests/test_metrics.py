@@ -190,6 +190,22 @@ def test_training_curves_one_and_five_rows(tmp_path: Path) -> None:
         assert 800 <= width <= 3000 and 600 <= height <= 2000
 
 
+def test_training_curves_name_the_k_of_top_k(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from foveal.evaluation import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig) or Path(path))
+    results = tmp_path / "results.csv"
+    results.write_text("epoch,val_top1,val_top5\n1,0.7,1.0\n2,0.8,1.0\n", encoding="utf-8")
+    plot_training_curves(results, tmp_path / "two.png", top_k=2)  # a 2-class run: top-5 is top-2
+    plot_training_curves(results, tmp_path / "many.png")
+    legends = [
+        [text.get_text() for ax in fig.axes if ax.get_legend() for text in ax.get_legend().get_texts()]
+        for fig in figures
+    ]
+    assert legends == [["val top-1", "val top-2"], ["val top-1", "val top-5"]]
+
+
 def test_training_curves_missing_columns_and_file(tmp_path: Path) -> None:
     partial = tmp_path / "partial.csv"
     partial.write_text("train_loss\n1.0\n0.8\n", encoding="utf-8")  # no epoch column at all

@@ -26,12 +26,16 @@ def losses(run: Path) -> list[tuple[str, str, str]]:
     ]
 
 
-def copy_run_until(run: Path, destination: Path, checkpoint: Path) -> Path:
-    """A run folder as it was when `checkpoint` was the newest thing saved (later state removed)."""
+def copy_run_until(run: Path, destination: Path, checkpoint: Path, *, keep_best: bool = False) -> Path:
+    """A run folder as it was when `checkpoint` was the newest thing saved (later state removed).
+
+    keep_best: keep weights/best.safetensors, for a checkpoint after the first epoch (the best model
+    saved by then is needed if no later epoch beats it; a later best is overwritten by the resume)."""
+    kept = ("last.safetensors",) if keep_best else ("*.safetensors",)
     shutil.copytree(
         run,
         destination,
-        ignore=shutil.ignore_patterns("state-*.pt", "*.safetensors", "*.png", "metrics.json"),
+        ignore=shutil.ignore_patterns("state-*.pt", *kept, "*.png", "metrics.json"),
     )
     (destination / "checkpoints").mkdir(exist_ok=True)
     shutil.copy2(checkpoint, destination / "checkpoints" / checkpoint.name)
@@ -50,8 +54,13 @@ RECIPE_WITH_EVERYTHING = {
 
 @pytest.mark.parametrize(
     ("workers", "recipe", "new_process"),
-    [(0, {}, False), (2, {}, False), (0, RECIPE_WITH_EVERYTHING, True)],
-    ids=["plain", "workers", "ema-mix-new-process"],
+    [
+        (0, {}, False),
+        (2, {}, False),
+        (0, RECIPE_WITH_EVERYTHING, True),
+        (0, {"model": "hybrid-nano", "optimizer": "sgd", "bias_lr_scale": 64.0, "lookahead": True}, False),
+    ],
+    ids=["plain", "workers", "ema-mix-new-process", "hybrid-sgd-lookahead"],
 )
 def test_resume_mid_epoch_is_bit_identical(
     class_folder: Path,
@@ -74,10 +83,18 @@ def test_resume_mid_epoch_is_bit_identical(
     }
     full = train(data=str(class_folder), quiet=True, **options).run_dir
     checkpoints = list_checkpoints(full / "checkpoints")
-    # Epoch 1 has 5 steps (33 images in batches of 8): step 2 is mid-epoch.
-    middle = next(p for p in checkpoints if load_checkpoint(p)["progress"]["step"] == 2)
-    assert Progress(**load_checkpoint(middle)["progress"]).epoch == 1
-    resumed = copy_run_until(full, tmp_path / "resumed", middle)
+    # An epoch has 5 steps (33 images in batches of 8): step 2 is mid-epoch. With lookahead, epoch 2's,
+    # once the slow weights exist (taken at step 5 of 10), so the resumed run must restore them.
+    resume_epoch = 2 if recipe.get("lookahead") else 1
+    middle = next(
+        p
+        for p in checkpoints
+        if (load_checkpoint(p)["progress"]["epoch"], load_checkpoint(p)["progress"]["step"])
+        == (resume_epoch, 2)
+    )
+    assert Progress(**load_checkpoint(middle)["progress"]).epoch == resume_epoch
+    assert (load_checkpoint(middle)["lookahead"] is not None) == bool(recipe.get("lookahead"))
+    resumed = copy_run_until(full, tmp_path / "resumed", middle, keep_best=resume_epoch > 1)
     resume = ("train", "--resume", str(resumed), "--quiet")
     done = foveal_cli_subprocess(*resume) if new_process else foveal_cli(*resume)
     assert done.returncode == 0, done.stderr

@@ -53,3 +53,25 @@ def test_sgd_gets_its_own_learning_rate_unless_one_is_given() -> None:
     assert chosen.optim.lr == pytest.approx(SGD_LR * 128 / SGD_LR_BATCH)
     given = resolve_recipe(make_train_config(optimizer="sgd", lr=0.05), 1000, cpu, 32, 10)
     assert given.optim.lr == 0.05
+
+
+def test_batch_norm_biases_learn_at_their_scale_with_the_same_decay_step() -> None:
+    """bias_lr_scale (airbench's 64 for SGD): a third group holding exactly the batch norms' shifts,
+    at scale x lr and L2 / scale, so lr x L2 (the decay step) is the filters'; 1 keeps two groups."""
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(), torch.nn.LazyLinear(2)
+    )
+    model(torch.zeros(2, 3, 5, 5))
+    norm = model[1]
+    optimizer = build_optimizer(model, make_train_config(optimizer="sgd", lr=0.1, bias_lr_scale=64.0).optim)
+    decay, no_decay, scaled = optimizer.param_groups
+    assert [id(p) for p in scaled["params"]] == [id(norm.bias)]
+    assert scaled["lr"] == pytest.approx(6.4) and decay["lr"] == pytest.approx(0.1)
+    assert scaled["lr"] * scaled["weight_decay"] == pytest.approx(decay["lr"] * decay["weight_decay"])
+    assert any(p is norm.weight for p in no_decay["params"])  # the norm's scale keeps the base lr
+    scheduler = lr_schedule(optimizer, StepPlan(10, 0), make_train_config(lr_decay="linear").optim)
+    optimizer.step()
+    scheduler.step()
+    assert scaled["lr"] / decay["lr"] == pytest.approx(64.0)  # the schedule scales both alike
+    plain = build_optimizer(model, make_train_config(optimizer="sgd", bias_lr_scale=1.0).optim)
+    assert len(plain.param_groups) == 2

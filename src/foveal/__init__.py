@@ -11,12 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from foveal.errors import FovealError
-from foveal.models import ModelConfig, create_model, list_models
 
 __version__ = "0.1.0"
 
-# Heavier entry points load on first use, so `import foveal` stays quick.
+# Every entry point that needs torch loads on first use, so that `import foveal` (and with it every
+# `foveal` command, `foveal models` included) starts without paying torch's second or more of import.
 _LAZY = {
+    "ModelConfig": ("foveal.models", "ModelConfig"),
+    "create_model": ("foveal.models", "create_model"),
+    "list_models": ("foveal.models", "list_models"),
     "train": ("foveal.api", "train"),
     "TrainConfig": ("foveal.training", "TrainConfig"),
     "load": ("foveal.api", "load"),
@@ -35,6 +38,12 @@ def __getattr__(name: str) -> Any:
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'foveal' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's own names and the lazy entry points, which `__getattr__` alone hides from dir(),
+    tab completion and help()."""
+    return sorted({*globals(), *_LAZY})
 
 
 __all__ = [

@@ -122,6 +122,11 @@ class OptimConfig:
         "Weight decay of the weight matrices [default: 0.05 with adamw (decoupled, Loshchilov & Hutter "
         "2019), 5e-4 with sgd (L2)].",
     )
+    bias_lr_scale: float | None = option(
+        None,
+        "Learning-rate multiplier for batch-norm biases (their weight decay divided by it, so the decay "
+        "stays the same size) [default: 1; with --time, 64 for the hybrid and airbench models, as airbench].",
+    )
     warmup_epochs: float | None = option(
         None, "Linear warmup before cosine decay [default: 3; with --time, 0.3]."
     )
@@ -135,6 +140,12 @@ class OptimConfig:
         None,
         "Cross-entropy label smoothing (Szegedy et al. 2016) [default: 0.1, as CCT; with --time, 0.2 for "
         "the hybrid and airbench models, as airbench].",
+    )
+    lookahead: bool | None = option(
+        None,
+        "Lookahead (Zhang et al. 2019) as airbench schedules it: a slow copy of the weights, synced every "
+        "5 steps from a quarter of the run on, held to a longer average as the run ends, and kept at the "
+        "end [default: off; with --time, on for the hybrid and airbench models].",
     )
     ema_decay: float | None = option(
         None, "Validate and save an EMA of the weights with this decay, e.g. 0.999 (0: off) [default: off]."
@@ -167,6 +178,10 @@ class OptimConfig:
                 f"lr_decay must be cosine or linear, got {self.lr_decay!r}",
             ),
             (self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (
+                self.bias_lr_scale is None or self.bias_lr_scale > 0,
+                f"bias_lr_scale must be > 0, got {self.bias_lr_scale}",
+            ),
             (
                 self.warmup_epochs is None or self.warmup_epochs >= 0,
                 f"warmup_epochs must be >= 0, got {self.warmup_epochs}",

@@ -38,9 +38,20 @@ def read_run_record(run_dir: str | Path, purpose: str) -> dict:
         )
     try:
         record = json.loads(path.read_text())
-        record["train"]  # noqa: B018  (every run records its training options)
-    except (ValueError, KeyError, TypeError) as error:
-        raise FovealError(f"{path} is damaged ({error}); the run cannot be {purpose}.") from None
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise FovealError(
+            f"{path} is damaged (not valid JSON: {error}); the run cannot be {purpose}."
+        ) from None
+    if not isinstance(record, dict):
+        raise FovealError(
+            f"{path} is damaged: it is not a JSON object of settings; the run cannot be {purpose}."
+        )
+    if not isinstance(record.get("train"), dict):  # every run records the options it was started with
+        problem = "are missing" if "train" not in record else "are not a JSON object"
+        raise FovealError(
+            f'{path} is damaged: the training options the run started with (its "train" entry) {problem}; '
+            f"the run cannot be {purpose}."
+        )
     return record
 
 

@@ -81,7 +81,7 @@ def train(
         result = run_training(settings, quiet=quiet, started=process_start())
     print(
         f"best val top-1 {result.best_top1:.2%} (epoch {result.best_epoch}), "
-        f"top-5 {result.metrics.top5:.2%}, "
+        f"top-{result.metrics.top_k} {result.metrics.top5:.2%}, "
         f"macro F1 {result.metrics.macro_f1:.3f}; {result.epochs} epochs in {result.seconds:.0f} s; "
         f"run folder {result.run_dir}"
     )
@@ -123,9 +123,10 @@ def evaluate(
 
     result = evaluate_model(model, data, device=device, batch_size=batch_size, flip=tta_flip)
     folder = Path(out) if out else next_run_dir("runs", "evaluate")  # only once there is something to save
-    save_evaluation(result, folder)
-    if as_json:
-        print(json.dumps(result.to_dict(), indent=2))
+    files = save_evaluation(result, folder)
+    if as_json:  # with where the files went: a program reading this cannot see the "saved" line
+        written = {kind: str(path.resolve()) for kind, path in files.items()}
+        print(json.dumps({**result.to_dict(), "files": written}, indent=2))
         return
     print(f"{result.data}\n{result.metrics.summary_table()}")
     if result.skipped:
@@ -516,16 +517,18 @@ def serve(
 def models(
     pattern: Annotated[str, typer.Argument(help="Shell-style filter, e.g. 'cct-*'.")] = "*",
 ) -> None:
-    """List the model presets with their sizes."""
-    from foveal.models import create_model, list_models
+    """List the model presets: size, what each is for, and which the default recipes train."""
+    from fnmatch import fnmatch
 
-    rows = []
-    for name in list_models(pattern):
-        net = create_model(name, num_classes=10)
-        cfg = net.config
-        params = sum(p.numel() for p in net.parameters())
-        rows.append([name, cfg.family, f"{params / 1e6:.2f}M", str(cfg.img_size)])
-    print_table(["model", "family", "params (10 classes)", "img size"], rows)
+    from foveal.cli.preset_facts import PRESETS, recipe_mark
+
+    # From recorded facts, not built models: a listing should not take seconds (preset_facts.py).
+    rows = [
+        [name, facts.family, f"{facts.params:,}", str(facts.img_size), facts.purpose, recipe_mark(name)]
+        for name, facts in sorted(PRESETS.items())
+        if fnmatch(name, pattern)
+    ]
+    print_table(["model", "family", "params (10 classes)", "img size", "for", "default for"], rows)
 
 
 def run(argv: list[str] | None = None) -> None:

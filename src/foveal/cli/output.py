@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from typing import TYPE_CHECKING
 
-from foveal.classifier import Prediction
+if TYPE_CHECKING:  # only a type here: importing it would load torch before every command
+    from foveal.classifier import Prediction
 
 
 def print_table(header: list[str], rows: list[list[str]]) -> None:

@@ -132,6 +132,7 @@ def _measure(run_dir: Path, model: str, peak_mb: float | None, device: str) -> d
         "run": str(run_dir),
         "top1": metrics["top1"],
         "top5": metrics["top5"],
+        "top_k": metrics["top_k"],  # the k of top5: fewer than 5 when there are fewer classes
         "macro_f1": metrics["macro_f1"],
         "parameters": parameter_count(classifier.model),
         "gflops_per_image": gflops_per_image(classifier.model, size),

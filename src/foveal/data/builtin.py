@@ -55,7 +55,8 @@ def _digits(img_size: int) -> tuple[ImageSet, ImageSet]:
     labels = torch.from_numpy(bunch.target.astype(np.int64))
     classes = [str(c) for c in bunch.target_names]
     # A fixed 20% held out per class; keys make the split independent of the training seed.
-    train, test = stratified_split([f"digits/{i}" for i in range(len(labels))], labels.tolist(), 0.2)
+    keys = [f"digits/{i}" for i in range(len(labels))]
+    train, test = stratified_split(keys, labels.tolist(), 0.2, class_names=classes)
     full = ImageSet(images, labels, classes)
     return full.subset(torch.tensor(train)), full.subset(torch.tensor(test))
 

@@ -132,7 +132,7 @@ def _auto_split(
     else:
         paths, labels = list_images(root, classes)
         keys = [str(Path(p).relative_to(root)) for p in paths]
-        train_idx, val_idx = stratified_split(keys, labels, val_fraction)
+        train_idx, val_idx = stratified_split(keys, labels, val_fraction, class_names=classes)
         train_paths, val_paths = [paths[i] for i in train_idx], [paths[i] for i in val_idx]
         label_of = dict(zip(paths, labels))
 

@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from foveal.errors import DataError
 
 
-def stratified_split(keys: list[str], labels: list[int], val_fraction: float) -> tuple[list[int], list[int]]:
+def stratified_split(
+    keys: list[str], labels: list[int], val_fraction: float, *, class_names: Sequence[str]
+) -> tuple[list[int], list[int]]:
     """Indices (train, val) with `val_fraction` of each class (at least one) in val.
 
     Args:
         keys: a stable name per sample (its relative path).
         labels: class index per sample.
         val_fraction: share of each class held out, in (0, 1).
+        class_names: the name of each class index, for errors a person can act on.
     """
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
@@ -33,8 +37,8 @@ def stratified_split(keys: list[str], labels: list[int], val_fraction: float) ->
     for label, members in sorted(by_class.items()):
         if len(members) < 2:
             raise DataError(
-                f"class {label} has {len(members)} image; a train/val split needs at least 2 per "
-                "class. Add images or give a separate val folder (root/train, root/val)."
+                f"class {class_names[label]!r} has {len(members)} image; a train/val split needs at least 2 "
+                "per class. Add images or give a separate val folder (root/train, root/val)."
             )
         members.sort(key=lambda i: hashlib.sha1(keys[i].encode()).hexdigest())
         n_val = min(len(members) - 1, max(1, round(len(members) * val_fraction)))

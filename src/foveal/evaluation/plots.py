@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from foveal.errors import FovealError
+from foveal.evaluation.metrics import MAX_TOP_K
 
 DPI = 120
 ANNOTATE_MAX_CLASSES = 30  # beyond this, cell numbers would be too small to read
@@ -73,16 +74,18 @@ def plot_confusion_matrix(
     return save_figure(fig, path)
 
 
-def plot_training_curves(results_csv: str | Path, path: str | Path) -> Path:
+def plot_training_curves(results_csv: str | Path, path: str | Path, *, top_k: int = MAX_TOP_K) -> Path:
     """Draw training progress from a results.csv as a 2x2 grid and save it as a PNG.
 
-    Panels: train/val loss; val top-1 and top-5 accuracy in %; learning rate; seconds per epoch. Any
+    Panels: train/val loss; val top-1 and top-k accuracy in %; learning rate; seconds per epoch. Any
     column may be missing, and any cell empty: each series is drawn from the rows that have it.
 
     Args:
         results_csv: the CSV the trainer writes (columns such as epoch, train_loss, val_loss, val_top1,
             val_top5, lr, seconds).
         path: where to write the PNG (parent folders are created).
+        top_k: the k the val_top5 column was measured with (`ClassificationMetrics.top_k`: 5, or the
+            number of classes when there are fewer), so that a 2-class run's legend says top-2.
 
     Returns:
         The path written.
@@ -98,7 +101,7 @@ def plot_training_curves(results_csv: str | Path, path: str | Path) -> Path:
     _draw_panel(
         axes[0][1],
         epochs,
-        {"val top-1": accuracy["val_top1"], "val top-5": accuracy["val_top5"]},
+        {"val top-1": accuracy["val_top1"], f"val top-{top_k}": accuracy["val_top5"]},
         "Validation accuracy",
         "accuracy (%)",
     )

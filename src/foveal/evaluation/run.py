@@ -70,11 +70,17 @@ def evaluate(
     return Evaluation(metrics, loss, data, model_file, list(images.skipped), epoch, logits)
 
 
-def save_evaluation(evaluation: Evaluation, out: str | Path) -> None:
+def save_evaluation(evaluation: Evaluation, out: str | Path) -> dict[str, Path]:
     """Write metrics.json (with the skipped files) and confusion_matrix.png into folder `out`.
-    metrics.json is written last: in a run folder its presence marks the run as finished."""
+    metrics.json is written last: in a run folder its presence marks the run as finished.
+
+    Returns:
+        The files written, by what they hold: {"metrics": ..., "confusion_matrix": ...}.
+    """
     out = Path(out)
+    files = {"metrics": out / "metrics.json", "confusion_matrix": out / "confusion_matrix.png"}
     plot_confusion_matrix(
-        evaluation.metrics.confusion, evaluation.metrics.class_names, out / "confusion_matrix.png"
+        evaluation.metrics.confusion, evaluation.metrics.class_names, files["confusion_matrix"]
     )
-    atomic_write_json(out / "metrics.json", evaluation.to_dict())
+    atomic_write_json(files["metrics"], evaluation.to_dict())
+    return files

@@ -123,6 +123,9 @@ class HybridConfig:
     num_classes: int = 10
     widths: tuple[int, ...] = (64, 128)  # channels per conv group, each halving the grid; last = embed_dim
     stem_whitened: bool = True  # stem conv set to whitening filters of the data, frozen (whitening.py)
+    # "he": He-normal filters; "identity": PyTorch's default init with each conv's first c_in filters the
+    # identity (airbench's dirac init). Measured level at 3 minutes (docs/benchmarks.md, #12 round 2)
+    trunk_init: Literal["identity", "he"] = "he"
     pos_embed: Literal["learnable", "sincos", "none"] = "learnable"
     depth: int = 1  # attention blocks on the trunk's tokens; 0 makes a plain CNN
     num_heads: int = 2
@@ -150,6 +153,8 @@ class HybridConfig:
             raise ConfigError(f"sincos positions need embed_dim divisible by 4, got {self.embed_dim}")
         if self.logit_scale <= 0:
             raise ConfigError(f"logit_scale must be > 0, got {self.logit_scale}")
+        if self.trunk_init not in ("identity", "he"):
+            raise ConfigError(f"trunk_init must be identity or he, got {self.trunk_init!r}")
         if min(self.grid_size) < 1:
             raise ConfigError(
                 f"img_size={self.img_size} is too small for {len(self.widths)} conv groups (token stride "

@@ -35,6 +35,8 @@ class HybridClassifier(FovealModel):
         self.attention_pool = AttentionPool(embed_dim=D) if config.pool == "attention" else None
         self.head = nn.Linear(D, config.num_classes)
         self.apply(init_weights)  # the attention classifier's: truncated normal linears, He convs
+        if config.trunk_init == "identity":
+            self.trunk.identity_init()
 
     def forward_features(self, images: torch.Tensor, *, need_weights: bool = False) -> Features:
         """Images (B, C, H, W) -> the trunk's feature map (B, D, h, w) as tokens (B, h*w, D), row by

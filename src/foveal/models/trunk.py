@@ -76,3 +76,14 @@ class ConvTrunk(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.groups(self.stem(images))
+
+    def identity_init(self) -> None:
+        """airbench's init of the groups' convs: PyTorch's default filters (about 0.4x He's scale, so a
+        batch-normed filter's effective learning rate is higher), with the first c_in filters of each
+        set to the identity (dirac), so that every group starts close to passing its input through.
+        Measured in airbench's ablations: 94% in 18 epochs instead of 21."""
+        for group in self.groups:
+            for conv in (group.conv1, group.conv2):
+                conv.reset_parameters()
+                with torch.no_grad():
+                    nn.init.dirac_(conv.weight[: conv.in_channels])  # (min(c_out, c_in), c_in, 3, 3)

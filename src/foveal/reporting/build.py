@@ -2,7 +2,7 @@
 
 `write_report(run_dir)` (or `foveal report RUN`) reloads the run's held-out images and its best
 model, and writes run_dir/report.html: data summary, training curves, confusion matrix, per-class
-precision/recall/F1, top-1/top-5, calibration, the worst mistakes with where the model looked, how
+precision/recall/F1, top-1/top-k, calibration, the worst mistakes with where the model looked, how
 faithful each explanation method is, the CNN comparison when the run has one, and the configuration
 and timings.
 """
@@ -69,7 +69,7 @@ def write_report(
         pictures = Path(scratch)
         sections = [
             _data_section(record, data, pictures),
-            _training_section(record, pictures),
+            _training_section(record, metrics.top_k, pictures),
             _evaluation_section(metrics, pictures),
             _calibration_section(calibration(logits, val.labels), pictures),
             _mistakes_section(classifier, data, logits, pictures),
@@ -124,10 +124,10 @@ def _data_section(record: RunRecord, data: DataSplits, pictures: Path) -> str:
     return html.section("Data", *parts)
 
 
-def _training_section(record: RunRecord, pictures: Path) -> str:
+def _training_section(record: RunRecord, top_k: int, pictures: Path) -> str:
     if not record.results:
         return html.section("Training", html.paragraph("No epoch was recorded (results.csv is missing)."))
-    curves = plot_training_curves(record.run_dir / "results.csv", pictures / "curves.png")
+    curves = plot_training_curves(record.run_dir / "results.csv", pictures / "curves.png", top_k=top_k)
     seconds = [float(r["seconds"]) for r in record.results if r.get("seconds")]
     speed = [float(r["images_per_second"]) for r in record.results if r.get("images_per_second")]
     timings = [

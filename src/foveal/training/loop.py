@@ -30,6 +30,7 @@ from foveal.training.budget import (
     plan_total_steps,
 )
 from foveal.training.ema import make_ema
+from foveal.training.lookahead import Lookahead
 from foveal.training.progress import EpochBar, say
 from foveal.training.records import append_event, write_results
 from foveal.training.schedule import StepPlan, build_optimizer, lr_schedule
@@ -77,6 +78,7 @@ class _Trainer:
     progress: Progress
     plan: StepPlan
     ema: AveragedModel | None  # the weight average that is validated and saved, when EMA is on
+    lookahead: Lookahead | None  # the slow weights the model is synced to, when lookahead is on
     last_save: float  # clock() of the last checkpoint
     started: float  # clock() when the command started: the time budget counts from here
     clock: Clock  # seconds, monotonic: time.perf_counter, or a test's clock
@@ -123,7 +125,8 @@ def train(
         _restore(run, trainer, quiet)
     _fit(run, trainer, quiet)
     progress = trainer.progress
-    plot_training_curves(run.run_dir / "results.csv", run.run_dir / "results.png")
+    top_k = min(5, len(run.data.classes))  # top-5 of 2 classes would always be 100%
+    plot_training_curves(run.run_dir / "results.csv", run.run_dir / "results.png", top_k=top_k)
     evaluation = _final_evaluation(run, progress.best_epoch)
     seconds = clock() - started
     train_seconds = sum(r["seconds"] for r in progress.rows)
@@ -160,7 +163,10 @@ def _build_trainer(run: RunSetup, started: float, clock: Clock) -> _Trainer:
     scheduler = lr_schedule(optimizer, plan, config.optim)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.optim.label_smoothing)
     ema = make_ema(run.model, config.optim.ema_decay)
-    return _Trainer(optimizer, scheduler, criterion, Progress(), plan, ema, clock(), started, clock)
+    lookahead = Lookahead() if config.optim.lookahead else None
+    return _Trainer(
+        optimizer, scheduler, criterion, Progress(), plan, ema, lookahead, clock(), started, clock
+    )
 
 
 def _restore(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
@@ -177,6 +183,8 @@ def _restore(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
     trainer.scheduler.load_state_dict(state["scheduler"])
     if trainer.ema is not None:
         trainer.ema.load_state_dict(state["ema"])
+    if trainer.lookahead is not None:
+        trainer.lookahead.load_state_dict(state.get("lookahead"), run.device)
     restore_rng(state)
     trainer.progress = progress
     trainer.resumed = True
@@ -232,7 +240,12 @@ def _run_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
         trainer.step_seconds += step_seconds
         trainer.steps_timed += 1
         last = now
-        if config.optim.time_budget and _budget_ends_epoch(run, trainer, step_seconds):
+        budget_spent = bool(config.optim.time_budget) and _budget_ends_epoch(run, trainer, step_seconds)
+        if trainer.lookahead is not None:  # after the budget's check: it may have moved the last step
+            trainer.lookahead.step(
+                run.model, progress.global_step, progress.planned_steps or trainer.plan.total_steps
+            )
+        if budget_spent:
             break  # this epoch ends early; _end_epoch still validates and saves it
         if progress.step < len(batches) and _checkpoint_due(config, trainer):
             now = trainer.clock()
@@ -294,6 +307,7 @@ def _checkpoint(run: RunSetup, trainer: _Trainer) -> None:
         trainer.progress,
         run.config.checkpoint.keep_checkpoints,
         ema=trainer.ema,
+        lookahead=trainer.lookahead.state_dict() if trainer.lookahead is not None else None,
     )
     trainer.last_save = trainer.clock()
 
@@ -339,7 +353,8 @@ def _end_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
     of = f"/{config.optim.epochs}" if not config.optim.time_budget else ""
     say(
         f"epoch {epoch}{of}: loss {row['train_loss']:.4f}, train top-1 {row['train_top1']:.2%}, "
-        f"val loss {row['val_loss']:.4f}, val top-1 {row['val_top1']:.2%}, top-5 {row['val_top5']:.2%}, "
+        f"val loss {row['val_loss']:.4f}, val top-1 {row['val_top1']:.2%}, "
+        f"top-{min(5, len(run.data.classes))} {row['val_top5']:.2%}, "
         f"{seconds:.1f} s ({row['images_per_second']:.0f} img/s)"
         + (f", {skipped} non-finite steps skipped" if skipped else ""),
         quiet,

@@ -51,25 +51,43 @@ SGD_MOMENTUM = 0.9
 
 def build_optimizer(model: torch.nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
     """The configured optimizer at optim.peak_lr, with no weight decay on biases, norms and positional
-    tables (1-D or tiny params).
+    tables (1-D or tiny params), except batch-norm biases under a bias_lr_scale other than 1.
 
     adamw decays decoupled from the gradient (Loshchilov & Hutter 2019); sgd (Nesterov) as L2 in the
-    gradient, as the CNN recipes it comes from do; adam does not decay.
+    gradient, as the CNN recipes it comes from do; adam does not decay. Batch-norm biases learn at
+    bias_lr_scale x the lr (airbench's 64 for SGD: a BN shift is one number per channel and moves
+    slowly at the rate the filters need); their L2 is divided by the same factor, so the decay step
+    (lr x L2 x bias) is the filters' size.
     """
-    decay, no_decay = [], []
+    weight_decay = DEFAULT_WEIGHT_DECAY[optim.optimizer] if optim.weight_decay is None else optim.weight_decay
+    if optim.optimizer == "adam":
+        weight_decay = 0.0
+    bias_scale = optim.bias_lr_scale or 1.0
+    norm_biases = {id(p) for p in _batch_norm_biases(model)} if bias_scale != 1.0 else set()
+    decay, no_decay, scaled = [], [], []
     for param_name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         skip = param.ndim <= 1 or "pos_embed" in param_name or "cls_token" in param_name
-        (no_decay if skip else decay).append(param)
-    weight_decay = DEFAULT_WEIGHT_DECAY[optim.optimizer] if optim.weight_decay is None else optim.weight_decay
+        (scaled if id(param) in norm_biases else no_decay if skip else decay).append(param)
+    lr = optim.peak_lr
     groups = [
-        {"params": decay, "weight_decay": weight_decay if optim.optimizer != "adam" else 0.0},
+        {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    lr = optim.peak_lr
+    if scaled:
+        groups.append({"params": scaled, "lr": lr * bias_scale, "weight_decay": weight_decay / bias_scale})
     if optim.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=SGD_MOMENTUM, nesterov=True)
     if optim.optimizer == "adam":
         return torch.optim.Adam(groups, lr=lr)
     return torch.optim.AdamW(groups, lr=lr)
+
+
+def _batch_norm_biases(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The shift of every batch norm (B, C, H, W features) of `model`."""
+    return [
+        m.bias
+        for m in model.modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.bias is not None
+    ]

@@ -54,6 +54,7 @@ def save_checkpoint(
     progress: Progress,
     keep: int,
     ema: torch.nn.Module | None = None,
+    lookahead: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write the full training state to folder/state-e{epoch}-s{step}.pt; keep the newest `keep`."""
     state = {
@@ -62,6 +63,7 @@ def save_checkpoint(
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "ema": ema.state_dict() if ema is not None else None,
+        "lookahead": lookahead,  # training/lookahead.py's slow weights, once taken
         "rng": {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
