@@ -28,8 +28,9 @@ def foveal_base() -> AttentionConfig:  # GPU-sized: 8 blocks of width 384 on an 
     return AttentionConfig(embed_dim=384, depth=8, num_heads=6, mlp_ratio=2.0, tokenizer_layers=2)
 
 
-# The `--time` ladder (training/recipe.py): whitened, batch-normed tokenizers and no dropout, because
-# a budget of a few passes over the data underfits long before it overfits. Smallest to largest.
+# Attention-only models for short budgets (the `--time` ladder until issue #12, now the hybrid-airbench
+# presets below): whitened, batch-normed tokenizers and no dropout, because a budget of a few passes
+# over the data underfits long before it overfits. Smallest to largest.
 def _budget_model(embed_dim: int, depth: int, tokenizer_channels: int) -> AttentionConfig:
     return AttentionConfig(
         embed_dim=embed_dim,
