@@ -17,6 +17,14 @@ import torch
 from foveal.errors import FovealError
 
 MAX_TOP_K = 5
+
+
+def top_k_for(num_classes: int) -> int:
+    """The k of the "top-5" figure: 5, or the number of classes when there are fewer (top-5 of 2
+    classes would always be 100%)."""
+    return min(MAX_TOP_K, num_classes)
+
+
 _NAME_WIDTH_CAP = 32  # class-name column width in summary_table; longer names are shortened
 
 
@@ -65,7 +73,7 @@ class ClassificationMetrics:
     @property
     def top_k(self) -> int:
         """The k used for `top5`: 5, or the number of classes when there are fewer."""
-        return min(MAX_TOP_K, len(self.class_names))
+        return top_k_for(len(self.class_names))
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (plain floats, ints and lists).
@@ -226,7 +234,7 @@ def _build_metrics(num_classes: int) -> Any:
     scores: dict[str, Any] = {**common, "zero_division": 0}
     metrics = {
         "top1": MulticlassAccuracy(top_k=1, average="micro", **common),
-        "topk": MulticlassAccuracy(top_k=min(MAX_TOP_K, num_classes), average="micro", **common),
+        "topk": MulticlassAccuracy(top_k=top_k_for(num_classes), average="micro", **common),
         "precision": MulticlassPrecision(average="none", **scores),
         "recall": MulticlassRecall(average="none", **scores),
         "f1": MulticlassF1Score(average="none", **scores),

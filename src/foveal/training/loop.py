@@ -16,7 +16,7 @@ from torch.optim.swa_utils import AveragedModel
 from foveal.config import TrainConfig, make_train_config
 from foveal.data.sources import DataSplits
 from foveal.errors import FovealError
-from foveal.evaluation.metrics import ClassificationMetrics
+from foveal.evaluation.metrics import ClassificationMetrics, top_k_for
 from foveal.evaluation.plots import plot_training_curves
 from foveal.evaluation.run import Evaluation, evaluate, save_evaluation
 from foveal.runtime import autocast_for
@@ -125,8 +125,9 @@ def train(
         _restore(run, trainer, quiet)
     _fit(run, trainer, quiet)
     progress = trainer.progress
-    top_k = min(5, len(run.data.classes))  # top-5 of 2 classes would always be 100%
-    plot_training_curves(run.run_dir / "results.csv", run.run_dir / "results.png", top_k=top_k)
+    plot_training_curves(
+        run.run_dir / "results.csv", run.run_dir / "results.png", top_k=top_k_for(len(run.data.classes))
+    )
     evaluation = _final_evaluation(run, progress.best_epoch)
     seconds = clock() - started
     train_seconds = sum(r["seconds"] for r in progress.rows)
@@ -354,7 +355,7 @@ def _end_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
     say(
         f"epoch {epoch}{of}: loss {row['train_loss']:.4f}, train top-1 {row['train_top1']:.2%}, "
         f"val loss {row['val_loss']:.4f}, val top-1 {row['val_top1']:.2%}, "
-        f"top-{min(5, len(run.data.classes))} {row['val_top5']:.2%}, "
+        f"top-{top_k_for(len(run.data.classes))} {row['val_top5']:.2%}, "
         f"{seconds:.1f} s ({row['images_per_second']:.0f} img/s)"
         + (f", {skipped} non-finite steps skipped" if skipped else ""),
         quiet,
