@@ -114,6 +114,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "crop-2px": ("crops shifted up to 2 px instead of img_size / 8", {"crop_padding": 2}, {}),
     "lookahead": ("+ lookahead (training/lookahead.py)", {"lookahead": True}, {}),
     "wd-x3": ("SGD weight decay 1.5e-3 instead of 5e-4", {"weight_decay": 1.5e-3}, {}),
+    "fp32": ("fp32 arithmetic where the recipe would take bf16 autocast", {"precision": "fp32"}, {}),
     "tta-shift": ("six test-time views (flip and 1-pixel shifts) instead of two", {"tta_shift": True}, {}),
     PER_IMAGE: ("same model and recipe, per-image torchvision pipeline (2 workers)", {}, {}),
 }

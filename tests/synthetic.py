@@ -56,3 +56,13 @@ def tiny_run(
         threads=2, report=False, quiet=True, **options,
     )  # fmt: skip
     return result.run_dir, data
+
+
+def with_threshold(model: Path, out: Path, threshold: float) -> Path:
+    """A copy of saved `model` (a run folder or .safetensors) at `out` whose open-set threshold is
+    `threshold` (foveal/rejection.py): to make a test's images fall on a chosen side of it."""
+    from foveal.saved import load_model, resolve_model_path, save_model
+
+    loaded, info = load_model(resolve_model_path(model))
+    info.extra["rejection"] = {**info.extra["rejection"], "threshold": threshold}
+    return save_model(out, loaded, info)

@@ -148,3 +148,25 @@ def test_quick_serve_load(tmp_path: Path) -> None:
     for row in (on, off):
         assert row["requests"] > 0 and row["errors_other_than_503"] == 0 and row["requests_per_second"] > 0
     assert off["mean_batch"] == 1.0 and on["model_calls"] > 0
+
+
+@pytest.mark.slow
+def test_quick_precision(tmp_path: Path) -> None:
+    done = run_script("precision.py", "--quick", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "quick_precision.json").read_text())
+    assert record["auto_precision"] in ("fp32", "bf16") and record["matmul_1024_gflops"]["fp32"] > 0
+    (row,) = record["rows"]
+    assert row["fp32_images_per_second"] > 0 and row["bf16_images_per_second"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CIFAR.is_dir(), reason="needs ../shared/data/cifar10")
+def test_quick_open_set(tmp_path: Path) -> None:
+    done = run_script("open_set.py", str(CIFAR), "--quick", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    rows = json.loads((tmp_path / "quick_open_set.json").read_text())["rows"]
+    assert [r["score"] for r in rows] == ["msp", "energy", "mahalanobis"] * 2
+    assert sum(r["shipped"] for r in rows) == 2  # one shipped score per case, its saved threshold
+    for row in rows:
+        assert 0.0 <= row["auroc"] <= 1.0 and 0.0 <= row["far"] <= 1.0 and row["out_images"] > 0

@@ -145,7 +145,14 @@ def test_onnx_export_matches_foveal_on_held_out_images_at_any_batch_size(
     )
     session = onnxruntime.InferenceSession(str(bundle / "model.onnx"), providers=["CPUExecutionProvider"])
     logits, weights = session.run(None, {"pixel_values": pixels.contiguous().numpy()})
-    assert [classifier.classes[i] for i in logits.argmax(1)] == [p.label for p in classifier.predict(files)]
+    plain = classifier.predict(files, reject=False)
+    assert [classifier.classes[i] for i in logits.argmax(1)] == [p.label for p in plain]
+    # The open-set threshold travels in the metadata and marks the same images unknown.
+    exported = foveal.load(bundle / "model.onnx")
+    assert exported.rejection == classifier.rejection is not None
+    marked, marked_onnx = classifier.predict(files), exported.predict(files)
+    assert [p.unknown for p in marked_onnx] == [p.unknown for p in marked]
+    assert [p.familiarity for p in marked_onnx] == pytest.approx([p.familiarity for p in marked], abs=1e-4)
     assert weights.shape == (5, 64) and abs(weights.sum(1) - 1).max() < 1e-5
     # The bundle's own example (numpy + Pillow + onnxruntime, no Foveal) reproduces the preprocessing.
     done = subprocess.run(
@@ -154,9 +161,11 @@ def test_onnx_export_matches_foveal_on_held_out_images_at_any_batch_size(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     printed = [line.split()[1].split(":") for line in done.stdout.splitlines()]
-    expected = classifier.predict(files, top_k=1)
+    expected = classifier.predict(files, top_k=1, reject=False)
     assert [label for label, _ in printed] == [p.label for p in expected]
     assert [float(p) for _, p in printed] == pytest.approx([p.probabilities[0] for p in expected], abs=1e-4)
+    said_unknown = [line.endswith(" unknown") for line in done.stdout.splitlines()]
+    assert said_unknown == [p.unknown for p in marked]  # the same images rejected without Foveal
 
 
 def test_onnx_parity_that_fails_keeps_no_onnx_file_and_says_why(

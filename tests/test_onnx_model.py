@@ -40,7 +40,7 @@ def test_predict_and_evaluate_on_model_onnx_give_foveal_s_labels(
     assert np.allclose([p.probabilities for p in got], [p.probabilities for p in expected], atol=1e-5)
     done = foveal_cli("predict", str(bundle / "model.onnx"), str(files[0]), "--format", "json")
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)[0]["labels"][0] == expected[0].label
+    assert json.loads(done.stdout)[0]["labels"][0] == expected[0].labels[0]
     from_onnx = foveal.evaluate(bundle / "model.onnx", str(data))
     from_torch = foveal.evaluate(run, str(data), device="cpu")
     assert from_onnx.metrics.top1 == from_torch.metrics.top1 and from_onnx.skipped == from_torch.skipped

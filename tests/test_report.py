@@ -33,7 +33,8 @@ def reported_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_training_ends_with_a_self_contained_report(reported_run: Path) -> None:
     page = (reported_run / "report.html").read_text()
-    for heading in ("Data", "Training", "Evaluation on the held-out images", "Calibration", "Worst mistakes"):
+    headings = ("Data", "Training", "Evaluation on the held-out images", "Calibration", "Open-set rejection")
+    for heading in (*headings, "Worst mistakes"):
         assert f"<h2>{heading}</h2>" in page
     for content in (
         "precision",
@@ -44,10 +45,11 @@ def test_training_ends_with_a_self_contained_report(reported_run: Path) -> None:
         "Imbalanced",
         "Faithfulness of the explanations",
         "<td>random</td>",
+        "familiarity below",
     ):
         assert content in page
     images = re.findall(r'<img src="([^"]+)"', page)
-    assert len(images) == 6 and all(src.startswith("data:image/png;base64,") for src in images)
+    assert len(images) == 7 and all(src.startswith("data:image/png;base64,") for src in images)
     # Offline: nothing is fetched from anywhere (no scripts, stylesheets, fonts or remote images).
     assert "<script" not in page and not re.search(r'(src|href)="(https?:)?//', page)
 
@@ -56,6 +58,8 @@ def test_report_command_rewrites_it(reported_run: Path) -> None:
     (reported_run / "report.html").unlink()
     done = foveal_cli("report", str(reported_run))
     assert done.returncode == 0, done.stderr
+    for stage in ("loading the images", "evaluating the model on", "measuring how faithful"):
+        assert f"report: {stage}" in done.stderr  # never silent while it works (issue #16)
     assert (reported_run / "report.html").stat().st_size > 10_000
 
 
@@ -82,7 +86,7 @@ def test_report_renders_in_headless_chromium_with_every_image(reported_run: Path
         page.screenshot(path=str(screenshot), full_page=True)
         browser.close()
     assert errors == []
-    assert len(images) == 6 and all(loaded for _, loaded, _ in images), images
+    assert len(images) == 7 and all(loaded for _, loaded, _ in images), images
     assert all(width >= 200 for _, _, width in images)  # real pictures, not placeholders
     assert screenshot.stat().st_size > 50_000
 

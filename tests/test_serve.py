@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image
-from synthetic import tiny_run
+from synthetic import tiny_run, with_threshold
 
 import foveal
 from foveal.serving.process import ServerProcess
@@ -116,6 +116,28 @@ def test_predict_takes_a_form_file_or_the_raw_body_and_agrees_with_the_library(
         assert [p["label"] for p in body["predictions"]] == expected.labels
         assert [p["score"] for p in body["predictions"]] == pytest.approx(expected.probabilities, abs=1e-5)
         assert body["model"].startswith("foveal-nano@") and body["time_ms"] > 0
+        assert body["unknown"] == expected.unknown and body["label"] == expected.label
+        assert body["familiarity"] == pytest.approx(expected.familiarity, abs=1e-4)
+    off = httpx.post(
+        server.url + "/predict?reject=false", files={"file": ("a.png", data, "image/png")}
+    ).json()
+    assert off["familiarity"] is None and off["unknown"] is False and off["label"] == expected.labels[0]
+
+
+def test_an_image_below_the_threshold_is_answered_unknown(
+    run_and_data: tuple[Path, Path], image_file: Path, tmp_path: Path
+) -> None:
+    run, _ = run_and_data
+    model = with_threshold(run, tmp_path / "model.safetensors", float("inf"))  # nothing is familiar
+    nearest = foveal.load(run, device="cpu").predict([image_file], top_k=2)[0].labels
+    form = {"file": ("a.png", image_file.read_bytes(), "image/png")}
+    with ServerProcess([str(model), "--threads", "1"]) as process:
+        for route in ("/predict?top_k=2", "/explain?top_k=2&method=pool"):
+            body = httpx.post(process.url + route, files=form).json()
+            assert body["label"] == "unknown" and body["unknown"] is True, route
+            assert [p["label"] for p in body["predictions"]] == nearest  # the nearest classes, still
+        kept = httpx.post(process.url + "/predict?top_k=2&reject=false", files=form).json()
+        assert kept["label"] == nearest[0] and kept["unknown"] is False
 
 
 def test_explain_gives_the_map_on_its_grid_and_an_overlay_png(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from browser import launch_chromium, needs_chromium, record_errors
-from synthetic import tiny_run
+from synthetic import tiny_run, with_threshold
 
 import foveal
 from foveal.serving.process import ServerProcess
@@ -22,7 +22,8 @@ def test_the_page_explains_an_uploaded_image_in_chromium(tmp_path_factory: pytes
 
     run, data = tiny_run(tmp_path_factory.mktemp("page"), "foveal-nano", per_class=6)
     image = sorted(data.rglob("*.png"))[0]
-    expected = foveal.load(run, device="cpu").predict([image])[0].label
+    prediction = foveal.load(run, device="cpu").predict([image])[0]
+    expected = "unknown: " if prediction.unknown else prediction.label + " ("
     with ServerProcess([str(run), "--threads", "1"]) as server, sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1000, "height": 700})
@@ -44,7 +45,16 @@ def test_the_page_explains_an_uploaded_image_in_chromium(tmp_path_factory: pytes
         if SCREENSHOT:
             Path(SCREENSHOT).parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=SCREENSHOT, full_page=True)
+        # A model to which nothing looks familiar: the page says unknown, and names the nearest class.
+        strict_model = with_threshold(run, run / "strict.safetensors", float("inf"))
+        with ServerProcess([str(strict_model), "--threads", "1"]) as strict:
+            page.goto(strict.url + "/", wait_until="load")
+            page.wait_for_function("document.getElementById('method').options.length > 0")
+            page.set_input_files("#file", str(image))
+            page.wait_for_function("document.getElementById('top-label').textContent.length > 0")
+            unknown_label = page.text_content("#top-label")
         browser.close()
     assert errors == []
-    assert top_label.startswith(expected + " (")
+    assert top_label.startswith(expected)
+    assert unknown_label.startswith("unknown: unlike every class") and prediction.labels[0] in unknown_label
     assert overlay_width >= 224 and bars == min(5, len(foveal.load(run, device="cpu").classes))

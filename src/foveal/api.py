@@ -23,6 +23,7 @@ from foveal.exporting import add_to_bundle_config, write_bundle
 from foveal.exporting.graph import check_maps
 from foveal.exporting.quantize import MAX_ACCURACY_DROP
 from foveal.exporting.to_onnx import export_onnx
+from foveal.rejection import RejectionCount
 from foveal.reporting import write_report
 from foveal.runs import RunRecord
 from foveal.training import TrainConfig, TrainResult
@@ -59,7 +60,11 @@ def _write_report(result: TrainResult, quiet: bool) -> None:
     """report.html, after the model is saved: a failure here must not cost the user the run."""
     try:
         path = write_report(
-            result.run_dir, data=result.data, evaluation=result.evaluation, device=result.config.run.device
+            result.run_dir,
+            data=result.data,
+            evaluation=result.evaluation,
+            device=result.config.run.device,
+            quiet=quiet,
         )
     except Exception as error:  # noqa: BLE001  (any failure: the trained model is already safe)
         say(
@@ -79,6 +84,7 @@ def evaluate(
     batch_size: int = 256,
     out: str | Path | None = None,
     flip: bool | None = None,
+    reject: bool = True,
 ) -> Evaluation:
     """Evaluate a saved model on `data`.
 
@@ -88,6 +94,8 @@ def evaluate(
             folder of class folders (every image in it).
         out: a folder to write metrics.json and confusion_matrix.png into (None: write nothing).
         flip: average each image's logits with its mirror image's (None: as the model was saved).
+        reject: count the images the model's open-set threshold marks unknown (`Evaluation.rejection`;
+            the top-1 and other scores count every image either way).
     """
     classifier = model if isinstance(model, Classifier) else load(model, device)
     preprocessing = classifier.preprocessing
@@ -103,6 +111,8 @@ def evaluate(
         data=description,
         model_file=classifier.source,
     )
+    if reject and classifier.rejection is not None and evaluation.metrics.num_samples:
+        evaluation.rejection = RejectionCount.of(classifier.rejection, evaluation.logits)
     if out is not None:
         save_evaluation(evaluation, out)
     return evaluation

@@ -17,6 +17,7 @@ from foveal.explanation.result import Explanation
 from foveal.explanation.run import explain_inputs
 from foveal.inference import predict_logits
 from foveal.onnx_model import OnnxModel, load_onnx
+from foveal.rejection import UNKNOWN, Rejection
 from foveal.runtime import resolve_device
 from foveal.saved import ModelInfo, load_model, resolve_model_path
 
@@ -25,19 +26,23 @@ ImageInput = str | Path | torch.Tensor
 
 @dataclass
 class Prediction:
-    """Top-k labels of one image, most probable first."""
+    """Top-k labels of one image, most probable first, and whether the image looks like none of the
+    classes (foveal/rejection.py)."""
 
     source: str  # the file path, or "tensor[i]" for tensors given directly
     labels: list[str]
     probabilities: list[float]
     indices: list[int]
+    unknown: bool = False  # its familiarity fell below the model's threshold
+    familiarity: float | None = None  # the model's familiarity score (None: rejection off)
 
     @property
     def label(self) -> str:
-        return self.labels[0]
+        """ "unknown" for a rejected image, else the most probable class (`labels[0]` either way)."""
+        return UNKNOWN if self.unknown else self.labels[0]
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"label": self.label, **asdict(self)}
 
 
 class Classifier:
@@ -74,30 +79,51 @@ class Classifier:
         return self.logits(images, batch_size).softmax(dim=1)
 
     def predict(
-        self, images: Sequence[ImageInput] | torch.Tensor, top_k: int = 5, batch_size: int = 256
+        self,
+        images: Sequence[ImageInput] | torch.Tensor,
+        top_k: int = 5,
+        batch_size: int = 256,
+        *,
+        reject: bool = True,
     ) -> list[Prediction]:
         """Top-k predictions for each image (file paths, or uint8 tensors at the model's size).
 
         Args:
             images: paths, or a uint8 tensor (N, 3, S, S) / (3, S, S) already at img_size.
             top_k: how many labels per image (capped at the number of classes).
+            reject: mark images below the model's familiarity threshold as unknown (`self.rejection`).
 
         Raises:
             DataError: an image file cannot be decoded (the message names it).
         """
         if isinstance(images, torch.Tensor) and images.ndim == 3:
             images = images.unsqueeze(0)
-        probs = self.probabilities(images, batch_size)
-        k = max(1, min(top_k, probs.shape[1]))
-        values, indices = probs.topk(k, dim=1)
+        logits = self.logits(images, batch_size)
         sources = (
-            [f"tensor[{i}]" for i in range(len(probs))]
+            [f"tensor[{i}]" for i in range(len(logits))]
             if isinstance(images, torch.Tensor)
             else [str(p) for p in images]
         )
+        return self.predictions(logits, sources, top_k, reject=reject)
+
+    @property
+    def rejection(self) -> Rejection | None:
+        """The model's open-set threshold (None for a model saved without one)."""
+        return self.info.rejection
+
+    def predictions(
+        self, logits: torch.Tensor, sources: Sequence[str], top_k: int = 5, *, reject: bool = True
+    ) -> list[Prediction]:
+        """Predictions from logits (N, K) of the images named by `sources`: what `predict` and the
+        server both answer."""
+        probs = logits.float().softmax(dim=1)
+        values, indices = probs.topk(max(1, min(top_k, probs.shape[1])), dim=1)
+        rejection = self.rejection if reject else None
+        unknown = [False] * len(probs) if rejection is None else rejection.unknown(logits).tolist()
+        scores = [None] * len(probs) if rejection is None else rejection.familiarity(logits).tolist()
         return [
-            Prediction(src, [self.classes[j] for j in idx.tolist()], val.tolist(), idx.tolist())
-            for src, val, idx in zip(sources, values, indices)
+            Prediction(src, [self.classes[j] for j in idx.tolist()], val.tolist(), idx.tolist(), out, score)
+            for src, val, idx, out, score in zip(sources, values, indices, unknown, scores)
         ]
 
     def explain(
@@ -147,11 +173,11 @@ def load(path: str | Path, device: str = "auto") -> Classifier:
 
 
 def predict_files(
-    classifier: Classifier, files: list[Path], top_k: int = 5, batch_size: int = 256
+    classifier: Classifier, files: list[Path], top_k: int = 5, batch_size: int = 256, *, reject: bool = True
 ) -> tuple[list[Prediction], list[tuple[str, str]]]:
     """Predict every decodable file; returns the predictions and (path, reason) of files skipped."""
     images, good, failed = decode_paths(files, classifier.preprocessing.img_size)
-    predictions = classifier.predict(images, top_k, batch_size)
+    predictions = classifier.predict(images, top_k, batch_size, reject=reject)
     for prediction, path in zip(predictions, good):
         prediction.source = str(path)
     return predictions, failed

@@ -298,6 +298,11 @@ class RunConfig:
     seed: int = option(0, "Random seed: same seed, same result on a CPU.")
     device: str = option("auto", "auto, cpu, cuda, cuda:N or mps.")
     threads: int | None = option(None, "CPU threads [default: all cores].")
+    precision: Literal["auto", "bf16", "fp32"] = option(
+        "auto",
+        "Training arithmetic: bf16 autocast or fp32. auto: bf16 where the hardware has bf16 "
+        "instructions (a CUDA GPU with bf16, a CPU with AVX-512 BF16 or AMX), else fp32.",
+    )
     eval_batch_size: int = option(256, "Images per batch when validating (lower it for large images).")
     epoch_val_images: int | None = option(
         None,

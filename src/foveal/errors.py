@@ -26,6 +26,11 @@ class ConfigError(FovealError, ValueError):
     """An option or configuration value that is out of range or unknown."""
 
 
+class TrainingInterrupted(FovealError):
+    """Ctrl-C stopped training after saving a checkpoint (training/interrupt.py); the message says
+    how to continue. The command line exits 130, as for any Ctrl-C."""
+
+
 def suggest(name: str, choices: Iterable[str]) -> str:
     """Return ' Did you mean X?' for the closest of `choices`, or '' when none is close."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)

@@ -93,8 +93,14 @@ def load_onnx(path: Path) -> tuple[OnnxModel, ModelInfo]:
             [labels[str(i)] for i in range(len(labels))],
             # The graph averages the test-time views itself: the inference path must not add them.
             Preprocessing.from_dict(json.loads(metadata["preprocessing"])).with_views("none"),
-            {"onnx": str(path), "views_in_graph": json.loads(metadata["preprocessing"])["test_time_views"]},
+            {
+                "onnx": str(path),
+                "views_in_graph": json.loads(metadata["preprocessing"])["test_time_views"],
+                # the open-set threshold, on the graph's logits (absent from older exports)
+                **({"rejection": json.loads(metadata["rejection"])} if "rejection" in metadata else {}),
+            },
         )
+        _ = info.rejection  # a damaged threshold is a damaged file
         grid = tuple(json.loads(metadata["token_grid"]))
     except (ValueError, KeyError, TypeError, FovealError) as error:
         raise ModelFileError(f"{path}: its Foveal metadata cannot be read ({error}).") from None

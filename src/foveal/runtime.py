@@ -31,34 +31,52 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def autocast_for(device: torch.device) -> AbstractContextManager | None:
-    """bf16 autocast where the hardware runs it natively, else None (fp32).
+def autocast_for(device: torch.device, precision: str = "auto") -> AbstractContextManager | None:
+    """bf16 autocast for `precision` "bf16", None (fp32) for "fp32"; "auto": bf16 where the hardware
+    has bf16 arithmetic, else fp32.
 
-    Native means a CUDA GPU with bf16, or a CPU with AMX bf16 tiles (Intel Sapphire Rapids and
-    later). CPUs without them (AVX2-only, like the machine Foveal is measured on) run bf16
-    autocast 15-80x slower than fp32, so they train in fp32.
+    Native means a CUDA GPU with bf16, or a CPU with bf16 dot-product instructions: AVX-512 BF16
+    (AMD Zen 4 and later, Intel Cooper Lake) or AMX bf16 tiles (Intel Sapphire Rapids and later).
+    Measured (docs/benchmarks.md, "bf16 on the CPU"): hybrid-airbench-half trains 1.8x faster under
+    bf16 autocast on an AMD EPYC with AVX-512 BF16, a conv block 2.5x on an Intel Xeon with AMX; a
+    CPU with AVX2 alone runs bf16 15-80x slower than fp32, so it trains in fp32.
     """
+    if resolve_precision(device, precision) == "fp32":
+        return None
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def resolve_precision(device: torch.device, precision: str = "auto") -> str:
+    """ "bf16" or "fp32": `precision` itself, or for "auto" what `device` runs natively (autocast_for)."""
+    if precision != "auto":
+        return precision
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        return "bf16"
     if device.type == "cpu" and cpu_has_native_bf16():
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return None
+        return "bf16"
+    return "fp32"
+
+
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo's names for bf16 dot-product instructions
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU reports AMX bf16 tiles (Linux /proc/cpuinfo; False where it cannot tell)."""
+    """Whether this CPU reports bf16 instructions, BF16_CPU_FLAGS (Linux /proc/cpuinfo; False where it
+    cannot tell)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
             for line in cpuinfo:
                 if line.startswith("flags"):
-                    return "amx_bf16" in line.split()
+                    return any(flag in line.split() for flag in BF16_CPU_FLAGS)
     except OSError:
         pass
     return False
 
 
-def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
-    """How fast this device multiplies fp32 matrices now, GFLOP/s (median of `repeats` size^3 products).
+def matmul_gflops(
+    device: torch.device, size: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32
+) -> float:
+    """How fast this device multiplies `dtype` matrices now, GFLOP/s (median of `repeats` size^3 products).
 
     The machine's own best kernel is the honest yardstick for planning and for model FLOP
     utilisation: a model's matmuls cannot run faster than two large matrices multiply.
@@ -66,8 +84,8 @@ def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 5) -> f
     import statistics
     import time
 
-    a = torch.randn(size, size, device=device)
-    b = torch.randn(size, size, device=device)
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
     times = []
     for _ in range(repeats + 1):  # the first is a warm-up
         started = time.perf_counter()

@@ -15,6 +15,7 @@ from foveal.data.preprocess import Preprocessing
 from foveal.errors import FovealError, ModelFileError
 from foveal.io import atomic_write
 from foveal.models import ModelConfig, build_model, config_from_dict, config_to_dict
+from foveal.rejection import Rejection
 from foveal.runtime import to_fast_layout
 
 FORMAT = "foveal.model/2"  # /1 (Foveal 0.1.0) kept the test-time flip among the training options
@@ -30,6 +31,13 @@ class ModelInfo:
     classes: list[str]
     preprocessing: Preprocessing
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. epoch, val_top1, training config
+
+    @property
+    def rejection(self) -> Rejection | None:
+        """The open-set threshold calibrated on the run's held-out images (None: a model saved
+        before Foveal calibrated one, or one whose held-out logits were not finite)."""
+        stored = self.extra.get("rejection")
+        return None if stored is None else Rejection.from_dict(stored)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -50,12 +58,14 @@ class ModelInfo:
                 raise ValueError(f"format {data.get('format')!r}, expected one of {READABLE_FORMATS}")
             extra = dict(data.get("extra", {}))
             legacy_flip = bool(extra.get("train_config", {}).get("tta_flip", False))  # format /1
-            return cls(
+            info = cls(
                 config_from_dict(data["model"]),
                 list(data["classes"]),
                 Preprocessing.from_dict(data["preprocessing"], legacy_flip=legacy_flip),
                 extra,
             )
+            _ = info.rejection  # a damaged threshold is found here, as a damaged model file
+            return info
         except (ValueError, KeyError, TypeError, FovealError) as error:
             raise ModelFileError(f"{source} is not a Foveal model ({error}).") from None
 

@@ -15,10 +15,14 @@ import typer
 
 from foveal.cli.options import given, with_training_options
 from foveal.cli.output import print_predictions, print_table
-from foveal.errors import FovealError
+from foveal.errors import FovealError, TrainingInterrupted
 from foveal.serving.settings import ServeSettings
 
 DEFAULT_COMPARE_SECONDS = 600.0  # `foveal compare` without --time or --epochs: 10 minutes a model
+REJECT_HELP = (
+    "Mark images unlike every class the model knows as unknown (below the familiarity threshold "
+    "calibrated on its held-out images); --no-reject: always answer a class."
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -115,13 +119,14 @@ def evaluate(
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    reject: Annotated[bool, typer.Option(help=REJECT_HELP)] = True,
 ) -> None:
     """Measure a model on labelled images: top-1/top-5, per-class precision/recall/F1, confusion matrix."""
     from foveal.api import evaluate as evaluate_model
     from foveal.evaluation.run import save_evaluation
     from foveal.runs import next_run_dir
 
-    result = evaluate_model(model, data, device=device, batch_size=batch_size, flip=tta_flip)
+    result = evaluate_model(model, data, device=device, batch_size=batch_size, flip=tta_flip, reject=reject)
     folder = Path(out) if out else next_run_dir("runs", "evaluate")  # only once there is something to save
     files = save_evaluation(result, folder)
     if as_json:  # with where the files went: a program reading this cannot see the "saved" line
@@ -129,6 +134,8 @@ def evaluate(
         print(json.dumps({**result.to_dict(), "files": written}, indent=2))
         return
     print(f"{result.data}\n{result.metrics.summary_table()}")
+    if result.rejection is not None:
+        print(result.rejection.sentence())
     if result.skipped:
         print(f"skipped {len(result.skipped)} unreadable files (see {folder}/metrics.json)")
     print(f"saved {folder}/metrics.json and {folder}/confusion_matrix.png")
@@ -144,8 +151,10 @@ def predict(
     format: Annotated[str, typer.Option(help="table, json or csv.")] = "table",
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    reject: Annotated[bool, typer.Option(help=REJECT_HELP)] = True,
 ) -> None:
-    """Predict the top-k labels, with probabilities, of each image."""
+    """Predict the top-k labels, with probabilities, of each image; "unknown" for an image unlike
+    every class the model knows."""
     from foveal.classifier import load, predict_files
     from foveal.data.files import collect_images
 
@@ -154,10 +163,10 @@ def predict(
     if top_k < 1:
         raise FovealError(f"--top-k must be >= 1, got {top_k}")
     classifier = load(model, device)
-    predictions, failed = predict_files(classifier, collect_images(images), top_k, batch_size)
+    predictions, failed = predict_files(classifier, collect_images(images), top_k, batch_size, reject=reject)
     for path, reason in failed:
         print(f"warning: skipped {path}: {reason}", file=sys.stderr)
-    print_predictions(predictions, failed, format)
+    print_predictions(predictions, failed, format, classifier.rejection if reject else None)
 
 
 @app.command()
@@ -536,6 +545,9 @@ def run(argv: list[str] | None = None) -> None:
     Foveal errors into one clear line. Always ends in SystemExit with the exit code."""
     try:
         app(args=argv)
+    except TrainingInterrupted as interrupt:  # after its checkpoint: says how to resume
+        print(str(interrupt), file=sys.stderr)
+        sys.exit(130)
     except FovealError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)

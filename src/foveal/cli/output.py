@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # only a type here: importing it would load torch before every command
     from foveal.classifier import Prediction
+    from foveal.rejection import Rejection
 
 
 def print_table(header: list[str], rows: list[list[str]]) -> None:
@@ -22,25 +23,35 @@ def print_table(header: list[str], rows: list[list[str]]) -> None:
     Console(width=None if sys.stdout.isatty() else 1000).print(table)
 
 
-def print_predictions(predictions: list[Prediction], failed: list[tuple[str, str]], fmt: str) -> None:
-    """Predictions as a table, JSON (a list of objects) or CSV (one row per image and rank)."""
+def print_predictions(
+    predictions: list[Prediction], failed: list[tuple[str, str]], fmt: str, rejection: Rejection | None = None
+) -> None:
+    """Predictions as a table, JSON (a list of objects) or CSV (one row per image and rank); with the
+    model's `rejection` in force, a table ends with a line on the images it marked unknown."""
     if fmt == "json":
         records = [p.to_dict() for p in predictions] + [{"source": s, "error": r} for s, r in failed]
         print(json.dumps(records, indent=2))
     elif fmt == "csv":
         writer = csv.writer(sys.stdout)
-        writer.writerow(["source", "rank", "label", "probability"])
+        writer.writerow(["source", "rank", "label", "probability", "unknown", "familiarity"])
         for p in predictions:
+            familiarity = "" if p.familiarity is None else f"{p.familiarity:.6g}"
             for rank, (label, prob) in enumerate(zip(p.labels, p.probabilities), start=1):
-                writer.writerow([p.source, rank, label, f"{prob:.6f}"])
+                writer.writerow([p.source, rank, label, f"{prob:.6f}", int(p.unknown), familiarity])
     else:
         rows = [
             [
                 p.source,
-                p.label,
+                f"unknown (nearest: {p.labels[0]})" if p.unknown else p.label,
                 f"{p.probabilities[0]:.1%}",
                 ", ".join(f"{lab} {pr:.1%}" for lab, pr in zip(p.labels[1:], p.probabilities[1:])),
             ]
             for p in predictions
         ]
         print_table(["image", "label", "probability", "next"], rows)
+        unknown = sum(p.unknown for p in predictions)
+        if unknown and rejection is not None:
+            print(
+                f"{unknown} of {len(predictions)} images marked unknown: they look unlike every class "
+                f"the model knows ({rejection.describe()}). --no-reject shows the nearest class alone."
+            )

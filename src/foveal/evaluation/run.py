@@ -19,6 +19,7 @@ from foveal.evaluation.metrics import ClassificationMetrics, compute_metrics
 from foveal.evaluation.plots import plot_confusion_matrix
 from foveal.inference import mean_loss, predict_logits
 from foveal.io import atomic_write_json
+from foveal.rejection import RejectionCount
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Evaluation:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) of unusable files
     epoch: int | None = None  # the training epoch of the weights, when a run evaluates its own
     logits: torch.Tensor = field(default=None, repr=False)  # (N, K) float32 on the CPU
+    rejection: RejectionCount | None = None  # how many the model's open-set threshold rejects
 
     def to_dict(self) -> dict[str, Any]:
         """The layout of every metrics.json (JSON-ready)."""
@@ -42,6 +44,7 @@ class Evaluation:
             "loss": self.loss,
             **self.metrics.to_dict(),
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+            "rejection": None if self.rejection is None else self.rejection.to_dict(),
         }
 
 

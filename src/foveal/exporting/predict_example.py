@@ -2,6 +2,9 @@
 
     python predict.py photo.jpg [more.jpg ...] [--top-k 3]
 
+Each line: the image, its top-k labels with probabilities, and "unknown" when the image looks like
+none of the classes (its familiarity score below the threshold in config.json's "rejection").
+
 It reproduces Foveal's preprocessing from config.json: upright (EXIF), 8-bit RGB with transparency
 on white, the shorter side resized to img_size (bilinear, antialiased), a center crop, [0, 1],
 normalised per channel. (16-bit and float images, which Foveal scales first, are left out here.)
@@ -54,11 +57,22 @@ def main() -> None:
     session = onnxruntime.InferenceSession(str(HERE / "model.onnx"), providers=["CPUExecutionProvider"])
     batch = np.stack([preprocess(path, config["preprocessing"]) for path in args.images])
     logits = session.run(["logits"], {"pixel_values": batch})[0]
-    probabilities = np.exp(logits - logits.max(1, keepdims=True))
-    probabilities /= probabilities.sum(1, keepdims=True)
-    for path, row in zip(args.images, probabilities):
+    peak = logits.max(1, keepdims=True)
+    probabilities = np.exp(logits - peak)
+    totals = probabilities.sum(1, keepdims=True)
+    probabilities /= totals
+    # Open-set rejection, as Foveal does it: a familiarity score below the calibrated threshold means
+    # the image looks like none of the classes. energy = logsumexp(logits); msp = the top probability.
+    rejection = config.get("rejection")
+    scores = (
+        (peak + np.log(totals))[:, 0]
+        if rejection and rejection["score"] == "energy"
+        else probabilities.max(1)
+    )
+    for path, row, score in zip(args.images, probabilities, scores):
         top = np.argsort(-row)[: args.top_k]
-        print(path, " ".join(f"{labels[str(i)]}:{row[i]:.4f}" for i in top))
+        unknown = rejection is not None and score < rejection["threshold"]
+        print(path, " ".join(f"{labels[str(i)]}:{row[i]:.4f}" for i in top), "unknown" if unknown else "")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,8 @@ def write_onnx(classifier: Classifier, path: str | Path, names: list[str]) -> Pa
         "token_grid": json.dumps(list(grid)),  # (h, w): pool_weights and maps are (B, h*w) on it
         "inputs": f"{INPUT}: float32 (batch, 3, {size}, {size}), normalised as `preprocessing` says",
     }
+    if classifier.rejection is not None:  # foveal/rejection.py: a threshold on the graph's logits
+        metadata["rejection"] = json.dumps(classifier.rejection.to_dict())
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value

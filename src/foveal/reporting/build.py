@@ -25,10 +25,18 @@ from foveal.evaluation.run import Evaluation, evaluate
 from foveal.explanation.faithfulness import faithfulness_rows
 from foveal.explanation.run import explain_images, measure_faithfulness
 from foveal.io import atomic_write_text
+from foveal.messages import say
+from foveal.rejection import Rejection
 from foveal.reporting import page as html
 from foveal.reporting.calibration import Calibration, calibration
 from foveal.reporting.comparison import comparison_rows
-from foveal.reporting.figures import plot_class_counts, plot_faithfulness, plot_mistakes, plot_reliability
+from foveal.reporting.figures import (
+    plot_class_counts,
+    plot_faithfulness,
+    plot_familiarity,
+    plot_mistakes,
+    plot_reliability,
+)
 from foveal.runs import RunRecord
 
 WORST_MISTAKES = 12
@@ -42,8 +50,9 @@ def write_report(
     data: DataSplits | None = None,
     evaluation: Evaluation | None = None,
     device: str = "auto",
+    quiet: bool = False,
 ) -> Path:
-    """Write run_dir/report.html and return its path.
+    """Write run_dir/report.html and return its path, saying on stderr what it is doing (unless quiet).
 
     Args:
         data: the run's images, if already in memory (training passes them); else reloaded from the
@@ -55,6 +64,7 @@ def write_report(
     model_path = _model_file(record.run_dir)
     classifier = load(model_path, device)
     if data is None:
+        say(f"report: loading the images of {record.run_dir}", quiet)
         data = record.load_data("the report")
     val = data.val
     if val.classes != classifier.classes:
@@ -63,6 +73,7 @@ def write_report(
             f"{classifier.classes}; the report needs the data the run was trained on."
         )
     if evaluation is None or evaluation.metrics.num_samples != len(val):
+        say(f"report: evaluating the model on {len(val):,} held-out images", quiet)
         evaluation = evaluate(classifier.model, val, classifier.preprocessing, device=classifier.device)
     metrics, logits = evaluation.metrics, evaluation.logits
     with tempfile.TemporaryDirectory() as scratch:
@@ -72,8 +83,9 @@ def write_report(
             _training_section(record, metrics.top_k, pictures),
             _evaluation_section(metrics, pictures),
             _calibration_section(calibration(logits, val.labels), pictures),
-            _mistakes_section(classifier, data, logits, pictures),
-            _faithfulness_section(classifier, data, pictures),
+            _rejection_section(classifier.rejection, logits, val.labels, pictures),
+            _mistakes_section(classifier, data, logits, pictures, quiet),
+            _faithfulness_section(classifier, data, pictures, quiet),
             _comparison_section(record.run_dir),
             _configuration_section(record, model_path),
         ]
@@ -186,7 +198,34 @@ def _calibration_section(cal: Calibration, pictures: Path) -> str:
     )
 
 
-def _mistakes_section(classifier, data: DataSplits, logits: torch.Tensor, pictures: Path) -> str:
+def _rejection_section(
+    rejection: Rejection | None, logits: torch.Tensor, labels: torch.Tensor, pictures: Path
+) -> str:
+    if rejection is None:
+        text = "This model carries no familiarity threshold (it was saved before Foveal calibrated one)."
+        return html.section("Open-set rejection", html.paragraph(text))
+    scores = rejection.familiarity(logits)
+    right = logits.argmax(dim=1) == labels
+    unknown = scores < rejection.threshold
+
+    def share(mask: torch.Tensor) -> float:  # of the images in `mask`, the share marked unknown
+        return float(unknown[mask].float().mean()) if mask.any() else 0.0
+
+    text = (
+        f'An image unlike every class is answered "unknown": {rejection.describe()}. Here '
+        f"{int(unknown.sum()):,} of {len(scores):,} held-out images fall below it: {share(~right):.0%} "
+        f"of the wrong predictions and {share(right):.0%} of the right ones. "
+        "`foveal predict --no-reject` always answers a class."
+    )
+    figure = plot_familiarity(
+        scores[right].numpy(), scores[~right].numpy(), rejection, pictures / "familiarity.png"
+    )
+    return html.section(
+        "Open-set rejection", html.paragraph(text), html.image_tag(figure, "familiarity histogram")
+    )
+
+
+def _mistakes_section(classifier, data: DataSplits, logits: torch.Tensor, pictures: Path, quiet: bool) -> str:
     probs = logits.softmax(dim=1)
     confidence, predicted = probs.max(dim=1)
     wrong = (predicted != data.val.labels).nonzero().squeeze(1)
@@ -194,6 +233,7 @@ def _mistakes_section(classifier, data: DataSplits, logits: torch.Tensor, pictur
         return html.section("Worst mistakes", html.paragraph("The model got every held-out image right."))
     worst = wrong[confidence[wrong].argsort(descending=True)[:WORST_MISTAKES]]
     sources = [(data.val.paths[i] if data.val.paths else "") or f"image {i}" for i in worst.tolist()]
+    say(f"report: explaining the {len(worst)} worst mistakes", quiet)
     explanations = explain_images(classifier, data.val.images[worst], sources, top_k=1)
     titles = [
         f"{e.labels[0]} {e.probabilities[0]:.0%}\n(true: {data.classes[int(data.val.labels[i])]})"
@@ -223,11 +263,12 @@ def _mistakes_section(classifier, data: DataSplits, logits: torch.Tensor, pictur
     )
 
 
-def _faithfulness_section(classifier, data: DataSplits, pictures: Path) -> str:
+def _faithfulness_section(classifier, data: DataSplits, pictures: Path, quiet: bool) -> str:
     sample = data.val.evenly_spaced(FAITHFULNESS_IMAGES)
     count = len(sample)
     if count < 2:
         return ""
+    say(f"report: measuring how faithful the explanations are on {count} images", quiet)
     scores = measure_faithfulness(classifier, sample.images)
     return html.section(
         "Faithfulness of the explanations",

@@ -1,5 +1,6 @@
 """The report's pictures that evaluation does not already draw: class counts, the reliability
-diagram, the worst mistakes with where the model looked, and the faithfulness curves."""
+diagram, the familiarity histogram, the worst mistakes with where the model looked, and the
+faithfulness curves."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 from foveal.evaluation.plots import new_figure, save_figure
 from foveal.explanation.faithfulness import CurveScores
 from foveal.explanation.render import overlay
+from foveal.rejection import Rejection
 from foveal.reporting.calibration import Calibration
 
 
@@ -53,6 +55,22 @@ def plot_reliability(cal: Calibration, path: str | Path) -> Path:
     bottom.set_xlim(0, 1)
     bottom.set_xlabel("confidence of the top-1 prediction")
     bottom.set_ylabel("share")
+    return save_figure(fig, path)
+
+
+def plot_familiarity(correct: np.ndarray, wrong: np.ndarray, rejection: Rejection, path: str | Path) -> Path:
+    """Histogram of the familiarity score on the held-out images, right and wrong predictions
+    stacked, with the threshold below which an image is called unknown."""
+    fig = new_figure((5.6, 3.4))
+    ax = fig.subplots()
+    both = np.concatenate([correct, wrong])
+    bins = np.linspace(both.min(), both.max(), 41) if both.size and both.max() > both.min() else 10
+    ax.hist([correct, wrong], bins=bins, stacked=True, color=["#4c72b0", "#dd8452"], label=["right", "wrong"])
+    ax.axvline(rejection.threshold, color="k", linestyle="--", linewidth=1, label="threshold")
+    ax.set_xlabel(f"familiarity ({rejection.score}); below the threshold: unknown")
+    ax.set_ylabel("held-out images")
+    ax.set_title("How familiar the held-out images look to the model")
+    ax.legend(fontsize=8)
     return save_figure(fig, path)
 
 

@@ -31,9 +31,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from foveal.classifier import Classifier, load
+from foveal.classifier import Classifier, Prediction, load
 from foveal.data.decode import ImageDecodeError, decode_image
 from foveal.errors import FovealError
+from foveal.explanation.result import Explanation
 from foveal.models.config import config_to_dict
 from foveal.serving.batcher import DynamicBatcher, QueueFull
 from foveal.serving.limits import ASGIApp, BodyLimit
@@ -67,15 +68,15 @@ class ModelHost:
         self.failure: str | None = None
         self.sha256 = ""
         self.batcher = DynamicBatcher(
-            self._probabilities,
+            self._logits,
             max_batch=settings.max_batch,
             max_wait_s=settings.max_wait_ms / 1000,
             max_queue=settings.max_queue,
             metrics=metrics,
         )
 
-    def _probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        return self.classifier.probabilities(images)  # (B, K), through the one inference path
+    def _logits(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier.logits(images)  # (B, K), through the one inference path
 
     def load_and_warm(self) -> None:
         """On the model thread: set the thread count once, load, hash the weights, run one batch."""
@@ -87,7 +88,7 @@ class ModelHost:
                 self.classifier = load(resolve_served_model(settings), device="auto")
             self.sha256 = file_sha256(self.classifier.source)
             size = self.classifier.preprocessing.img_size
-            self._probabilities(torch.zeros(min(settings.max_batch, 8), 3, size, size, dtype=torch.uint8))
+            self._logits(torch.zeros(min(settings.max_batch, 8), 3, size, size, dtype=torch.uint8))
             self.ready = True
             log.info("model %s ready (%d threads)", self.model_id, threads)
         except FovealError as error:
@@ -170,12 +171,17 @@ async def decode_request(request: Request, host: ModelHost, classifier: Classifi
         raise ApiError(422, f"the image could not be read: {error.reason}") from None
 
 
-def top_labels(classifier: Classifier, probabilities: torch.Tensor, top_k: int) -> list[dict]:
-    values, indices = probabilities.topk(max(1, min(top_k, probabilities.shape[-1])))
-    return [
-        {"label": classifier.classes[i], "score": round(float(v), 6)}
-        for v, i in zip(values.tolist(), indices.tolist())
-    ]
+def prediction_fields(prediction: Prediction) -> dict:
+    """What /predict and /explain say of the image's labels."""
+    return {
+        "label": prediction.label,  # "unknown" when rejected
+        "unknown": prediction.unknown,
+        "familiarity": prediction.familiarity,  # None when the model has no threshold or reject=false
+        "predictions": [
+            {"label": label, "score": round(score, 6)}
+            for label, score in zip(prediction.labels, prediction.probabilities)
+        ],
+    }
 
 
 def create_app(settings: ServeSettings, classifier: Classifier | None = None) -> ASGIApp:
@@ -234,15 +240,20 @@ def create_app(settings: ServeSettings, classifier: Classifier | None = None) ->
         except asyncio.TimeoutError:  # (TimeoutError itself from Python 3.11 on)
             raise ApiError(504, f"no answer within {host.settings.timeout_s:g} s; retry later.") from None
 
-    @app.post("/predict", summary="Top-k labels of one image")
-    async def predict(request: Request, top_k: int = Query(settings.top_k, ge=1, le=1000)) -> dict:
+    @app.post("/predict", summary="Top-k labels of one image, or unknown if it is unlike every class")
+    async def predict(
+        request: Request,
+        top_k: int = Query(settings.top_k, ge=1, le=1000),
+        reject: bool = Query(True, description="false: never answer unknown, always the nearest class"),
+    ) -> dict:
         started = time.perf_counter()
         classifier = host.require_ready()
         image = await decode_request(request, host, classifier)
-        probabilities = await answer(host.batcher.submit(image))
+        logits = await answer(host.batcher.submit(image))  # (K,)
+        [prediction] = classifier.predictions(logits.unsqueeze(0), ["upload"], top_k, reject=reject)
         return {
             "model": host.model_id,
-            "predictions": top_labels(classifier, probabilities, top_k),
+            **prediction_fields(prediction),
             "time_ms": round((time.perf_counter() - started) * 1000, 2),
         }
 
@@ -251,6 +262,7 @@ def create_app(settings: ServeSettings, classifier: Classifier | None = None) ->
         request: Request,
         top_k: int = Query(settings.top_k, ge=1, le=1000),
         method: str | None = Query(None, description="an explanation method of /info's 'methods'"),
+        reject: bool = Query(True, description="false: never answer unknown, always the nearest class"),
     ) -> dict:
         started = time.perf_counter()
         classifier = host.require_ready()
@@ -259,17 +271,17 @@ def create_app(settings: ServeSettings, classifier: Classifier | None = None) ->
                 422, f"unknown method {method!r} for this model; choose one of {classifier.methods}."
             )
         image = await decode_request(request, host, classifier)
-        [explained] = await answer(
-            host.batcher.run_exclusive(
-                lambda: classifier.explain(image.unsqueeze(0), method=method, top_k=top_k)
-            )
-        )
+
+        def predict_and_explain() -> tuple[Prediction, Explanation]:
+            batch = image.unsqueeze(0)
+            [prediction] = classifier.predict(batch, top_k, reject=reject)
+            [explained] = classifier.explain(batch, method=method, top_k=top_k)
+            return prediction, explained
+
+        prediction, explained = await answer(host.batcher.run_exclusive(predict_and_explain))
         return {
             "model": host.model_id,
-            "predictions": [
-                {"label": label, "score": score}
-                for label, score in zip(explained.labels, explained.probabilities)
-            ],
+            **prediction_fields(prediction),
             "method": explained.method,
             "target": explained.target,
             "grid": list(explained.grid),

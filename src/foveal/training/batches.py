@@ -7,6 +7,7 @@ whenever, so worker count and resuming mid-epoch do not change a bit of training
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,4 +97,11 @@ def epoch_loader(batches: EpochBatches, start_step: int, workers: int, pin_memor
         generator=torch.Generator(),
         persistent_workers=False,
         prefetch_factor=4 if workers else None,
+        worker_init_fn=_ignore_ctrl_c,
     )
+
+
+def _ignore_ctrl_c(_: int) -> None:
+    """A worker ignores SIGINT: a Ctrl-C reaches every process of the terminal's group, and the
+    training process stops after its step (training/interrupt.py), reading batches until then."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

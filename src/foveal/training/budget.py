@@ -60,9 +60,3 @@ def plan_total_steps(clock: BudgetClock, steps_done: int, steps_per_epoch: int) 
     remaining = clock.budget - clock.elapsed - end_reserve(clock) - clock.step_seconds
     per_step = clock.step_seconds + clock.validation_seconds / steps_per_epoch
     return max(steps_done + 1, steps_done + math.floor(max(0.0, remaining) / per_step))
-
-
-def estimate_validation_seconds(val_images: int, step_seconds: float, images_per_step: int) -> float:
-    """Before the first validation is timed: a forward pass costs about a third of a training step,
-    image for image (whatever the validation's batch size)."""
-    return val_images * step_seconds / images_per_step / 3.0

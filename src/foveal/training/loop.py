@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,17 +20,19 @@ from foveal.errors import FovealError
 from foveal.evaluation.metrics import ClassificationMetrics, top_k_for
 from foveal.evaluation.plots import plot_training_curves
 from foveal.evaluation.run import Evaluation, evaluate, save_evaluation
+from foveal.inference import predict_logits
+from foveal.rejection import RejectionCount, calibrate
 from foveal.runtime import autocast_for
 from foveal.saved import ModelInfo, load_model, save_model
 from foveal.training.batches import Augmentation, EpochBatches, epoch_loader
 from foveal.training.budget import (
     BudgetClock,
     calibrated,
-    estimate_validation_seconds,
     past_deadline,
     plan_total_steps,
 )
 from foveal.training.ema import make_ema
+from foveal.training.interrupt import DeferredInterrupt, TrainingInterrupted
 from foveal.training.lookahead import Lookahead
 from foveal.training.progress import EpochBar, say
 from foveal.training.records import append_event, write_results
@@ -85,6 +88,7 @@ class _Trainer:
     step_seconds: float = 0.0  # time spent in training steps by this process
     steps_timed: int = 0
     validation_seconds: float = 0.0  # the last validation pass's duration
+    evaluation_seconds_per_image: float | None = None  # measured once, until a validation is timed
     resumed: bool = False
 
     def model_to_keep(self, model: nn.Module) -> nn.Module:
@@ -196,23 +200,29 @@ def _restore(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
 
 
 def _fit(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
+    """Train epoch after epoch until the run is finished. A Ctrl-C (DeferredInterrupt) stops it after
+    the step or the epoch's end in hand, with a checkpoint, raising TrainingInterrupted."""
     progress = trainer.progress
-    while not progress.finished:
-        if progress.step == 0:
-            progress.start_epoch(progress.epoch)
-        _run_epoch(run, trainer, quiet)
-        _end_epoch(run, trainer, quiet)
+    with DeferredInterrupt(quiet) as interrupt:
+        while not progress.finished:
+            if progress.step == 0:
+                progress.start_epoch(progress.epoch)
+            _run_epoch(run, trainer, quiet, interrupt)
+            _end_epoch(run, trainer, quiet)  # its checkpoint is saved before the check below
+            if interrupt.requested:
+                raise TrainingInterrupted(_resume_advice(run, progress))
 
 
-def _run_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
-    """Train the rest of the epoch in progress, checkpointing as configured."""
+def _run_epoch(run: RunSetup, trainer: _Trainer, quiet: bool, interrupt: DeferredInterrupt) -> None:
+    """Train the rest of the epoch in progress, checkpointing as configured; on a Ctrl-C, checkpoint
+    after the step in hand and raise TrainingInterrupted."""
     config, progress = run.config, trainer.progress
     batches = EpochBatches(
         run.data.train, progress.epoch, config.run.seed, config.optim.batch_size, _augmentation(run)
     )
     loader = epoch_loader(batches, progress.step, config.data.workers, pin_memory=run.device.type == "cuda")
     bar = EpochBar(loader, len(batches) - progress.step, progress.epoch, config.optim.epochs, quiet)
-    autocast = autocast_for(run.device)
+    autocast = autocast_for(run.device, config.run.precision)  # resolved by prepare_run
     epoch_clock = last = trainer.clock()
     for images, targets in bar:
         result = train_step(
@@ -234,7 +244,7 @@ def _run_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
             progress.bad_in_a_row = 0
         else:
             _non_finite_step(run, progress, result.loss, result.grad_norm)
-        bar.update(result.loss, result.correct / len(targets))
+        bar.update(result.loss, result.correct / len(targets), len(targets))
         progress.global_step += 1
         now = trainer.clock()
         step_seconds = now - last  # loader, augmentation and step: what the budget pays
@@ -248,6 +258,12 @@ def _run_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
             )
         if budget_spent:
             break  # this epoch ends early; _end_epoch still validates and saves it
+        if interrupt.requested and progress.step < len(batches):  # Ctrl-C: this step is whole; stop
+            # (after an epoch's last step, _fit stops once _end_epoch has validated and saved it)
+            progress.epoch_seconds += trainer.clock() - epoch_clock
+            bar.close()
+            _checkpoint(run, trainer)
+            raise TrainingInterrupted(_resume_advice(run, progress))
         if progress.step < len(batches) and _checkpoint_due(config, trainer):
             now = trainer.clock()
             progress.epoch_seconds += now - epoch_clock
@@ -255,6 +271,15 @@ def _run_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
             _checkpoint(run, trainer)
     bar.close()
     progress.epoch_seconds += trainer.clock() - epoch_clock
+
+
+def _resume_advice(run: RunSetup, progress: Progress) -> str:
+    """What TrainingInterrupted says: where the run stopped and the command that continues it."""
+    return (
+        f"interrupted at epoch {progress.epoch}, step {progress.step}; checkpoint saved in "
+        f"{run.checkpoints}. Continue exactly where it stopped with:\n"
+        f"  foveal train --resume {shlex.quote(str(run.run_dir))}"
+    )
 
 
 def _augmentation(run: RunSetup) -> Augmentation:
@@ -419,12 +444,28 @@ def _budget_clock(run: RunSetup, trainer: _Trainer) -> BudgetClock:
     step_seconds = trainer.step_seconds / max(1, trainer.steps_timed)
     val_images = len(run.data.val)
     epoch_val_images = min(val_images, config.epoch_val_limit or val_images)
-    validation = trainer.validation_seconds or estimate_validation_seconds(
-        epoch_val_images, step_seconds, config.optim.batch_size
-    )
+    validation = trainer.validation_seconds or epoch_val_images * _evaluation_seconds_per_image(run, trainer)
     final = validation * val_images / epoch_val_images  # the final evaluation reads every image
     elapsed = trainer.clock() - trainer.started
     return BudgetClock(config.optim.time_budget, elapsed, step_seconds, validation, final)
+
+
+def _evaluation_seconds_per_image(run: RunSetup, trainer: _Trainer) -> float:
+    """Seconds per held-out image of the evaluation path (full precision, every test-time view),
+    timed once on one batch before the first validation is: a training step's time says little of
+    it (bf16 training against fp32 evaluation, two or six views per image)."""
+    if trainer.evaluation_seconds_per_image is None:
+        sample = run.data.val.images[: run.config.run.eval_batch_size]
+        started = trainer.clock()
+        predict_logits(
+            trainer.model_to_keep(run.model),
+            sample,
+            run.info.preprocessing,
+            device=run.device,
+            batch_size=run.config.run.eval_batch_size,
+        )
+        trainer.evaluation_seconds_per_image = (trainer.clock() - started) / max(1, len(sample))
+    return trainer.evaluation_seconds_per_image
 
 
 def _apply_plan(run: RunSetup, trainer: _Trainer) -> None:
@@ -450,8 +491,9 @@ def _validate(run: RunSetup, model: nn.Module) -> dict[str, float]:
 
 
 def _final_evaluation(run: RunSetup, best_epoch: int) -> Evaluation:
-    """Evaluate the best weights on every validation image; write metrics.json and the confusion
-    matrix (metrics.json last: its presence marks the run as finished)."""
+    """Evaluate the best weights on every validation image, calibrate the model's open-set threshold
+    on them and save it with the weights; write metrics.json and the confusion matrix (metrics.json
+    last: its presence marks the run as finished)."""
     best = run.run_dir / "weights" / "best.safetensors"
     if not best.is_file():
         raise FovealError(
@@ -469,8 +511,13 @@ def _final_evaluation(run: RunSetup, best_epoch: int) -> Evaluation:
         model_file=best,
         epoch=best_epoch,
     )
+    rejection = calibrate(evaluation.logits)
+    if rejection is not None:
+        info.extra["rejection"] = rejection.to_dict()
+        save_model(best, model, info)
+        evaluation.rejection = RejectionCount.of(rejection, evaluation.logits)
     save_evaluation(evaluation, run.run_dir)
     return evaluation
 
 
-__all__ = ["TrainResult", "TrainingDiverged", "train"]
+__all__ = ["TrainResult", "TrainingDiverged", "TrainingInterrupted", "train"]

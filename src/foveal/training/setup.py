@@ -18,7 +18,7 @@ from foveal.io import atomic_write_json
 from foveal.models import build_model, config_to_dict, model_config
 from foveal.models.whitening import init_from_data
 from foveal.runs import RunRecord, next_run_dir
-from foveal.runtime import resolve_device, seed_everything, set_threads, to_fast_layout
+from foveal.runtime import resolve_device, resolve_precision, seed_everything, set_threads, to_fast_layout
 from foveal.saved import ModelInfo
 from foveal.training.progress import say
 from foveal.training.recipe import fit_img_size_to_budget, resolve_recipe
@@ -47,6 +47,8 @@ def prepare_run(config: TrainConfig, quiet: bool, run_dir: Path | None = None) -
     threads = set_threads(config.run.threads)
     device = resolve_device(config.run.device)
     seed_everything(config.run.seed)
+    # Recorded resolved, like the recipe: a resumed run keeps its arithmetic on any machine.
+    config = config.replace(precision=resolve_precision(device, config.run.precision))
     if run_dir is None and config.data.source not in BUILTINS and Path(config.data.source).exists():
         # Recorded absolute, so that the run's later commands (report, export, bench) find its
         # held-out images from any folder.
@@ -104,7 +106,7 @@ def prepare_run(config: TrainConfig, quiet: bool, run_dir: Path | None = None) -
     )
     say(
         f"model: {config.model.preset} ({params / 1e6:.2f}M parameters) at {img_size}px{lowered} on "
-        f"{device} ({threads} threads); run folder {run_dir}",
+        f"{device} ({threads} threads, {config.run.precision}); run folder {run_dir}",
         quiet,
     )
     return RunSetup(config, data, model, info, device, run_dir, data_seconds)
