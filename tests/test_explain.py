@@ -63,6 +63,21 @@ def test_a_map_that_does_not_fit_the_grid_is_refused() -> None:
         to_grid(torch.rand(2, 10), (3, 3))
 
 
+def test_explaining_many_images_says_how_far_it_is(
+    trained: tuple[Path, Path], capsys: pytest.CaptureFixture
+) -> None:
+    from foveal.explanation.run import explain_images
+
+    run, data = trained
+    classifier = foveal.load(run, device="cpu")
+    images = torch.stack([foveal.data.decode.decode_image(f, 16) for f in sorted(data.rglob("*.png"))[:5]])
+    explain_images(classifier, images, ["x"] * 5, method="pool", batch_size=2, quiet=False)
+    said = capsys.readouterr().err.splitlines()
+    assert said == [f"explain: {n} of 5 images (pool)" for n in (2, 4, 5)]
+    explain_images(classifier, images, ["x"] * 5, method="pool", batch_size=2)  # quiet by default
+    assert capsys.readouterr().err == ""
+
+
 def test_explaining_does_not_change_predictions(trained: tuple[Path, Path]) -> None:
     run, data = trained
     classifier = foveal.load(run, device="cpu")
@@ -152,6 +167,8 @@ def test_faithfulness_cli_prints_each_method_against_random(
         "explain", str(run), str(data), "--faithfulness", "--images", "24", "--out", str(tmp_path)
     )
     assert done.returncode == 0, done.stderr
+    said = "faithfulness: deletion and insertion curves of every method the model has and random maps on 24"
+    assert said in done.stderr
     for method in ("pool", "rollout", "grad-rollout", "gradcam", "random"):
         assert f"| {method} |" in done.stdout
     saved = json.loads((tmp_path / "faithfulness.json").read_text())

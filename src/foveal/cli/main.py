@@ -231,6 +231,7 @@ def explain(
         top_k=top_k,
         head_fusion=head_fusion,
         discard_ratio=discard_ratio,
+        quiet=False,
     )
     for path, reason in failed:
         print(f"warning: skipped {path}: {reason}", file=sys.stderr)
@@ -265,6 +266,11 @@ def _print_faithfulness(
     )
     data = data.evenly_spaced(limit)
     methods = None if method is None else [method]
+    shown = method or "every method the model has"
+    print(
+        f"faithfulness: deletion and insertion curves of {shown} and random maps on {len(data)} images",
+        file=sys.stderr,
+    )
     scores = measure_faithfulness(classifier, data.images, methods, deletion_fill=deletion_fill)
     print(
         f"{description}; measured on {len(data)} images, each explaining its predicted class; "

@@ -24,6 +24,7 @@ from foveal.explanation.render import render_contact_sheet, render_explanation
 from foveal.explanation.result import Explanation
 from foveal.inference import predict_logits
 from foveal.io import atomic_write_json
+from foveal.messages import say
 from foveal.models.contract import FovealModel
 
 
@@ -62,8 +63,10 @@ def explain_images(
     discard_ratio: float = 0.0,
     true_labels: Sequence[str | None] | None = None,
     batch_size: int = 64,
+    quiet: bool = True,
 ) -> list[Explanation]:
-    """Explanations of uint8 images (N, 3, S, S) by a loaded `foveal.Classifier`.
+    """Explanations of uint8 images (N, 3, S, S) by a loaded `foveal.Classifier`; unless `quiet`, a
+    line on stderr after each batch when there are several.
 
     Labels and probabilities come from the one inference path (`predict_logits`, with the model's
     test-time views), so they are exactly what `predict` gives; the maps take their own explicit
@@ -101,6 +104,8 @@ def explain_images(
                         pixel_map=pixels[i],
                     )
                 )
+            if images.shape[0] > batch_size:
+                say(f"explain: {len(out):,} of {images.shape[0]:,} images ({method})", quiet)
     finally:
         model.train(was_training)
     return out
