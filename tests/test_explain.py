@@ -167,7 +167,7 @@ def test_faithfulness_cli_prints_each_method_against_random(
         "explain", str(run), str(data), "--faithfulness", "--images", "24", "--out", str(tmp_path)
     )
     assert done.returncode == 0, done.stderr
-    said = "faithfulness: deletion and insertion curves of every method the model has and random maps on 24"
+    said = "curves of pool, rollout, grad-rollout, gradcam and random maps on 24 images"
     assert said in done.stderr
     for method in ("pool", "rollout", "grad-rollout", "gradcam", "random"):
         assert f"| {method} |" in done.stdout

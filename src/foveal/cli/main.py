@@ -266,12 +266,7 @@ def _print_faithfulness(
     )
     data = data.evenly_spaced(limit)
     methods = None if method is None else [method]
-    shown = method or "every method the model has"
-    print(
-        f"faithfulness: deletion and insertion curves of {shown} and random maps on {len(data)} images",
-        file=sys.stderr,
-    )
-    scores = measure_faithfulness(classifier, data.images, methods, deletion_fill=deletion_fill)
+    scores = measure_faithfulness(classifier, data.images, methods, deletion_fill=deletion_fill, quiet=False)
     print(
         f"{description}; measured on {len(data)} images, each explaining its predicted class; "
         f"deleted pixels take the {'mean colour' if deletion_fill == 'mean' else 'blurred image'}"

@@ -142,9 +142,11 @@ def measure_faithfulness(
     steps: int = 16,
     seed: int = 0,
     deletion_fill: str = "mean",
+    quiet: bool = True,
 ) -> list[CurveScores]:
     """Deletion/insertion scores of `methods` (default: every method the model supports) and of
-    random maps, on uint8 images (N, 3, S, S); deleted pixels take the mean colour or a blur."""
+    random maps, on uint8 images (N, 3, S, S); deleted pixels take the mean colour or a blur.
+    Unless `quiet`, says on stderr what it measures before it starts."""
     model, preprocessing = classifier.model, classifier.info.preprocessing
     if not isinstance(model, FovealModel):  # e.g. an ONNX model run by onnxruntime
         raise ConfigError(
@@ -153,6 +155,8 @@ def measure_faithfulness(
         )
     if methods is None:
         methods = available_methods(model)
+    say(f"faithfulness: deletion and insertion curves of {', '.join(methods)} and random maps on "
+        f"{images.shape[0]} images", quiet)  # fmt: skip
     normalized = preprocessing.normalize(images.to(classifier.device))
     was_training = model.training
     try:
