@@ -32,7 +32,7 @@ from torchmetrics.functional.classification import binary_auroc
 import foveal
 from foveal.config import parse_duration
 from foveal.data.files import collect_images, decode_paths
-from foveal.rejection import DEFAULT_FALSE_REJECTION_RATE, SCORES, familiarity
+from foveal.rejection import DEFAULT_FALSE_REJECTION_RATE, SCORES, familiarity, threshold_at
 from foveal.runs import RunRecord
 
 SCORES_MEASURED = (*SCORES, "mahalanobis")
@@ -118,7 +118,7 @@ def measure_case(
         else:
             scores = {key: familiarity(values, score) for key, values in logits.items()}
         calibration, ins, outs = scores["calibration"], scores["in"], scores["out"]
-        threshold = calibration.sort().values[int(DEFAULT_FALSE_REJECTION_RATE * len(calibration))]
+        threshold = torch.tensor(threshold_at(calibration, DEFAULT_FALSE_REJECTION_RATE))
         shipped = classifier.rejection is not None and classifier.rejection.score == score
         if shipped:  # the threshold the saved model carries, not one set again here
             threshold = torch.tensor(classifier.rejection.threshold)

@@ -119,8 +119,10 @@ class Classifier:
         probs = logits.float().softmax(dim=1)
         values, indices = probs.topk(max(1, min(top_k, probs.shape[1])), dim=1)
         rejection = self.rejection if reject else None
-        unknown = [False] * len(probs) if rejection is None else rejection.unknown(logits).tolist()
-        scores = [None] * len(probs) if rejection is None else rejection.familiarity(logits).tolist()
+        unknown, scores = [False] * len(probs), [None] * len(probs)
+        if rejection is not None:
+            familiarity = rejection.familiarity(logits)  # (N,), computed once for both
+            unknown, scores = (familiarity < rejection.threshold).tolist(), familiarity.tolist()
         return [
             Prediction(src, [self.classes[j] for j in idx.tolist()], val.tolist(), idx.tolist(), out, score)
             for src, val, idx, out, score in zip(sources, values, indices, unknown, scores)

@@ -90,10 +90,14 @@ def calibrate(
     scores = familiarity(held_out_logits, score) if held_out_logits.numel() else torch.empty(0)
     if scores.numel() == 0 or not bool(torch.isfinite(scores).all()):
         return None
-    # The k-th smallest score with k = floor(rate * N): exactly k images lie strictly below it.
+    return Rejection(score, threshold_at(scores, false_rejection_rate), false_rejection_rate, len(scores))
+
+
+def threshold_at(scores: torch.Tensor, false_rejection_rate: float) -> float:
+    """The k-th smallest of `scores` (N,), k = floor(rate * N): exactly k of them lie below it
+    (without ties). The rule of every calibration, any score's."""
     ordered = scores.sort().values
-    threshold = float(ordered[int(false_rejection_rate * len(ordered))])
-    return Rejection(score, threshold, false_rejection_rate, len(ordered))
+    return float(ordered[int(false_rejection_rate * len(ordered))])
 
 
 @dataclass(frozen=True)
