@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from clirun import foveal_cli
 from synthetic import make_class_folder
 
 
+@pytest.mark.slow  # ~30 s: trains three models end to end (the default suite keeps under 5 minutes)
 def test_compare_trains_each_model_and_writes_the_table(tmp_path: Path) -> None:
     data = make_class_folder(tmp_path / "shapes", per_class=10)
     models = "foveal-tiny,cnn-resnet8"
     out = str(tmp_path / "runs")
     done = foveal_cli("compare", str(data), "--models", models, "--epochs", "1", "--out", out, "--quiet")
     assert done.returncode == 0, done.stderr
+    assert "== " not in done.stderr and "report:" not in done.stderr  # --quiet reaches every stage
     folder = tmp_path / "runs" / "compare"
     comparison = json.loads((folder / "comparison.json").read_text())
     assert [m["model"] for m in comparison["models"]] == ["foveal-tiny", "cnn-resnet8"]

@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 from clirun import foveal_cli
+from synthetic import with_threshold
 
 import foveal
 from foveal.errors import FovealError
@@ -136,7 +137,11 @@ def test_onnx_export_matches_foveal_on_held_out_images_at_any_batch_size(
     assert json.loads(meta["preprocessing"])["test_time_views"] == "flip-shift"
     assert json.loads(meta["id2label"]) == {"0": "circle", "1": "square", "2": "triangle"}
     assert not list(bundle.glob("*.data")) and not list(bundle.glob(".*"))  # one file, nothing left over
-    assert json.loads((bundle / "config.json").read_text())["onnx"]["outputs"] == ["logits", "pool_weights"]
+    assert json.loads((bundle / "config.json").read_text())["onnx"]["outputs"] == [
+        "logits",
+        "pooled",
+        "pool_weights",
+    ]
     # The real runtime, on real images, at a batch size it was not traced with: the labels predict gives.
     classifier = foveal.load(run, device="cpu")
     files = sorted(data.rglob("*.png"))[:5]
@@ -144,7 +149,7 @@ def test_onnx_export_matches_foveal_on_held_out_images_at_any_batch_size(
         torch.stack([foveal.data.decode.decode_image(f, 16) for f in files])
     )
     session = onnxruntime.InferenceSession(str(bundle / "model.onnx"), providers=["CPUExecutionProvider"])
-    logits, weights = session.run(None, {"pixel_values": pixels.contiguous().numpy()})
+    logits, pooled, weights = session.run(None, {"pixel_values": pixels.contiguous().numpy()})
     plain = classifier.predict(files, reject=False)
     assert [classifier.classes[i] for i in logits.argmax(1)] == [p.label for p in plain]
     # The open-set threshold travels in the metadata and marks the same images unknown.
@@ -166,6 +171,18 @@ def test_onnx_export_matches_foveal_on_held_out_images_at_any_batch_size(
     assert [float(p) for _, p in printed] == pytest.approx([p.probabilities[0] for p in expected], abs=1e-4)
     said_unknown = [line.endswith(" unknown") for line in done.stdout.splitlines()]
     assert said_unknown == [p.unknown for p in marked]  # the same images rejected without Foveal
+    # With the threshold between them, predict.py (numpy's Mahalanobis distance) and Foveal reject the
+    # same 2 of the 5.
+    scores = sorted(p.familiarity for p in marked)
+    middle = (scores[1] + scores[2]) / 2  # halfway: round-off cannot move an image across it
+    model = with_threshold(run, tmp_path / "m.safetensors", middle)
+    halved = foveal.export(model, tmp_path / "m", format="onnx", data=str(data))
+    done = subprocess.run(
+        [sys.executable, str(halved / "predict.py"), *map(str, files)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    said_unknown = [line.endswith(" unknown") for line in done.stdout.splitlines()]
+    assert said_unknown == [p.familiarity < middle for p in marked] and sum(said_unknown) == 2, done.stderr
 
 
 def test_onnx_parity_that_fails_keeps_no_onnx_file_and_says_why(
@@ -191,4 +208,4 @@ def test_a_cnn_exports_to_onnx_with_logits_only(tmp_path: Path) -> None:
     bundle = foveal.export(run, format="onnx", parity_images=5)
     parity = json.loads((bundle / "parity.json").read_text())
     assert parity["max_pool_weight_difference"] is None and parity["top1_agreement"] == 1.0
-    assert json.loads((bundle / "config.json").read_text())["onnx"]["outputs"] == ["logits"]
+    assert json.loads((bundle / "config.json").read_text())["onnx"]["outputs"] == ["logits", "pooled"]

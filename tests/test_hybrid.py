@@ -196,7 +196,11 @@ def test_a_hybrid_exports_to_onnx_with_its_pooling_weights(trained_hybrid: Path)
     parity = json.loads((bundle / "parity.json").read_text())
     assert parity["max_logit_difference"] <= 1e-4 and parity["max_pool_weight_difference"] <= 1e-5
     assert parity["top1_agreement"] == 1.0
-    assert json.loads((bundle / "config.json").read_text())["onnx"]["outputs"] == ["logits", "pool_weights"]
+    assert json.loads((bundle / "config.json").read_text())["onnx"]["outputs"] == [
+        "logits",
+        "pooled",
+        "pool_weights",
+    ]
 
 
 def test_identity_init_starts_each_trunk_conv_as_a_pass_through_of_its_inputs() -> None:

@@ -91,7 +91,7 @@ def test_the_rollout_output_matches_pytorch_in_parity_json(exported: tuple[Path,
     parity = json.loads((bundle / "parity.json").read_text())
     assert parity["max_rollout_difference"] is not None and parity["max_rollout_difference"] <= 1e-5
     outputs = json.loads((bundle / "config.json").read_text())["onnx"]["outputs"]
-    assert outputs == ["logits", "pool_weights", "rollout"]
+    assert outputs == ["logits", "pooled", "pool_weights", "rollout"]
 
 
 def test_int8_records_its_accuracy_and_speed_against_fp32(exported: tuple[Path, Path, Path]) -> None:

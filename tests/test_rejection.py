@@ -14,38 +14,81 @@ from synthetic import tiny_run, with_threshold
 
 import foveal
 from foveal.errors import FovealError, ModelFileError
-from foveal.rejection import SCORES, calibrate, familiarity
+from foveal.inference import Outputs
+from foveal.rejection import SCORES, Rejection, calibrate, familiarity
 from foveal.saved import load_model, save_model
+
+
+def _clusters(n: int, seed: int, spread: float = 1.0) -> tuple[Outputs, torch.Tensor]:
+    """n images of 3 classes whose pooled features (n, 8) lie around the class centres 0, 6 and -6
+    along a correlated direction, with logits (n, 3) that favour the right class."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 3
+    centres = torch.tensor([0.0, 6.0, -6.0])[labels, None] * torch.ones(8)
+    mixing = torch.eye(8) + 0.5 * torch.ones(8, 8)  # correlated features: the covariance matters
+    pooled = centres + spread * torch.randn(n, 8, generator=generator) @ mixing
+    logits = torch.randn(n, 3, generator=generator) * 3 + 4 * torch.nn.functional.one_hot(labels, 3)
+    return Outputs(logits, pooled), labels
 
 
 @pytest.mark.parametrize("score", SCORES)
 @pytest.mark.parametrize("rate", [0.0, 0.05, 0.2])
 def test_the_threshold_rejects_the_stated_share_of_held_out_images(score: str, rate: float) -> None:
-    logits = torch.randn(1000, 7, generator=torch.Generator().manual_seed(0)) * 3
-    rejection = calibrate(logits, score, rate)
-    assert rejection is not None and rejection.calibration_images == 1000
-    assert int(rejection.unknown(logits).sum()) == int(rate * 1000)
-    # higher is more familiar: the images the model is surest of are the last to go
-    sure = torch.zeros(1, 7)
-    sure[0, 0] = 50.0
-    assert not rejection.unknown(sure).item()
+    held_out, _ = _clusters(1000, seed=0)
+    rejection = calibrate(held_out, _clusters(600, seed=1), score, rate)
+    assert rejection is not None and rejection.score == score and rejection.calibration_images == 1000
+    assert int(rejection.unknown(held_out).sum()) == int(rate * 1000)
 
 
-def test_msp_and_energy_rank_a_confident_image_above_a_flat_one() -> None:
-    confident, flat = torch.tensor([[8.0, 0.0, 0.0]]), torch.tensor([[1.0, 1.0, 1.0]])
+def test_each_score_ranks_a_typical_image_above_an_odd_one() -> None:
+    fit = _clusters(600, seed=1)
+    typical = Outputs(torch.tensor([[8.0, 0.0, 0.0]]), torch.zeros(1, 8))  # at class 0's mean
+    odd = Outputs(torch.tensor([[1.0, 1.0, 1.0]]), torch.full((1, 8), 3.0) * torch.tensor([1.0, -1] * 4))
     for score in SCORES:
-        assert familiarity(confident, score) > familiarity(flat, score)
-    assert familiarity(flat, "msp").item() == pytest.approx(1 / 3)
-    assert familiarity(flat, "energy").item() == pytest.approx(1 + math.log(3))
+        rejection = calibrate(_clusters(300, seed=2)[0], fit, score)
+        assert rejection.familiarity(typical) > rejection.familiarity(odd), score
+    assert familiarity(odd, "msp").item() == pytest.approx(1 / 3)
+    assert familiarity(odd, "energy").item() == pytest.approx(1 + math.log(3))
+
+
+def test_mahalanobis_measures_distance_in_units_of_the_spread() -> None:
+    """Whitened, a point one standard deviation from a class mean along any direction is at distance
+    ~1 (the fitted covariance is the true one, to sampling error)."""
+    held_out, _ = _clusters(300, seed=2)
+    rejection = calibrate(held_out, _clusters(20_000, seed=1), "mahalanobis")
+    distance = rejection.distance
+    covariance = torch.eye(8) + 0.5 * torch.ones(8, 8)
+    covariance = covariance @ covariance.T  # of the features around each mean
+    eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
+    for k in range(8):  # one standard deviation along each principal axis of class 0
+        step = eigenvectors[:, k] * eigenvalues[k].sqrt()
+        assert -distance.familiarity(step[None]).item() == pytest.approx(1.0, abs=0.05)
+    # and it is kept exactly through the model file's JSON
+    again = Rejection.from_dict(json.loads(json.dumps(rejection.to_dict())))
+    assert again == rejection and torch.equal(again.familiarity(held_out), rejection.familiarity(held_out))
+
+
+def test_few_images_still_give_an_invertible_covariance() -> None:
+    """4 images of 64 features: the covariance is singular, the shrinkage keeps distances finite."""
+    pooled = torch.randn(4, 64, generator=torch.Generator().manual_seed(0))
+    fit = (Outputs(torch.randn(4, 2), pooled), torch.tensor([0, 1, 0, 1]))
+    rejection = calibrate(Outputs(torch.randn(3, 2), pooled[:3] + 0.1), fit)
+    assert rejection.score == "mahalanobis" and math.isfinite(rejection.threshold)
+
+
+def test_without_features_to_fit_the_score_falls_back_to_msp() -> None:
+    held_out, _ = _clusters(100, seed=2)
+    assert calibrate(held_out).score == "msp"  # no training images given
+    assert calibrate(Outputs(held_out.logits, None), _clusters(60, seed=1)).score == "msp"  # no features
 
 
 def test_nothing_to_calibrate_gives_no_threshold() -> None:
-    assert calibrate(torch.empty(0, 3)) is None
-    assert calibrate(torch.tensor([[1.0, float("nan")]])) is None  # a diverged model
+    assert calibrate(Outputs(torch.empty(0, 3), torch.empty(0, 8))) is None
+    assert calibrate(Outputs(torch.tensor([[1.0, float("nan")]]), None)) is None  # a diverged model
     with pytest.raises(FovealError, match="false rejection rate"):
-        calibrate(torch.randn(4, 3), false_rejection_rate=1.0)
+        calibrate(_clusters(4, seed=0)[0], false_rejection_rate=1.0)
     with pytest.raises(FovealError, match="unknown familiarity score"):
-        familiarity(torch.randn(4, 3), "mahalanobis")
+        familiarity(_clusters(4, seed=0)[0], "cosine")
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +102,8 @@ def test_a_run_calibrates_its_threshold_on_its_held_out_images(run_and_data: tup
     metrics = json.loads((run / "metrics.json").read_text())
     rejection = classifier.rejection
     assert rejection is not None and rejection.false_rejection_rate == 0.05
+    assert rejection.score == "mahalanobis"  # the default, fitted on the run's training images
+    assert rejection.distance.centres.shape == (3, rejection.distance.whitening.shape[0])
     assert rejection.calibration_images == metrics["num_samples"] == 12  # 10% of 40 a class
     assert metrics["rejection"]["threshold"] == rejection.threshold
     assert metrics["rejection"]["rejected"] == int(0.05 * 12)

@@ -353,6 +353,7 @@ def test_an_exported_onnx_model_is_served_by_onnxruntime(
             assert explained.status_code == 200 and explained.json()["method"] == "pool"
 
 
+@pytest.mark.slow  # ~25 s: two uvicorn worker processes each load and warm the model
 def test_two_worker_processes_serve_the_same_model(run_and_data: tuple[Path, Path], image_file: Path) -> None:
     run, _ = run_and_data
     with ServerProcess([str(run), "--workers", "2", "--threads", "1"]) as server:

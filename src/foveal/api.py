@@ -112,7 +112,7 @@ def evaluate(
         model_file=classifier.source,
     )
     if reject and classifier.rejection is not None and evaluation.metrics.num_samples:
-        evaluation.rejection = RejectionCount.of(classifier.rejection, evaluation.logits)
+        evaluation.rejection = RejectionCount.of(classifier.rejection, evaluation.outputs)
     if out is not None:
         save_evaluation(evaluation, out)
     return evaluation

@@ -15,7 +15,7 @@ from foveal.errors import DataError
 from foveal.explanation.maps import TokenMaps, available_methods, compute_maps
 from foveal.explanation.result import Explanation
 from foveal.explanation.run import explain_inputs
-from foveal.inference import predict_logits
+from foveal.inference import Outputs, predict_outputs
 from foveal.onnx_model import OnnxModel, load_onnx
 from foveal.rejection import UNKNOWN, Rejection
 from foveal.runtime import resolve_device
@@ -64,13 +64,18 @@ class Classifier:
     def preprocessing(self) -> Preprocessing:
         return self.info.preprocessing
 
-    def logits(self, images: Sequence[ImageInput] | torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """Logits float32 (N, num_classes) for image files or uint8 tensors (N, 3, S, S), through the
-        one inference path (the saved preprocessing, test-time views included)."""
+    def outputs(self, images: Sequence[ImageInput] | torch.Tensor, batch_size: int = 256) -> Outputs:
+        """Logits float32 (N, num_classes) and pooled features (N, C) for image files or uint8 tensors
+        (N, 3, S, S), through the one inference path (the saved preprocessing, test-time views
+        included)."""
         batch = self._to_uint8(images)
-        return predict_logits(
+        return predict_outputs(
             self.model, batch, self.preprocessing, device=self.device, batch_size=batch_size
         )
+
+    def logits(self, images: Sequence[ImageInput] | torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """Logits float32 (N, num_classes) for image files or uint8 tensors (N, 3, S, S)."""
+        return self.outputs(images, batch_size).logits
 
     def probabilities(
         self, images: Sequence[ImageInput] | torch.Tensor, batch_size: int = 256
@@ -98,13 +103,13 @@ class Classifier:
         """
         if isinstance(images, torch.Tensor) and images.ndim == 3:
             images = images.unsqueeze(0)
-        logits = self.logits(images, batch_size)
+        outputs = self.outputs(images, batch_size)
         sources = (
-            [f"tensor[{i}]" for i in range(len(logits))]
+            [f"tensor[{i}]" for i in range(len(outputs))]
             if isinstance(images, torch.Tensor)
             else [str(p) for p in images]
         )
-        return self.predictions(logits, sources, top_k, reject=reject)
+        return self.predictions(outputs, sources, top_k, reject=reject)
 
     @property
     def rejection(self) -> Rejection | None:
@@ -112,16 +117,16 @@ class Classifier:
         return self.info.rejection
 
     def predictions(
-        self, logits: torch.Tensor, sources: Sequence[str], top_k: int = 5, *, reject: bool = True
+        self, outputs: Outputs, sources: Sequence[str], top_k: int = 5, *, reject: bool = True
     ) -> list[Prediction]:
-        """Predictions from logits (N, K) of the images named by `sources`: what `predict` and the
+        """Predictions from the outputs of N images named by `sources`: what `predict` and the
         server both answer."""
-        probs = logits.float().softmax(dim=1)
+        probs = outputs.logits.float().softmax(dim=1)
         values, indices = probs.topk(max(1, min(top_k, probs.shape[1])), dim=1)
         rejection = self.rejection if reject else None
         unknown, scores = [False] * len(probs), [None] * len(probs)
         if rejection is not None:
-            familiarity = rejection.familiarity(logits)  # (N,), computed once for both
+            familiarity = rejection.familiarity(outputs)  # (N,), computed once for both
             unknown, scores = (familiarity < rejection.threshold).tolist(), familiarity.tolist()
         return [
             Prediction(src, [self.classes[j] for j in idx.tolist()], val.tolist(), idx.tolist(), out, score)

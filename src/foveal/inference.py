@@ -1,10 +1,14 @@
 """The one inference path: how every part of Foveal turns images into logits.
 
 Prediction, evaluation, per-epoch validation, explanation labels, the report, `compare` and the
-faithfulness curves all call these two functions, so that a model answers the same everywhere.
+faithfulness curves all call these functions, so that a model answers the same everywhere. Beside
+the logits, `predict_outputs` keeps each image's pooled features (its own view's), which the
+open-set familiarity score reads (foveal/rejection.py).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +38,17 @@ def view_logits(
     return logits
 
 
+def own_view(model: nn.Module, normalized: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Logits float32 (B, K) and pooled features float32 (B, C) of normalised images (B, C, H, W),
+    without test-time views; pooled is None for a module that does not give them (`forward_pooled`
+    is part of the model contract and of an exported ONNX model)."""
+    forward_pooled = getattr(model, "forward_pooled", None)
+    if forward_pooled is None:
+        return model(normalized).float(), None
+    logits, pooled = forward_pooled(normalized)
+    return logits.float(), None if pooled is None else pooled.float()
+
+
 def _shift_one_pixel(images: torch.Tensor, direction: int) -> torch.Tensor:
     """(B, C, H, W) moved one pixel along both axes (-1: up-left, 1: down-right), edges reflected."""
     _, _, H, W = images.shape
@@ -42,7 +57,57 @@ def _shift_one_pixel(images: torch.Tensor, direction: int) -> torch.Tensor:
     return padded[:, :, start : start + H, start : start + W]
 
 
+@dataclass(frozen=True)
+class Outputs:
+    """What the inference path gives for N images, on the CPU."""
+
+    logits: torch.Tensor  # float32 (N, K), over the preprocessing's test-time views
+    pooled: torch.Tensor | None  # float32 (N, C): each image's own view's pooled features, or None
+
+    def __len__(self) -> int:
+        return self.logits.shape[0]
+
+    def rows(self) -> list[Outputs]:
+        """One Outputs per image (logits (1, K)), for answers that go their separate ways (the server)."""
+        pooled = [None] * len(self) if self.pooled is None else self.pooled.split(1)
+        return [Outputs(logits, p) for logits, p in zip(self.logits.split(1), pooled)]
+
+    @classmethod
+    def cat(cls, parts: list[Outputs]) -> Outputs:
+        if not parts:
+            return cls(torch.empty(0, 0), None)
+        pooled = [p.pooled for p in parts]
+        return cls(
+            torch.cat([p.logits for p in parts]),
+            None if any(p is None for p in pooled) else torch.cat(pooled),
+        )
+
+
 @torch.inference_mode()
+def predict_outputs(
+    model: nn.Module,
+    images: torch.Tensor,
+    preprocessing: Preprocessing,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 256,
+) -> Outputs:
+    """Logits (N, K) and pooled features (N, C) for uint8 images (N, 3, S, S), in eval mode, batch by
+    batch.
+
+    Each image's outputs depend only on that image (no batch statistics in eval mode), so results
+    do not depend on batch size or composition. `preprocessing.test_time_views` decides the views.
+    """
+    model.eval()
+    parts = []
+    for start in range(0, images.shape[0], batch_size):
+        batch = preprocessing.normalize(images[start : start + batch_size].to(device, non_blocking=True))
+        logits, pooled = own_view(model, batch)
+        logits = view_logits(model, batch, preprocessing.test_time_views, logits)
+        parts.append(Outputs(logits.cpu(), None if pooled is None else pooled.cpu()))
+    return Outputs.cat(parts)
+
+
 def predict_logits(
     model: nn.Module,
     images: torch.Tensor,
@@ -51,17 +116,8 @@ def predict_logits(
     device: torch.device | str = "cpu",
     batch_size: int = 256,
 ) -> torch.Tensor:
-    """Logits float32 (N, K) on the CPU for uint8 images (N, 3, S, S), in eval mode, batch by batch.
-
-    Each image's logits depend only on that image (no batch statistics in eval mode), so results
-    do not depend on batch size or composition. `preprocessing.test_time_views` decides the views.
-    """
-    model.eval()
-    outputs = []
-    for start in range(0, images.shape[0], batch_size):
-        batch = preprocessing.normalize(images[start : start + batch_size].to(device, non_blocking=True))
-        outputs.append(view_logits(model, batch, preprocessing.test_time_views).cpu())
-    return torch.cat(outputs) if outputs else torch.empty(0, 0)
+    """Logits float32 (N, K) on the CPU for uint8 images (N, 3, S, S): `predict_outputs`' logits."""
+    return predict_outputs(model, images, preprocessing, device=device, batch_size=batch_size).logits
 
 
 def mean_loss(logits: torch.Tensor, labels: torch.Tensor) -> float:

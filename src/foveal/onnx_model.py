@@ -23,6 +23,7 @@ from foveal.models import config_from_dict
 from foveal.saved import ModelInfo
 
 INPUT = "pixel_values"  # float32 (B, 3, S, S), normalised as the preprocessing says
+POOLED = "pooled"  # float32 (B, C): the features the head and the open-set familiarity read
 MAP_OUTPUTS = {"pool": "pool_weights", "rollout": "rollout"}  # explanation method -> graph output (B, h*w)
 METADATA_KEYS = ("preprocessing", "id2label", "architecture", "token_grid")
 
@@ -37,10 +38,18 @@ class OnnxModel(nn.Module):
         self.grid = grid
         outputs = [o.name for o in session.get_outputs()]
         self.methods = [method for method, name in MAP_OUTPUTS.items() if name in outputs]
+        self.has_pooled = POOLED in outputs  # exports before Foveal 0.1's open-set scores lack it
 
     def forward(self, normalized: torch.Tensor) -> torch.Tensor:
         (logits,) = self.session.run(["logits"], {INPUT: _array(normalized)})
         return torch.from_numpy(logits)
+
+    def forward_pooled(self, normalized: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (B, K) over the graph's views and pooled features (B, C) of the image's own view."""
+        if not self.has_pooled:
+            return self(normalized), None
+        logits, pooled = self.session.run(["logits", POOLED], {INPUT: _array(normalized)})
+        return torch.from_numpy(logits), torch.from_numpy(pooled)
 
     def token_maps(
         self,

@@ -31,13 +31,21 @@ class ModelInfo:
     classes: list[str]
     preprocessing: Preprocessing
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. epoch, val_top1, training config
+    # (stored entry, its Rejection): decoded once, not on every prediction
+    _rejection: tuple[Any, Rejection | None] = field(
+        default=(None, None), init=False, repr=False, compare=False
+    )
 
     @property
     def rejection(self) -> Rejection | None:
         """The open-set threshold calibrated on the run's held-out images (None: a model saved
-        before Foveal calibrated one, or one whose held-out logits were not finite)."""
+        before Foveal calibrated one, or one whose held-out outputs were not finite)."""
         stored = self.extra.get("rejection")
-        return None if stored is None else Rejection.from_dict(stored)
+        if stored is None:
+            return None
+        if self._rejection[0] is not stored:
+            self._rejection = (stored, Rejection.from_dict(stored))
+        return self._rejection[1]
 
     def to_json(self) -> str:
         return json.dumps(

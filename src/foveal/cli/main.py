@@ -385,13 +385,11 @@ def export(
     print(f"saved {folder}/config.json, model.safetensors and README.md (the model card)")
     if format in ("onnx", "int8"):
         parity = json.loads((folder / "parity.json").read_text())
+        from foveal.exporting.parity import DIFFERENCES
+
         gaps = [
             f"max |{words} difference| {parity[key]:.1e}"
-            for key, words in (
-                ("max_logit_difference", "logit"),
-                ("max_pool_weight_difference", "pool-weight"),
-                ("max_rollout_difference", "rollout"),
-            )
+            for key, words in DIFFERENCES
             if parity.get(key) is not None
         ]
         print(

@@ -24,6 +24,7 @@ from foveal.config import TrainConfig
 from foveal.data.sources import BUILTINS
 from foveal.errors import ConfigError, DataError, FovealError, suggest
 from foveal.io import atomic_write_json, atomic_write_text
+from foveal.messages import say
 from foveal.models import list_models
 from foveal.reporting import write_report
 from foveal.reporting.comparison import markdown_table
@@ -60,10 +61,10 @@ def compare(config: TrainConfig, models: Sequence[str] = DEFAULT_MODELS, *, quie
     budget = config.optim.time_budget
     rows, length = [], f"{budget / 60:g} min" if budget else f"{config.optim.epochs} epochs"
     for model in models:
-        if not quiet:
-            print(f"== {model}: training for {length}")
+        say(f"== {model}: training for {length}", quiet)
         settings = config.replace(model=model, out=str(folder), name=model, report=False)
         peak_mb = _train_in_child(settings, model, quiet)
+        say(f"== {model}: measuring parameters, FLOPs and batch-1 latency", quiet)
         rows.append(_measure(folder / model, model, peak_mb, config.run.device))
     comparison = {
         "data": source,
@@ -77,7 +78,7 @@ def compare(config: TrainConfig, models: Sequence[str] = DEFAULT_MODELS, *, quie
     }
     atomic_write_json(folder / "comparison.json", comparison)
     atomic_write_text(folder / "comparison.md", markdown_table(comparison) + "\n")
-    _write_reports(folder, models, comparison)
+    _write_reports(folder, models, comparison, quiet)
     return {**comparison, "folder": str(folder)}
 
 
@@ -144,7 +145,8 @@ def _measure(run_dir: Path, model: str, peak_mb: float | None, device: str) -> d
     }
 
 
-def _write_reports(folder: Path, models: Sequence[str], comparison: dict) -> None:
+def _write_reports(folder: Path, models: Sequence[str], comparison: dict, quiet: bool) -> None:
     for model in models:
+        say(f"== {model}: writing its report (with the comparison)", quiet)
         atomic_write_json(folder / model / "comparison.json", comparison)
-        write_report(folder / model)
+        write_report(folder / model, quiet=quiet)

@@ -13,6 +13,7 @@ from foveal.errors import ConfigError
 PREPROCESSING_VERSION = 2  # 1: Foveal 0.1.0, whose test-time flip lived in the training options
 TestTimeViews = Literal["none", "flip", "flip-shift"]
 TEST_TIME_VIEWS: tuple[str, ...] = ("none", "flip", "flip-shift")
+VIEW_COUNTS = {"none": 1, "flip": 2, "flip-shift": 6}  # forward passes per image (inference.view_logits)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,11 @@ class Preprocessing:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def view_count(self) -> int:
+        """Forward passes per image at test time."""
+        return VIEW_COUNTS[self.test_time_views]
 
     def with_views(self, views: TestTimeViews) -> Preprocessing:
         """The same preprocessing with other test-time views (`foveal evaluate --tta-flip`)."""

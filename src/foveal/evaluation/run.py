@@ -17,7 +17,7 @@ from foveal.data.imageset import ImageSet
 from foveal.data.preprocess import Preprocessing
 from foveal.evaluation.metrics import ClassificationMetrics, compute_metrics
 from foveal.evaluation.plots import plot_confusion_matrix
-from foveal.inference import mean_loss, predict_logits
+from foveal.inference import Outputs, mean_loss, predict_outputs
 from foveal.io import atomic_write_json
 from foveal.rejection import RejectionCount
 
@@ -34,6 +34,12 @@ class Evaluation:
     epoch: int | None = None  # the training epoch of the weights, when a run evaluates its own
     logits: torch.Tensor = field(default=None, repr=False)  # (N, K) float32 on the CPU
     rejection: RejectionCount | None = None  # how many the model's open-set threshold rejects
+    pooled: torch.Tensor | None = field(default=None, repr=False)  # (N, C) float32: the features
+
+    @property
+    def outputs(self) -> Outputs:
+        """The logits and pooled features, as the inference path gave them."""
+        return Outputs(self.logits, self.pooled)
 
     def to_dict(self) -> dict[str, Any]:
         """The layout of every metrics.json (JSON-ready)."""
@@ -64,13 +70,16 @@ def evaluate(
     NaN-safe: a model whose logits are not finite gets NaN scores instead of an error, so a diverged
     epoch is recorded and never selected.
     """
-    logits = predict_logits(model, images.images, preprocessing, device=device, batch_size=batch_size)
+    outputs = predict_outputs(model, images.images, preprocessing, device=device, batch_size=batch_size)
+    logits = outputs.logits
     if torch.isfinite(logits).all():
         metrics = compute_metrics(logits, images.labels, images.classes)
         loss = mean_loss(logits, images.labels)
     else:
         metrics, loss = ClassificationMetrics.undefined(images.classes, len(images)), float("nan")
-    return Evaluation(metrics, loss, data, model_file, list(images.skipped), epoch, logits)
+    return Evaluation(
+        metrics, loss, data, model_file, list(images.skipped), epoch, logits, pooled=outputs.pooled
+    )
 
 
 def save_evaluation(evaluation: Evaluation, out: str | Path) -> dict[str, Path]:

@@ -75,8 +75,9 @@ def bundle_config(info: ModelInfo, facts: RunFacts, weights_sha256: str) -> dict
         "id2label": {str(i): label for i, label in enumerate(info.classes)},
         "label2id": {label: i for i, label in enumerate(info.classes)},
         "preprocessing": info.preprocessing.to_dict(),
-        # the open-set threshold on the logits (foveal/rejection.py); None for older models
-        "rejection": None if info.rejection is None else info.rejection.to_dict(),
+        # the open-set threshold (foveal/rejection.py); None for older models. The mahalanobis score's
+        # class means and covariance are in the model files (model.onnx's metadata "rejection").
+        "rejection": None if info.rejection is None else info.rejection.summary(),
         "weights": {"file": "model.safetensors", "sha256": weights_sha256},
         "training": {
             "data": facts.data,

@@ -3,7 +3,8 @@
     python predict.py photo.jpg [more.jpg ...] [--top-k 3]
 
 Each line: the image, its top-k labels with probabilities, and "unknown" when the image looks like
-none of the classes (its familiarity score below the threshold in config.json's "rejection").
+none of the classes (its familiarity score below the threshold model.onnx carries in its metadata,
+"rejection"; config.json shows the same threshold).
 
 It reproduces Foveal's preprocessing from config.json: upright (EXIF), 8-bit RGB with transparency
 on white, the shorter side resized to img_size (bilinear, antialiased), a center crop, [0, 1],
@@ -13,6 +14,7 @@ normalised per channel. (16-bit and float images, which Foveal scales first, are
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 from pathlib import Path
 
@@ -47,6 +49,27 @@ def preprocess(path: str, pre: dict) -> np.ndarray:
     return pixels.transpose(2, 0, 1)
 
 
+def familiarity(
+    rejection: dict, logits: np.ndarray, pooled: np.ndarray, probabilities: np.ndarray
+) -> np.ndarray:
+    """Open-set rejection as Foveal does it (foveal/rejection.py): a familiarity score (N,) below the
+    calibrated threshold means the image looks like none of the classes."""
+    if rejection["score"] == "energy":  # logsumexp of the logits
+        peak = logits.max(1, keepdims=True)
+        return (peak + np.log(np.exp(logits - peak).sum(1, keepdims=True)))[:, 0]
+    if rejection["score"] == "msp":  # the top probability
+        return probabilities.max(1)
+    # mahalanobis: minus the distance of the whitened pooled features to the nearest whitened class mean
+    whitening, centres = (decode(rejection["distance"][key]) for key in ("whitening", "centres"))
+    whitened = pooled @ whitening.T  # (N, C)
+    return -np.sqrt(((whitened[:, None, :] - centres[None]) ** 2).sum(-1)).min(1)
+
+
+def decode(stored: dict) -> np.ndarray:
+    """A float32 array Foveal stored as its shape and little-endian bytes in base64."""
+    return np.frombuffer(base64.b64decode(stored["float32_base64"]), dtype="<f4").reshape(stored["shape"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("images", nargs="+")
@@ -56,23 +79,19 @@ def main() -> None:
     labels = config["id2label"]
     session = onnxruntime.InferenceSession(str(HERE / "model.onnx"), providers=["CPUExecutionProvider"])
     batch = np.stack([preprocess(path, config["preprocessing"]) for path in args.images])
-    logits = session.run(["logits"], {"pixel_values": batch})[0]
-    peak = logits.max(1, keepdims=True)
-    probabilities = np.exp(logits - peak)
-    totals = probabilities.sum(1, keepdims=True)
-    probabilities /= totals
-    # Open-set rejection, as Foveal does it: a familiarity score below the calibrated threshold means
-    # the image looks like none of the classes. energy = logsumexp(logits); msp = the top probability.
-    rejection = config.get("rejection")
-    scores = (
-        (peak + np.log(totals))[:, 0]
-        if rejection and rejection["score"] == "energy"
-        else probabilities.max(1)
+    logits, pooled = session.run(["logits", "pooled"], {"pixel_values": batch})  # (N, K), (N, C)
+    probabilities = np.exp(logits - logits.max(1, keepdims=True))
+    probabilities /= probabilities.sum(1, keepdims=True)
+    stored = session.get_modelmeta().custom_metadata_map.get("rejection")  # absent: no threshold
+    rejection = json.loads(stored) if stored else None
+    unknown = (
+        familiarity(rejection, logits, pooled, probabilities) < rejection["threshold"]
+        if rejection
+        else np.zeros(len(batch), bool)
     )
-    for path, row, score in zip(args.images, probabilities, scores):
+    for path, row, out in zip(args.images, probabilities, unknown):
         top = np.argsort(-row)[: args.top_k]
-        unknown = rejection is not None and score < rejection["threshold"]
-        print(path, " ".join(f"{labels[str(i)]}:{row[i]:.4f}" for i in top), "unknown" if unknown else "")
+        print(path, " ".join(f"{labels[str(i)]}:{row[i]:.4f}" for i in top), "unknown" if out else "")
 
 
 if __name__ == "__main__":

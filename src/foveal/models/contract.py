@@ -4,6 +4,7 @@ export never ask which family they hold.
     features = model.forward_features(images)        # Features: tokens (B, N, C) on a grid (h, w)
     pooled, weights = model.pool(features.tokens)     # (B, C), per-token weights (B, h*w) or None
     logits = model.forward_head(pooled)               # (B, num_classes)
+    logits, pooled = model.forward_pooled(images)     # both, on the fast path (inference, open-set)
     out = model.forward_explained(images)             # ModelOutput: all of the above, attention too
 """
 
@@ -34,7 +35,12 @@ class FovealModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Images (B, C, H, W) -> logits (B, num_classes), on the fast (fused attention) path."""
-        return self.forward_head(self.pool(self.forward_features(images).tokens)[0])
+        return self.forward_pooled(images)[0]
+
+    def forward_pooled(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (B, C, H, W) -> logits (B, num_classes) and the pooled vectors (B, C) they came from."""
+        pooled = self.pool(self.forward_features(images).tokens)[0]
+        return self.forward_head(pooled), pooled
 
     def forward_explained(self, images: torch.Tensor) -> ModelOutput:
         """Like `forward`, through the explicit attention path, returning what the logits came from."""

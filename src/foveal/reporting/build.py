@@ -24,6 +24,7 @@ from foveal.evaluation.plots import plot_confusion_matrix, plot_training_curves
 from foveal.evaluation.run import Evaluation, evaluate
 from foveal.explanation.faithfulness import faithfulness_rows
 from foveal.explanation.run import explain_images, measure_faithfulness
+from foveal.inference import Outputs
 from foveal.io import atomic_write_text
 from foveal.messages import say
 from foveal.rejection import Rejection
@@ -83,7 +84,7 @@ def write_report(
             _training_section(record, metrics.top_k, pictures),
             _evaluation_section(metrics, pictures),
             _calibration_section(calibration(logits, val.labels), pictures),
-            _rejection_section(classifier.rejection, logits, val.labels, pictures),
+            _rejection_section(classifier.rejection, evaluation.outputs, val.labels, pictures),
             _mistakes_section(classifier, data, logits, pictures, quiet),
             _faithfulness_section(classifier, data, pictures, quiet),
             _comparison_section(record.run_dir),
@@ -199,13 +200,13 @@ def _calibration_section(cal: Calibration, pictures: Path) -> str:
 
 
 def _rejection_section(
-    rejection: Rejection | None, logits: torch.Tensor, labels: torch.Tensor, pictures: Path
+    rejection: Rejection | None, outputs: Outputs, labels: torch.Tensor, pictures: Path
 ) -> str:
     if rejection is None:
         text = "This model carries no familiarity threshold (it was saved before Foveal calibrated one)."
         return html.section("Open-set rejection", html.paragraph(text))
-    scores = rejection.familiarity(logits)
-    right = logits.argmax(dim=1) == labels
+    scores = rejection.familiarity(outputs)
+    right = outputs.logits.argmax(dim=1) == labels
     unknown = scores < rejection.threshold
 
     def share(mask: torch.Tensor) -> float:  # of the images in `mask`, the share marked unknown

@@ -35,6 +35,7 @@ from foveal.classifier import Classifier, Prediction, load
 from foveal.data.decode import ImageDecodeError, decode_image
 from foveal.errors import FovealError
 from foveal.explanation.result import Explanation
+from foveal.inference import Outputs
 from foveal.models.config import config_to_dict
 from foveal.serving.batcher import DynamicBatcher, QueueFull
 from foveal.serving.limits import ASGIApp, BodyLimit
@@ -68,15 +69,16 @@ class ModelHost:
         self.failure: str | None = None
         self.sha256 = ""
         self.batcher = DynamicBatcher(
-            self._logits,
+            self._outputs,
             max_batch=settings.max_batch,
             max_wait_s=settings.max_wait_ms / 1000,
             max_queue=settings.max_queue,
             metrics=metrics,
         )
 
-    def _logits(self, images: torch.Tensor) -> torch.Tensor:
-        return self.classifier.logits(images)  # (B, K), through the one inference path
+    def _outputs(self, images: torch.Tensor) -> list[Outputs]:
+        """One Outputs per image of uint8 images (B, 3, S, S), through the one inference path."""
+        return self.classifier.outputs(images).rows()
 
     def load_and_warm(self) -> None:
         """On the model thread: set the thread count once, load, hash the weights, run one batch."""
@@ -88,7 +90,7 @@ class ModelHost:
                 self.classifier = load(resolve_served_model(settings), device="auto")
             self.sha256 = file_sha256(self.classifier.source)
             size = self.classifier.preprocessing.img_size
-            self._logits(torch.zeros(min(settings.max_batch, 8), 3, size, size, dtype=torch.uint8))
+            self._outputs(torch.zeros(min(settings.max_batch, 8), 3, size, size, dtype=torch.uint8))
             self.ready = True
             log.info("model %s ready (%d threads)", self.model_id, threads)
         except FovealError as error:
@@ -249,8 +251,8 @@ def create_app(settings: ServeSettings, classifier: Classifier | None = None) ->
         started = time.perf_counter()
         classifier = host.require_ready()
         image = await decode_request(request, host, classifier)
-        logits = await answer(host.batcher.submit(image))  # (K,)
-        [prediction] = classifier.predictions(logits.unsqueeze(0), ["upload"], top_k, reject=reject)
+        outputs = await answer(host.batcher.submit(image))  # this image's Outputs (logits (1, K))
+        [prediction] = classifier.predictions(outputs, ["upload"], top_k, reject=reject)
         return {
             "model": host.model_id,
             **prediction_fields(prediction),

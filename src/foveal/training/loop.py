@@ -20,8 +20,8 @@ from foveal.errors import FovealError
 from foveal.evaluation.metrics import ClassificationMetrics, top_k_for
 from foveal.evaluation.plots import plot_training_curves
 from foveal.evaluation.run import Evaluation, evaluate, save_evaluation
-from foveal.inference import predict_logits
-from foveal.rejection import RejectionCount, calibrate
+from foveal.inference import predict_logits, predict_outputs
+from foveal.rejection import FIT_IMAGES, RejectionCount, calibrate
 from foveal.runtime import autocast_for
 from foveal.saved import ModelInfo, load_model, save_model
 from foveal.training.batches import Augmentation, EpochBatches, epoch_loader
@@ -445,7 +445,10 @@ def _budget_clock(run: RunSetup, trainer: _Trainer) -> BudgetClock:
     val_images = len(run.data.val)
     epoch_val_images = min(val_images, config.epoch_val_limit or val_images)
     validation = trainer.validation_seconds or epoch_val_images * _evaluation_seconds_per_image(run, trainer)
-    final = validation * val_images / epoch_val_images  # the final evaluation reads every image
+    # The final evaluation reads every held-out image, and the open-set calibration's training images
+    # in one view each (rejection.FIT_IMAGES).
+    fit_images = min(len(run.data.train), FIT_IMAGES) / run.info.preprocessing.view_count
+    final = validation * (val_images + fit_images) / epoch_val_images
     elapsed = trainer.clock() - trainer.started
     return BudgetClock(config.optim.time_budget, elapsed, step_seconds, validation, final)
 
@@ -492,8 +495,9 @@ def _validate(run: RunSetup, model: nn.Module) -> dict[str, float]:
 
 def _final_evaluation(run: RunSetup, best_epoch: int) -> Evaluation:
     """Evaluate the best weights on every validation image, calibrate the model's open-set threshold
-    on them and save it with the weights; write metrics.json and the confusion matrix (metrics.json
-    last: its presence marks the run as finished)."""
+    on them (its class means and covariance on up to FIT_IMAGES training images) and save it with the
+    weights; write metrics.json and the confusion matrix (metrics.json last: its presence marks the
+    run as finished)."""
     best = run.run_dir / "weights" / "best.safetensors"
     if not best.is_file():
         raise FovealError(
@@ -511,11 +515,19 @@ def _final_evaluation(run: RunSetup, best_epoch: int) -> Evaluation:
         model_file=best,
         epoch=best_epoch,
     )
-    rejection = calibrate(evaluation.logits)
+    fit = run.data.train.evenly_spaced(FIT_IMAGES)  # the pooled features come from one view
+    fit_outputs = predict_outputs(
+        model,
+        fit.images,
+        info.preprocessing.with_views("none"),
+        device=run.device,
+        batch_size=run.config.run.eval_batch_size,
+    )
+    rejection = calibrate(evaluation.outputs, (fit_outputs, fit.labels))
     if rejection is not None:
         info.extra["rejection"] = rejection.to_dict()
         save_model(best, model, info)
-        evaluation.rejection = RejectionCount.of(rejection, evaluation.logits)
+        evaluation.rejection = RejectionCount.of(rejection, evaluation.outputs)
     save_evaluation(evaluation, run.run_dir)
     return evaluation
 
