@@ -162,6 +162,24 @@ def test_reduced_precision_only_where_the_hardware_has_it(monkeypatch: pytest.Mo
     assert runtime.cpu_has_native_bf16() == ("amx_bf16" in flags or "avx512_bf16" in flags)
 
 
+def test_a_slow_first_decoding_says_how_far_it_is_unless_quiet(
+    class_folder: Path,
+    tiny_train_options: dict,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    from foveal.data import folders
+
+    monkeypatch.setattr(folders, "DECODE_LINE_EVERY_S", 0.0)  # as if every image took that long
+    monkeypatch.setenv("FOVEAL_NO_CACHE", "1")  # decode for real each time
+    train(data=str(class_folder), **tiny_train_options)
+    said = capsys.readouterr().err
+    line = r"data: decoded 1 of \d+ images to 16 px \([\d,]+ images/s, about \d+ s left\); they are cached"
+    assert re.search(line, said), said
+    train(data=str(class_folder), **{**tiny_train_options, "quiet": True})
+    assert capsys.readouterr().err == ""  # quiet reaches the decoding too
+
+
 def test_an_epoch_says_how_it_goes_in_plain_lines_without_a_terminal(
     class_folder: Path,
     tiny_train_options: dict,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,7 +22,9 @@ from foveal.data.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_imag
 from foveal.data.imageset import ImageSet
 from foveal.data.mapped import DataStorage, DecodedImageWriter, decoded_bytes, keep_in_memory
 from foveal.errors import DataError
+from foveal.messages import say
 
+DECODE_LINE_EVERY_S = 10.0  # a slow decoding (a large folder's first run) says how far it is this often
 MAX_FAILURES_IN_A_ROW: int = 50
 """Consecutive undecodable files (in path order) after which decoding stops with a DataError.
 
@@ -206,11 +209,15 @@ def _decode_in_order(
             return error
 
     failures_in_a_row, first_failure, decoded = 0, None, 0
+    started = last_line = time.monotonic()
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
         # map yields in path order however the threads finish, so the run of failures is in path order.
         for index, result in enumerate(pool.map(decode, paths)):
             yield index, result
+            if time.monotonic() - last_line >= DECODE_LINE_EVERY_S:
+                last_line = time.monotonic()
+                _say_decoding(index + 1, len(paths), img_size, last_line - started)
             if isinstance(result, torch.Tensor):
                 failures_in_a_row, decoded = 0, decoded + 1
                 continue
@@ -228,6 +235,14 @@ def _decode_in_order(
         raise DataError(
             f"none of the {len(paths)} images could be decoded (first: {paths[0]}: {first_failure.reason})."
         )
+
+
+def _say_decoding(done: int, total: int, img_size: int, seconds: float) -> None:
+    rate = done / seconds
+    say(
+        f"data: decoded {done:,} of {total:,} images to {img_size} px ({rate:,.0f} images/s, about "
+        f"{(total - done) / rate:.0f} s left); they are cached, so the next run on these files skips this"
+    )
 
 
 def _is_transient(error: ImageDecodeError) -> bool:

@@ -15,6 +15,7 @@ from foveal.data.preprocess import Preprocessing, channel_stats
 from foveal.data.sources import BUILTINS, DataSplits, default_img_size, load_training_data
 from foveal.errors import FovealError
 from foveal.io import atomic_write_json
+from foveal.messages import quieted
 from foveal.models import build_model, config_to_dict, model_config
 from foveal.models.whitening import init_from_data
 from foveal.runs import RunRecord, next_run_dir
@@ -58,14 +59,15 @@ def prepare_run(config: TrainConfig, quiet: bool, run_dir: Path | None = None) -
     config = config.replace(img_size=img_size)  # recorded: a resumed run decodes at this size again
     overrides = {} if config.model.drop_path_rate is None else {"drop_path_rate": config.model.drop_path_rate}
     started = time.perf_counter()
-    data = load_training_data(
-        config.data.source,
-        img_size,
-        val_fraction=config.data.val_fraction,
-        split_manifest=config.data.split_manifest,
-        max_pixels=config.data.max_image_pixels,
-        storage=config.data.data_storage,
-    )
+    with quieted(quiet):  # a first decoding of a large folder says how far it is, unless quiet
+        data = load_training_data(
+            config.data.source,
+            img_size,
+            val_fraction=config.data.val_fraction,
+            split_manifest=config.data.split_manifest,
+            max_pixels=config.data.max_image_pixels,
+            storage=config.data.data_storage,
+        )
     data_seconds = time.perf_counter() - started
     config = resolve_recipe(config, len(data.train), device, img_size, len(data.classes))
     # Build the model before creating the run folder, so a bad option leaves no empty folder.
