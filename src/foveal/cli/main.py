@@ -66,6 +66,7 @@ def train(
     from foveal.api import train as run_training
     from foveal.config import TrainConfig, load_config_file
     from foveal.runtime import process_start
+    from foveal.training.distributed import world_from_env
 
     chosen = given(options)
     if resume is not None:
@@ -83,6 +84,8 @@ def train(
         base = load_config_file(config) if config is not None else TrainConfig()
         settings = base.replace(**chosen, **({} if data is None else {"data": data}))
         result = run_training(settings, quiet=quiet, started=process_start())
+    if not world_from_env().is_main:  # under torchrun, rank 0 reports for all
+        return
     print(
         f"best val top-1 {result.best_top1:.2%} (epoch {result.best_epoch}), "
         f"top-{result.metrics.top_k} {result.metrics.top5:.2%}, "
