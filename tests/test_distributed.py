@@ -217,7 +217,7 @@ def test_a_killed_rank_restarts_the_job_which_ends_bit_identical(class_folder: P
         _, stderr = launcher.communicate(timeout=LAUNCH_TIMEOUT_S)
     finally:
         launcher.kill()
-    assert launcher.returncode == 0, stderr[-3000:]
+    assert launcher.returncode == 0, "\n".join(line for line in stderr.splitlines() if "rank" not in line[:8])
     events = (tmp_path / "killed" / "events.log").read_text()
     assert "resumed from state-e0002" in events
     assert not (tmp_path / "killed2").exists()  # the restart continued the run, not a new one

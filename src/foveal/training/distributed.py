@@ -93,13 +93,14 @@ def start(found: World, device: torch.device) -> None:
             "them to the address and a free port of the first node under srun"
         )
     backend = "nccl" if device.type == "cuda" else "gloo"
+    timeout = datetime.timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)))
     try:
-        dist.init_process_group(
-            backend,
-            rank=found.rank,
-            world_size=found.size,
-            timeout=datetime.timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S))),
-        )
+        store, _, _ = next(dist.rendezvous("env://", found.rank, found.size, timeout=timeout))
+        # torchrun's workers share its rendezvous store, which outlives a restart (--max-restarts):
+        # keys of each attempt of their own, or a restarted rank may read a dead one's address.
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        store = dist.PrefixStore(f"foveal/attempt-{attempt}", store)
+        dist.init_process_group(backend, store=store, rank=found.rank, world_size=found.size, timeout=timeout)
     except (RuntimeError, ValueError) as error:  # DistStoreError, NCCL/gloo errors: all RuntimeError
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise FovealError(
