@@ -11,8 +11,24 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.distributed.nn.functional import all_reduce
 from torch.nn.modules.batchnorm import _BatchNorm
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """all_reduce (sum) whose gradient is the all_reduce of the gradients: every rank's output is the
+    same sum, so each input's gradient is the sum of all ranks' output gradients."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, tensor: torch.Tensor) -> torch.Tensor:
+        total = tensor.clone()
+        torch.distributed.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
+        total = grad.clone()
+        torch.distributed.all_reduce(total)
+        return total
 
 
 class CPUSyncBatchNorm(_BatchNorm):
@@ -31,7 +47,7 @@ class CPUSyncBatchNorm(_BatchNorm):
         dims = [d for d in range(input.ndim) if d != 1]  # all but C of (B, C, H, W)
         x = input.double()
         count = torch.full((1,), input.numel() / channels, dtype=torch.float64)
-        totals = all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))  # (2C + 1,)
+        totals = _SumOverRanks.apply(torch.cat([x.sum(dims), (x * x).sum(dims), count]))  # (2C + 1,)
         n = totals[-1]
         mean = totals[:channels] / n
         var = (totals[channels : 2 * channels] / n - mean * mean).clamp_min(0.0)  # biased, as BN normalises
