@@ -270,3 +270,30 @@ def test_a_time_budgeted_two_rank_run_ends_inside_its_budget(class_folder: Path,
     # The budget counts from each rank's start; torchrun's own start-up and teardown come on top.
     assert seconds < budget + 10, f"2 ranks took {seconds:.1f} s for a {budget:g} s budget"
     assert seconds > budget * 0.6  # it used the budget, not stopped at once
+
+
+@pytest.mark.slow
+def test_devices_starts_the_ranks_itself(class_folder: Path, tmp_path: Path) -> None:
+    """`foveal train --devices 2` runs torchrun's agent in the command's process; a rank's failure
+    ends in one line."""
+    from clirun import foveal_cli
+
+    env = {name: environment()[name] for name in ("OMP_NUM_THREADS", "FOVEAL_DIST_TIMEOUT_S", "PYTHONPATH")}
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        result = foveal_cli("train", str(class_folder), "--devices", "2", *options(tmp_path, "launched"))
+        refused = foveal_cli(
+            "train", str(class_folder), "--devices", "2", *options(tmp_path, "odd", batch_size=5)
+        )
+    finally:
+        for name, value in saved.items():
+            os.environ.pop(name) if value is None else os.environ.update({name: value})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert '"processes": 2' in (tmp_path / "launched" / "config.json").read_text()
+    assert (tmp_path / "launched" / "metrics.json").is_file()
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "error: training stopped: rank 0 of 2 exited with code 1 (its error is above); the other processes "
+        "were stopped"
+    )

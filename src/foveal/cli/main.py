@@ -60,6 +60,15 @@ def train(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print only the final summary.", rich_help_panel="Run")
     ] = False,
+    devices: Annotated[
+        int | None,
+        typer.Option(
+            help="Train on N processes of this machine, one per GPU (or sharing the CPU cores): starts "
+            "torchrun for you. --batch-size stays the global batch. See docs/distributed.md.",
+            rich_help_panel="Run",
+            show_default=False,
+        ),
+    ] = None,
     **options: Any,
 ) -> None:
     """Train a classifier on DATA and save it in a new run folder (or --resume one)."""
@@ -69,6 +78,11 @@ def train(
     from foveal.training.distributed import world_from_env
 
     chosen = given(options)
+    if devices is not None and devices > 1 and world_from_env().size == 1:  # not yet one of the ranks
+        from foveal.cli.launch import launch, train_arguments
+
+        launch(devices, train_arguments(data, resume, config, quiet, chosen))
+        return
     if resume is not None:
         if data is not None or config is not None or chosen:
             raise FovealError(
