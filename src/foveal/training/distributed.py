@@ -17,8 +17,10 @@ from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from foveal.errors import FovealError
+from foveal.training.sync_batch_norm import convert
 
 T = TypeVar("T")
 TIMEOUT_ENV = "FOVEAL_DIST_TIMEOUT_S"  # how long a collective waits for the other ranks
@@ -200,10 +202,6 @@ def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """
     if not active():
         return model
-    from torch.nn.parallel import DistributedDataParallel
-
-    from foveal.training.sync_batch_norm import convert
-
     convert(model, device)
     # A parameter with a dimension of size 1 (a position table, 1 x C x h x w) can have channels-last
     # strides that differ from its gradient's there; DDP warns, though the copy is only that one.
