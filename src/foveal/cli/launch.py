@@ -36,6 +36,7 @@ def train_arguments(
 def launch(devices: int, args: list[str]) -> None:
     """Run `foveal train ARGS` on `devices` processes of this machine (one per GPU on CUDA) and wait."""
     import torch
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
@@ -47,6 +48,8 @@ def launch(devices: int, args: list[str]) -> None:
     launcher = ["--standalone", f"--nproc-per-node={devices}", "-m", "foveal", "train", *args]
     try:
         run(get_args_parser().parse_args(launcher))
+    except SignalException:  # Ctrl-C: the ranks got it too, saved a checkpoint and said how to resume
+        raise KeyboardInterrupt from None
     except ChildFailedError as failed:
         rank, failure = failed.get_first_failure()
         raise FovealError(

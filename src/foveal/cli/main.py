@@ -564,7 +564,10 @@ def run(argv: list[str] | None = None) -> None:
     try:
         app(args=argv)
     except TrainingInterrupted as interrupt:  # after its checkpoint: says how to resume
-        print(str(interrupt), file=sys.stderr)
+        from foveal.training.distributed import world_from_env
+
+        if world_from_env().is_main:  # under torchrun every rank stops; rank 0 says so
+            print(str(interrupt), file=sys.stderr)
         sys.exit(130)
     except FovealError as error:
         print(f"error: {error}", file=sys.stderr)
