@@ -20,6 +20,8 @@ import torch
 from safetensors.torch import load_file
 
 from foveal.data.imageset import ImageSet
+from foveal.errors import FovealError
+from foveal.training import distributed
 from foveal.training.batches import Augmentation, EpochBatches, rank_slice
 from foveal.training.state import list_checkpoints
 
@@ -117,6 +119,37 @@ def test_ranks_slices_make_up_the_one_process_batch(augmentation: Augmentation) 
             assert torch.equal(torch.cat([s[0] for s in slices]), expected_images)
             assert torch.equal(torch.cat([s[1] for s in slices]), expected_targets)
     assert [rank_slice(r, 2, 3) for r in range(2)] == [slice(0, 1), slice(1, 3)]
+
+
+def test_ranks_come_from_torchrun_or_slurm() -> None:
+    assert distributed.world_from_env({}) == distributed.SINGLE
+    torchrun = {"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4", "SLURM_NTASKS": "9"}
+    assert distributed.world_from_env(torchrun) == distributed.World(3, 1, 4)
+    slurm = {"SLURM_PROCID": "5", "SLURM_LOCALID": "1", "SLURM_NTASKS": "8"}
+    assert distributed.world_from_env(slurm) == distributed.World(5, 1, 8)
+    with pytest.raises(FovealError, match="RANK=4 is not a rank of WORLD_SIZE=4 processes"):
+        distributed.world_from_env({"RANK": "4", "LOCAL_RANK": "0", "WORLD_SIZE": "4"})
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "images", "message"),
+    [
+        (2, 100, "--batch-size 2 is the global batch, shared by 4 processes, and smaller than that"),
+        (
+            10,
+            100,
+            "--batch-size 10 is the global batch and must divide evenly among 4 processes; use 8 or 12",
+        ),
+        (8, 98, "each epoch's last batch holds 2 of the 98 training images, fewer than the 4 processes"),
+    ],
+)
+def test_a_batch_four_ranks_cannot_share_is_refused(
+    batch_size: int, images: int, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(distributed, "_world", distributed.World(0, 0, 4))
+    with pytest.raises(FovealError, match=message):
+        distributed.check_batch(batch_size, images)
+    distributed.check_batch(8, 100)  # 12 batches of 8, the last of 4: one image each
 
 
 # --- processes -----------------------------------------------------------------------------------------

@@ -292,7 +292,9 @@ def _run_epoch(run: RunSetup, trainer: _Trainer, quiet: bool, interrupt: Deferre
         if trainer.ema is not None and result.applied:
             trainer.ema.update_parameters(run.model)
         progress.step += 1
-        if result.applied:  # the same on every rank: the gradient norm is of the averaged gradients
+        # `applied` is the same on every rank: the gradient norm is of the averaged gradients, and a
+        # non-finite loss on one rank comes with non-finite gradients, which the average spreads.
+        if result.applied:
             progress.bad_in_a_row = 0
         else:
             _non_finite_step(run, progress, result.loss, result.grad_norm)
