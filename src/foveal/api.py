@@ -28,6 +28,7 @@ from foveal.reporting import write_report
 from foveal.runs import RunRecord
 from foveal.training import TrainConfig, TrainResult
 from foveal.training import train as run_training
+from foveal.training.distributed import world_from_env
 from foveal.training.progress import say
 from foveal.training.records import append_event
 
@@ -50,7 +51,7 @@ def train(
         **options: TrainConfig fields by name; a misspelled one raises ConfigError.
     """
     result = run_training(config, resume=resume, quiet=quiet, started=started, **options)
-    if result.config.run.report:
+    if result.config.run.report and world_from_env().is_main:  # under torchrun: rank 0's to write
         _write_report(result, quiet)
     # The images served the report; the caller need not hold on to them.
     return dataclasses.replace(result, data=None)

@@ -60,14 +60,29 @@ def train(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print only the final summary.", rich_help_panel="Run")
     ] = False,
+    devices: Annotated[
+        int | None,
+        typer.Option(
+            help="Train on N processes of this machine, one per GPU (or sharing the CPU cores): starts "
+            "torchrun for you. --batch-size stays the global batch. See docs/distributed.md.",
+            rich_help_panel="Run",
+            show_default=False,
+        ),
+    ] = None,
     **options: Any,
 ) -> None:
     """Train a classifier on DATA and save it in a new run folder (or --resume one)."""
     from foveal.api import train as run_training
     from foveal.config import TrainConfig, load_config_file
     from foveal.runtime import process_start
+    from foveal.training.distributed import world_from_env
 
     chosen = given(options)
+    if devices is not None and devices > 1 and world_from_env().size == 1:  # not yet one of the ranks
+        from foveal.cli.launch import launch, train_arguments
+
+        launch(devices, train_arguments(data, resume, config, quiet, chosen))
+        return
     if resume is not None:
         if data is not None or config is not None or chosen:
             raise FovealError(
@@ -83,6 +98,8 @@ def train(
         base = load_config_file(config) if config is not None else TrainConfig()
         settings = base.replace(**chosen, **({} if data is None else {"data": data}))
         result = run_training(settings, quiet=quiet, started=process_start())
+    if not world_from_env().is_main:  # under torchrun, rank 0 reports for all
+        return
     print(
         f"best val top-1 {result.best_top1:.2%} (epoch {result.best_epoch}), "
         f"top-{result.metrics.top_k} {result.metrics.top5:.2%}, "
@@ -545,7 +562,10 @@ def run(argv: list[str] | None = None) -> None:
     try:
         app(args=argv)
     except TrainingInterrupted as interrupt:  # after its checkpoint: says how to resume
-        print(str(interrupt), file=sys.stderr)
+        from foveal.training.distributed import world_from_env
+
+        if world_from_env().is_main:  # under torchrun every rank stops; rank 0 says so
+            print(str(interrupt), file=sys.stderr)
         sys.exit(130)
     except FovealError as error:
         print(f"error: {error}", file=sys.stderr)

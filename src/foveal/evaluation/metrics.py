@@ -230,7 +230,9 @@ def _build_metrics(num_classes: int) -> Any:
     )
 
     # Inputs are validated in _check_inputs, so torchmetrics' own (slower) checks are switched off.
-    common: dict[str, Any] = {"num_classes": num_classes, "validate_args": False}
+    # Each process's figures are of the images it was given: under torchrun rank 0 validates on all of
+    # them alone, so torchmetrics must not gather from the other ranks (it would wait for them).
+    common: dict[str, Any] = {"num_classes": num_classes, "validate_args": False, "sync_on_compute": False}
     scores: dict[str, Any] = {**common, "zero_division": 0}
     metrics = {
         "top1": MulticlassAccuracy(top_k=1, average="micro", **common),

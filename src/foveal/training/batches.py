@@ -3,6 +3,10 @@
 Batch i of epoch e holds the samples order[i*B:(i+1)*B] of `epoch_order(seed, e)`, augmented by
 `crop_and_flip` with per-sample randomness: it is the same batch whichever process makes it and
 whenever, so worker count and resuming mid-epoch do not change a bit of training.
+
+Under torchrun the batch size is the global batch: rank r of W takes the contiguous slice
+`rank_slice(r, W, len(batch))` of each batch, so the images of step t, and the randomness each gets,
+do not depend on how many processes share the step.
 """
 
 from __future__ import annotations
@@ -38,22 +42,48 @@ class Augmentation:
         return self.mixup_alpha > 0 or self.cutmix_alpha > 0
 
 
+def rank_slice(rank: int, world_size: int, batch: int) -> slice:
+    """Rank `rank`'s contiguous share of a global batch of `batch` samples: equal shares when
+    `world_size` divides it, else (an epoch's short last batch) shares that differ by one."""
+    return slice(rank * batch // world_size, (rank + 1) * batch // world_size)
+
+
 class EpochBatches(Dataset):
-    """Map-style data set whose item i is batch i of an epoch: uint8 images (B, 3, S, S) and targets,
-    int64 labels (B,), or float32 (B, classes) label mixtures when MixUp / CutMix are on."""
+    """Map-style data set whose item i is batch i of an epoch (this rank's slice of it, with `part`):
+    uint8 images (b, 3, S, S) and targets, int64 labels (b,), or float32 (b, classes) label mixtures
+    when MixUp / CutMix are on."""
 
     def __init__(
-        self, images: ImageSet, epoch: int, seed: int, batch_size: int, augmentation: Augmentation
+        self,
+        images: ImageSet,
+        epoch: int,
+        seed: int,
+        batch_size: int,
+        augmentation: Augmentation,
+        part: tuple[int, int] = (0, 1),  # (rank, world size)
     ) -> None:
         self.images, self.epoch, self.seed = images, epoch, seed
-        self.batch_size, self.augmentation = batch_size, augmentation
+        self.batch_size, self.augmentation, self.part = batch_size, augmentation, part
         self.order = epoch_order(seed, epoch, len(images))
 
     def __len__(self) -> int:
         return -(-len(self.images) // self.batch_size)
 
+    def global_size(self, step: int) -> int:
+        """Samples in batch `step` over all ranks (B, less in an epoch's last batch)."""
+        return min(self.batch_size, len(self.images) - step * self.batch_size)
+
     def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         indices = self.order[step * self.batch_size : (step + 1) * self.batch_size]
+        share = rank_slice(*self.part, len(indices))
+        if self.augmentation.auto_augment != "none" or self.augmentation.mixes:
+            # Their draws are per batch (a stream per step, mixing partners across it): the whole
+            # batch is made on every rank and sliced, so that it is the batch one process makes.
+            images, targets = self._make(step, indices)
+            return images[share], targets[share]
+        return self._make(step, indices[share])  # per-sample draws alone: only this rank's share
+
+    def _make(self, step: int, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         aug, labels = self.augmentation, self.images.labels[indices]
         batch = crop_and_flip(
             self.images.images[indices],

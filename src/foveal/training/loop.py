@@ -15,6 +15,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from foveal.config import TrainConfig, make_train_config
+from foveal.data.randomness import mix
 from foveal.data.sources import DataSplits
 from foveal.errors import FovealError
 from foveal.evaluation.metrics import ClassificationMetrics, top_k_for
@@ -22,8 +23,9 @@ from foveal.evaluation.plots import plot_training_curves
 from foveal.evaluation.run import Evaluation, evaluate, save_evaluation
 from foveal.inference import predict_logits, predict_outputs
 from foveal.rejection import FIT_IMAGES, RejectionCount, calibrate
-from foveal.runtime import autocast_for
+from foveal.runtime import autocast_for, resolve_device
 from foveal.saved import ModelInfo, load_model, save_model
+from foveal.training import distributed, elastic
 from foveal.training.batches import Augmentation, EpochBatches, epoch_loader
 from foveal.training.budget import (
     BudgetClock,
@@ -42,6 +44,7 @@ from foveal.training.state import Progress, latest_checkpoint, restore_rng, save
 from foveal.training.step import train_step
 
 Clock = Callable[[], float]
+DROPOUT_STREAM = 0xD809  # under torchrun: each rank's dropout / stochastic depth seed, per step
 
 
 class TrainingDiverged(FovealError):
@@ -90,10 +93,22 @@ class _Trainer:
     validation_seconds: float = 0.0  # the last validation pass's duration
     evaluation_seconds_per_image: float | None = None  # measured once, until a validation is timed
     resumed: bool = False
+    replica: nn.Module | None = None  # what train_step runs: the model, or its DDP wrapper under torchrun
 
     def model_to_keep(self, model: nn.Module) -> nn.Module:
         """What gets validated and saved: the EMA of the weights when EMA is on, else the model."""
         return self.ema.module if self.ema is not None else model
+
+
+class _Weighted(nn.Module):
+    """A loss times a constant weight (a rank's share of the step, see _run_epoch)."""
+
+    def __init__(self, criterion: nn.Module, weight: float) -> None:
+        super().__init__()
+        self.criterion, self.weight = criterion, weight
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.criterion(logits, targets) * self.weight
 
 
 def train(
@@ -116,23 +131,44 @@ def train(
         clock: what the run's times, checkpoint intervals and budget are measured with.
     """
     started = clock() if started is None else started
+    run_dir = None
     if resume is not None:
         if config is not None or options:
             raise FovealError("a resumed run keeps the settings it started with; pass only the run folder.")
         config, run_dir = config_of_run(resume)
-        run = prepare_run(config, quiet, run_dir=run_dir)
     else:
         config = make_train_config(**options) if config is None else config.replace(**options)
-        run = prepare_run(config, quiet)
+    found = distributed.world_from_env()  # one process, or one rank of those torchrun started
+    quiet = quiet or not found.is_main  # rank 0 speaks for all
+    distributed.start(found, resolve_device(config.run.device))
+    try:
+        if run_dir is None and elastic.restarted():  # torchrun restarted us: continue the run
+            run_dir = distributed.from_main(elastic.run_to_continue(config) if found.is_main else None)
+            if run_dir is not None:
+                config, run_dir = config_of_run(run_dir)
+        return _train(config, run_dir, quiet, started, clock)
+    finally:
+        distributed.stop()
+
+
+def _train(
+    config: TrainConfig, run_dir: Path | None, quiet: bool, started: float, clock: Clock
+) -> TrainResult:
+    """`train` once the processes are joined: a new run, or `run_dir` resumed."""
+    run = prepare_run(config, quiet, run_dir=run_dir)
     trainer = _build_trainer(run, started, clock)
-    if resume is not None:
+    if run_dir is not None:
         _restore(run, trainer, quiet)
+    trainer.replica = distributed.wrap(run.model, run.device)  # after the restore: DDP copies rank 0's
     _fit(run, trainer, quiet)
     progress = trainer.progress
-    plot_training_curves(
-        run.run_dir / "results.csv", run.run_dir / "results.png", top_k=top_k_for(len(run.data.classes))
-    )
-    evaluation = _final_evaluation(run, progress.best_epoch)
+    evaluation = None
+    if distributed.is_main():  # the one writer; the others wait for its figures
+        plot_training_curves(
+            run.run_dir / "results.csv", run.run_dir / "results.png", top_k=top_k_for(len(run.data.classes))
+        )
+        evaluation = _final_evaluation(run, progress.best_epoch)
+    evaluation = distributed.from_main(evaluation)  # once a run: logits of every held-out image
     seconds = clock() - started
     train_seconds = sum(r["seconds"] for r in progress.rows)
     result = TrainResult(
@@ -176,8 +212,10 @@ def _build_trainer(run: RunSetup, started: float, clock: Clock) -> _Trainer:
 
 def _restore(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
     """Load the newest checkpoint into the model, optimizer, schedule, RNG and progress."""
-    for stale in run.checkpoints.glob(".*.tmp"):  # a write that a crash interrupted: never used
-        stale.unlink(missing_ok=True)
+    if distributed.is_main():
+        for stale in run.checkpoints.glob(".*.tmp"):  # a write that a crash interrupted: never used
+            stale.unlink(missing_ok=True)
+    distributed.barrier()  # the others read the folder only once it is tidy
     path, state = latest_checkpoint(run.checkpoints)
     progress = Progress(**state["progress"])
     # Training done but killed before its final evaluation (metrics.json, written last): finish it.
@@ -195,42 +233,58 @@ def _restore(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
     trainer.resumed = True
     if progress.planned_steps:  # a time-budget run keeps the plan it had (see _replan)
         _apply_plan(run, trainer)
-    append_event(run.run_dir, f"resumed from {path.name}")
+    if distributed.is_main():
+        append_event(run.run_dir, f"resumed from {path.name}")
     say(f"resuming {run.run_dir} at epoch {progress.epoch}, step {progress.step} ({path.name})", quiet)
 
 
 def _fit(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
     """Train epoch after epoch until the run is finished. A Ctrl-C (DeferredInterrupt) stops it after
     the step or the epoch's end in hand, with a checkpoint, raising TrainingInterrupted."""
-    progress = trainer.progress
     with DeferredInterrupt(quiet) as interrupt:
-        while not progress.finished:
-            if progress.step == 0:
-                progress.start_epoch(progress.epoch)
+        while not trainer.progress.finished:  # rank 0's progress replaces the others' each epoch
+            if trainer.progress.step == 0:
+                trainer.progress.start_epoch(trainer.progress.epoch)
             _run_epoch(run, trainer, quiet, interrupt)
             _end_epoch(run, trainer, quiet)  # its checkpoint is saved before the check below
-            if interrupt.requested:
-                raise TrainingInterrupted(_resume_advice(run, progress))
+            (requested,), _ = distributed.agree([float(interrupt.requested)], [])  # a Ctrl-C on any rank
+            if requested:
+                raise TrainingInterrupted(_resume_advice(run, trainer.progress))
 
 
 def _run_epoch(run: RunSetup, trainer: _Trainer, quiet: bool, interrupt: DeferredInterrupt) -> None:
     """Train the rest of the epoch in progress, checkpointing as configured; on a Ctrl-C, checkpoint
     after the step in hand and raise TrainingInterrupted."""
-    config, progress = run.config, trainer.progress
+    config, progress, world = run.config, trainer.progress, distributed.world()
     batches = EpochBatches(
-        run.data.train, progress.epoch, config.run.seed, config.optim.batch_size, _augmentation(run)
+        run.data.train,
+        progress.epoch,
+        config.run.seed,
+        config.optim.batch_size,
+        _augmentation(run),
+        part=(world.rank, world.size),
     )
     loader = epoch_loader(batches, progress.step, config.data.workers, pin_memory=run.device.type == "cuda")
     bar = EpochBar(loader, len(batches) - progress.step, progress.epoch, config.optim.epochs, quiet)
     autocast = autocast_for(run.device, config.run.precision)  # resolved by prepare_run
     epoch_clock = last = trainer.clock()
     for images, targets in bar:
+        whole = batches.global_size(progress.step)  # images of this step on all ranks
+        criterion = trainer.criterion
+        if world.size > 1:
+            # Dropout and stochastic depth draw from a stream of (seed, rank, step): a restarted or
+            # resumed rank draws what it would have, with no RNG state to carry per rank.
+            torch.manual_seed(mix(config.run.seed, DROPOUT_STREAM, world.rank, progress.global_step))
+            # DDP averages the ranks' gradients; each rank's loss is the mean over its slice, weighted
+            # by slice / (whole / ranks) so that the average is the mean over the whole batch, as one
+            # process's, also when an epoch's short last batch splits unevenly (the weight is 1 else).
+            criterion = _Weighted(trainer.criterion, len(targets) * world.size / whole)
         result = train_step(
-            run.model,
+            trainer.replica,
             run.info.preprocessing.normalize(images.to(run.device, non_blocking=True)),
             targets.to(run.device, non_blocking=True),
             trainer.optimizer,
-            trainer.criterion,
+            criterion,
             grad_clip=config.optim.grad_clip,
             autocast=autocast,
         )
@@ -238,33 +292,47 @@ def _run_epoch(run: RunSetup, trainer: _Trainer, quiet: bool, interrupt: Deferre
         if trainer.ema is not None and result.applied:
             trainer.ema.update_parameters(run.model)
         progress.step += 1
-        progress.epoch_correct += result.correct
+        # `applied` is the same on every rank: the gradient norm is of the averaged gradients, and a
+        # non-finite loss on one rank comes with non-finite gradients, which the average spreads.
         if result.applied:
-            progress.epoch_loss_sum += result.loss * len(targets)
             progress.bad_in_a_row = 0
         else:
             _non_finite_step(run, progress, result.loss, result.grad_norm)
-        bar.update(result.loss, result.correct / len(targets), len(targets))
         progress.global_step += 1
+        loss_sum = result.loss * whole / world.size  # this slice's summed loss (the weight undone)
         now = trainer.clock()
         step_seconds = now - last  # loader, augmentation and step: what the budget pays
         trainer.step_seconds += step_seconds
         trainer.steps_timed += 1
         last = now
-        budget_spent = bool(config.optim.time_budget) and _budget_ends_epoch(run, trainer, step_seconds)
+        # Rank 0 decides what depends on its clock; one all_reduce tells the others and sums the step.
+        budget_spent = distributed.is_main() and bool(config.optim.time_budget)
+        budget_spent = budget_spent and _budget_ends_epoch(run, trainer, step_seconds)
+        due = distributed.is_main() and progress.step < len(batches) and _checkpoint_due(config, trainer)
+        (loss_sum, correct, requested), (planned, budget_spent, due) = distributed.agree(
+            [loss_sum, float(result.correct), float(interrupt.requested)],
+            [float(progress.planned_steps), float(budget_spent), float(due)],
+        )
+        if int(planned) != progress.planned_steps:  # a rank told of rank 0's new plan
+            progress.planned_steps = int(planned)
+            _apply_plan(run, trainer)
+        progress.epoch_correct += int(correct)
+        if result.applied:
+            progress.epoch_loss_sum += loss_sum
+        bar.update(loss_sum / whole, correct / whole, whole)
         if trainer.lookahead is not None:  # after the budget's check: it may have moved the last step
             trainer.lookahead.step(
                 run.model, progress.global_step, progress.planned_steps or trainer.plan.total_steps
             )
         if budget_spent:
             break  # this epoch ends early; _end_epoch still validates and saves it
-        if interrupt.requested and progress.step < len(batches):  # Ctrl-C: this step is whole; stop
+        if requested and progress.step < len(batches):  # Ctrl-C (on any rank): this step is whole; stop
             # (after an epoch's last step, _fit stops once _end_epoch has validated and saved it)
             progress.epoch_seconds += trainer.clock() - epoch_clock
             bar.close()
             _checkpoint(run, trainer)
             raise TrainingInterrupted(_resume_advice(run, progress))
-        if progress.step < len(batches) and _checkpoint_due(config, trainer):
+        if due:
             now = trainer.clock()
             progress.epoch_seconds += now - epoch_clock
             epoch_clock = now
@@ -304,8 +372,9 @@ def _non_finite_step(run: RunSetup, progress: Progress, loss: float, grad_norm: 
         f"epoch {progress.epoch} step {progress.step}: non-finite loss ({loss:.4g}) or gradient norm "
         f"({grad_norm:.4g}); update skipped, weights unchanged"
     )
-    append_event(run.run_dir, message)
-    say(f"warning: {message}")
+    if distributed.is_main():
+        append_event(run.run_dir, message)
+        say(f"warning: {message}")
     if progress.bad_in_a_row >= run.config.optim.max_bad_steps:
         raise TrainingDiverged(
             f"training diverged: {progress.bad_in_a_row} non-finite steps in a row (epoch {progress.epoch}, "
@@ -325,21 +394,41 @@ def _checkpoint_due(config: TrainConfig, trainer: _Trainer) -> bool:
 
 
 def _checkpoint(run: RunSetup, trainer: _Trainer) -> None:
-    save_checkpoint(
-        run.checkpoints,
-        run.model,
-        trainer.optimizer,
-        trainer.scheduler,
-        trainer.progress,
-        run.config.checkpoint.keep_checkpoints,
-        ema=trainer.ema,
-        lookahead=trainer.lookahead.state_dict() if trainer.lookahead is not None else None,
-    )
+    """Rank 0 writes the training state (the model and optimizer are the same on every rank under
+    DDP); every rank waits for the write, so none goes on, or ends, before it is on disk."""
+    if distributed.is_main():
+        save_checkpoint(
+            run.checkpoints,
+            run.model,
+            trainer.optimizer,
+            trainer.scheduler,
+            trainer.progress,
+            run.config.checkpoint.keep_checkpoints,
+            ema=trainer.ema,
+            lookahead=trainer.lookahead.state_dict() if trainer.lookahead is not None else None,
+        )
+    distributed.barrier()
     trainer.last_save = trainer.clock()
 
 
 def _end_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
-    """Validate, record, save last/best and a checkpoint; mark the run finished when it is."""
+    """Validate, record, save last/best and a checkpoint; mark the run finished when it is.
+
+    Under torchrun rank 0 does it alone, on every validation image (the others wait), so the figures
+    are one process's; its progress (results, best epoch, the budget's plan, whether the run is
+    finished) then becomes every rank's.
+    """
+    if distributed.is_main():
+        _validate_and_record(run, trainer, quiet)
+    trainer.progress = distributed.from_main(trainer.progress)
+    if distributed.active() and trainer.progress.planned_steps:
+        _apply_plan(run, trainer)
+    _checkpoint(run, trainer)
+
+
+def _validate_and_record(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
+    """_end_epoch's work on the one writer: validation, results.csv, last/best weights, the decision
+    whether the run is finished, and the next epoch's progress set up."""
     config, progress = run.config, trainer.progress
     n = min(len(run.data.train), progress.step * config.optim.batch_size)  # less when the budget cut it short
     epoch, seconds = progress.epoch, progress.epoch_seconds
@@ -403,7 +492,6 @@ def _end_epoch(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
     else:
         progress.finished = early or epoch >= config.optim.epochs
     progress.start_epoch(epoch + 1)
-    _checkpoint(run, trainer)
 
 
 def _budget_ends_epoch(run: RunSetup, trainer: _Trainer, last_step_seconds: float) -> bool:

@@ -21,6 +21,7 @@ from foveal.models.whitening import init_from_data
 from foveal.runs import RunRecord, next_run_dir
 from foveal.runtime import resolve_device, resolve_precision, seed_everything, set_threads, to_fast_layout
 from foveal.saved import ModelInfo
+from foveal.training import distributed, elastic
 from foveal.training.progress import say
 from foveal.training.recipe import fit_img_size_to_budget, resolve_recipe
 from foveal.training.records import write_skipped
@@ -45,8 +46,8 @@ class RunSetup:
 
 def prepare_run(config: TrainConfig, quiet: bool, run_dir: Path | None = None) -> RunSetup:
     """Set up a new run (a new numbered folder), or an existing `run_dir` being resumed."""
-    threads = set_threads(config.run.threads)
-    device = resolve_device(config.run.device)
+    threads = set_threads(config.run.threads or distributed.threads_per_rank())
+    device = distributed.rank_device(resolve_device(config.run.device))
     seed_everything(config.run.seed)
     # Recorded resolved, like the recipe: a resumed run keeps its arithmetic on any machine.
     config = config.replace(precision=resolve_precision(device, config.run.precision))
@@ -55,7 +56,9 @@ def prepare_run(config: TrainConfig, quiet: bool, run_dir: Path | None = None) -
         # held-out images from any folder.
         config = config.replace(data=str(Path(config.data.source).resolve()))
     native = config.data.img_size or default_img_size(config.data.source)
-    img_size = config.data.img_size or fit_img_size_to_budget(config, native, device)
+    # What is measured (this device's speed, for a time budget) is rank 0's to decide: every rank
+    # must train the same model at the same size.
+    img_size = distributed.from_main(config.data.img_size or fit_img_size_to_budget(config, native, device))
     config = config.replace(img_size=img_size)  # recorded: a resumed run decodes at this size again
     overrides = {} if config.model.drop_path_rate is None else {"drop_path_rate": config.model.drop_path_rate}
     started = time.perf_counter()
@@ -69,7 +72,10 @@ def prepare_run(config: TrainConfig, quiet: bool, run_dir: Path | None = None) -
             storage=config.data.data_storage,
         )
     data_seconds = time.perf_counter() - started
-    config = resolve_recipe(config, len(data.train), device, img_size, len(data.classes))
+    config = distributed.from_main(
+        resolve_recipe(config, len(data.train), device, img_size, len(data.classes))
+    )
+    distributed.check_batch(config.optim.batch_size, len(data.train))  # before a folder is made
     # Build the model before creating the run folder, so a bad option leaves no empty folder.
     arch = model_config(config.model.preset, num_classes=len(data.classes), img_size=img_size, **overrides)
     model = build_model(arch).to(device)
@@ -93,12 +99,16 @@ def prepare_run(config: TrainConfig, quiet: bool, run_dir: Path | None = None) -
         "images_memory_mapped": data.train.mapped,
         "device": str(device),
         "threads": threads,
+        "processes": distributed.world().size,  # the batch is global: a resume may use another count
+        "launch_id": elastic.launch_id(),  # torchrun's: a restart finds its run by it (elastic.py)
         "parameters": params,
         "torch": torch.__version__,
     }
-    if run_dir is None:
-        run_dir = next_run_dir(config.run.out, config.run.name)
-        _write_records(run_dir, record, data, quiet)
+    if run_dir is None:  # rank 0 picks the folder and writes in it; the others are told where it is
+        if distributed.is_main():
+            run_dir = next_run_dir(config.run.out, config.run.name)
+            _write_records(run_dir, record, data, quiet)
+        run_dir = distributed.from_main(run_dir)
     else:
         _check_same_data(run_dir, record)
     lowered = (
