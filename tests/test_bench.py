@@ -29,6 +29,7 @@ def check_figures(result: dict) -> None:
     assert result["throughput_images_per_second"] > 0 and result["batch_ms"]["samples"] == 2
 
 
+@pytest.mark.slow  # ~10 s: compiles and times four backends (the default suite keeps the one-model bench)
 def test_bench_times_every_backend_and_records_the_machine(run: Path) -> None:
     done = foveal_cli("bench", str(run), "--no-compile", *QUICK)
     assert done.returncode == 0, done.stderr

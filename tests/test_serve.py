@@ -261,6 +261,7 @@ def test_a_malformed_content_length_gets_400(server: ServerProcess) -> None:
     assert_still_serving(server, png_bytes())
 
 
+@pytest.mark.slow  # ~10 s: streams until the limit; the default suite keeps the Content-Length refusals
 def test_an_endless_chunked_body_is_refused_without_being_held(server: ServerProcess) -> None:
     """64 MB offered in 64 KB chunks to a server with a 100 KB limit: 413, and the server's memory
     does not grow by anything near what was offered."""
@@ -325,6 +326,7 @@ def test_serving_a_missing_model_fails_before_listening(tmp_path: Path) -> None:
     assert done.returncode == 1 and "foveal export" in done.stderr
 
 
+@pytest.mark.slow  # ~18 s: exports, then starts a second server (the default suite: test_onnx_model)
 def test_an_exported_onnx_model_is_served_by_onnxruntime(
     run_and_data: tuple[Path, Path], image_file: Path
 ) -> None:
