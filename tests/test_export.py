@@ -183,6 +183,12 @@ def test_onnx_export_matches_foveal_on_held_out_images_at_any_batch_size(
     )  # fmt: skip
     said_unknown = [line.endswith(" unknown") for line in done.stdout.splitlines()]
     assert said_unknown == [p.familiarity < middle for p in marked] and sum(said_unknown) == 2, done.stderr
+    missing = subprocess.run(
+        [sys.executable, str(halved / "predict.py"), str(tmp_path / "no.jpg")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert missing.returncode == 1 and missing.stderr.startswith("error: ")
+    assert "Traceback" not in missing.stderr
 
 
 def test_onnx_parity_that_fails_keeps_no_onnx_file_and_says_why(

@@ -7,6 +7,7 @@ in one line (its own error line is printed above by the rank) instead of torchru
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from foveal.cli.options import option_flag
@@ -45,6 +46,9 @@ def launch(devices: int, args: list[str]) -> None:
     gpus = torch.cuda.device_count()
     if gpus and devices > gpus:
         raise FovealError(f"--devices {devices} asked for, but this machine has {gpus} GPUs")
+    # Unset, torchrun sets 1 and prints a four-line warning; each rank takes its share of the cores
+    # (training/distributed.py threads_per_rank), as its OpenMP threads too.
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // devices)))
     launcher = ["--standalone", f"--nproc-per-node={devices}", "-m", "foveal", "train", *args]
     try:
         run(get_args_parser().parse_args(launcher))

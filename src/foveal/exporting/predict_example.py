@@ -78,7 +78,10 @@ def main() -> None:
     config = json.loads((HERE / "config.json").read_text())
     labels = config["id2label"]
     session = onnxruntime.InferenceSession(str(HERE / "model.onnx"), providers=["CPUExecutionProvider"])
-    batch = np.stack([preprocess(path, config["preprocessing"]) for path in args.images])
+    try:
+        batch = np.stack([preprocess(path, config["preprocessing"]) for path in args.images])
+    except (OSError, ValueError) as error:  # a missing file, or one Pillow cannot read as an image
+        raise SystemExit(f"error: {error}; expected image files (JPEG, PNG, ...).") from None
     logits, pooled = session.run(["logits", "pooled"], {"pixel_values": batch})  # (N, K), (N, C)
     probabilities = np.exp(logits - logits.max(1, keepdims=True))
     probabilities /= probabilities.sum(1, keepdims=True)

@@ -118,7 +118,8 @@ def prepare_run(config: TrainConfig, quiet: bool, run_dir: Path | None = None) -
     )
     say(
         f"model: {config.model.preset} ({params / 1e6:.2f}M parameters) at {img_size}px{lowered} on "
-        f"{device} ({threads} threads, {config.run.precision}); run folder {run_dir}",
+        f"{device} ({threads} thread{'s' if threads != 1 else ''}, {config.run.precision}); "
+        f"run folder {run_dir}",
         quiet,
     )
     return RunSetup(config, data, model, info, device, run_dir, data_seconds)
