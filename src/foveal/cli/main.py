@@ -562,18 +562,33 @@ def run(argv: list[str] | None = None) -> None:
     try:
         app(args=argv)
     except TrainingInterrupted as interrupt:  # after its checkpoint: says how to resume
-        from foveal.training.distributed import world_from_env
-
-        if world_from_env().is_main:  # under torchrun every rank stops; rank 0 says so
-            print(str(interrupt), file=sys.stderr)
+        if _is_main_rank():  # under torchrun every rank stops; rank 0 says so
+            _say(str(interrupt))
         sys.exit(130)
     except FovealError as error:
-        print(f"error: {error}", file=sys.stderr)
+        _say(f"error: {error}")
         sys.exit(1)
     except OSError as error:  # disk full, permission denied...: the machine's problem, said plainly
         where = f" ({error.filename})" if error.filename else ""
-        print(f"error: {error.strerror or error}{where}", file=sys.stderr)
+        _say(f"error: {error.strerror or error}{where}")
         sys.exit(1)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _say("interrupted")
         sys.exit(130)
+
+
+def _is_main_rank() -> bool:
+    from foveal.training.distributed import world_from_env
+
+    try:
+        return world_from_env().is_main
+    except FovealError:  # torchrun's variables malformed: that error is being said; say this one too
+        return True
+
+
+def _say(line: str) -> None:
+    """One write of the whole line: under torchrun the ranks share stderr, and print's two writes
+    (text, then newline) let another rank's line land between them. Every rank says its own error:
+    rank 0 may be stopped by torchrun before it can, when another rank fails first."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()

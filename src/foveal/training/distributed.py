@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from foveal.errors import FovealError
+from foveal.errors import ConfigError, FovealError
 from foveal.training.sync_batch_norm import convert
 
 T = TypeVar("T")
@@ -175,19 +175,19 @@ def check_batch(batch_size: int, images: int) -> None:
     if size == 1:
         return
     if batch_size < size:
-        raise FovealError(
+        raise ConfigError(
             f"--batch-size {batch_size} is the global batch, shared by {size} processes, and smaller than "
             f"that; use a batch of at least {size} (a multiple of {size}) or fewer processes."
         )
     if batch_size % size:
         low, high = batch_size - batch_size % size, batch_size + size - batch_size % size
-        raise FovealError(
+        raise ConfigError(
             f"--batch-size {batch_size} is the global batch and must divide evenly among {size} processes; "
             f"use {low} or {high}."
         )
     last = images % batch_size
     if 0 < last < size:
-        raise FovealError(
+        raise ConfigError(
             f"each epoch's last batch holds {last} of the {images} training images, fewer than the {size} "
             "processes that share it; choose a --batch-size that leaves at least one image each."
         )
