@@ -116,6 +116,19 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "wd-x3": ("SGD weight decay 1.5e-3 instead of 5e-4", {"weight_decay": 1.5e-3}, {}),
     "fp32": ("fp32 arithmetic where the recipe would take bf16 autocast", {"precision": "fp32"}, {}),
     "tta-shift": ("six test-time views (flip and 1-pixel shifts) instead of two", {"tta_shift": True}, {}),
+    # Issue #12, third round: Muon for the trunk's batch-normed filters (training/muon.py), the rest SGD.
+    "muon": ("Muon for the conv filters at --muon-lr 0.08, SGD for the rest", {"optimizer": "muon"}, {}),
+    "muon-lr0.03": ("Muon, filters at lr 0.03", {"optimizer": "muon", "muon_lr": 0.03}, {}),
+    "muon-lr0.24": (
+        "Muon, filters at lr 0.24 (airbench's at batch 2,000)",
+        {"optimizer": "muon", "muon_lr": 0.24},
+        {},
+    ),
+    "cnn-airbench-half-muon": (
+        "cnn-airbench-half + the SGD recipe with Muon for its conv filters (lr 0.08)",
+        {"model": "cnn-airbench-half", **SGD_RECIPE, "optimizer": "muon"},
+        {},
+    ),
     PER_IMAGE: ("same model and recipe, per-image torchvision pipeline (2 workers)", {}, {}),
 }
 

@@ -143,3 +143,16 @@ def test_maps_that_a_model_cannot_give_are_refused_before_writing(tmp_path: Path
     assert not (tmp_path / "runs" / "train-bundle").exists()
     done = foveal_cli("export", str(run), "--maps", "rollout")
     assert done.returncode == 1 and "--format onnx or int8" in done.stderr
+
+
+def test_onnxruntime_runs_on_as_many_threads_as_pytorch(exported: tuple[Path, Path, Path]) -> None:
+    """`foveal serve --threads N` sets PyTorch's count before loading; an ONNX model takes the same."""
+    _, _, bundle = exported
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            session = foveal.load(bundle / "model.onnx").model.session
+            assert session.get_session_options().intra_op_num_threads == threads
+    finally:
+        torch.set_num_threads(before)

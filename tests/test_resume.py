@@ -59,8 +59,9 @@ RECIPE_WITH_EVERYTHING = {
         (2, {}, False),
         (0, RECIPE_WITH_EVERYTHING, True),
         (0, {"model": "hybrid-nano", "optimizer": "sgd", "bias_lr_scale": 64.0, "lookahead": True}, False),
+        (0, {"model": "hybrid-nano", "optimizer": "muon"}, False),
     ],
-    ids=["plain", "workers", "ema-mix-new-process", "hybrid-sgd-lookahead"],
+    ids=["plain", "workers", "ema-mix-new-process", "hybrid-sgd-lookahead", "hybrid-muon"],
 )
 def test_resume_mid_epoch_is_bit_identical(
     class_folder: Path,

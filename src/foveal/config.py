@@ -21,6 +21,9 @@ import yaml
 
 from foveal.errors import ConfigError, suggest
 
+# Muon's lr for the conv filters at any batch (its steps are rotations of this angle, training/muon.py):
+# airbench's Muon run takes 0.24 at batch 2,000; measured at batch 256 in docs/benchmarks.md (#12).
+MUON_LR = 0.08
 BUDGET_VAL_IMAGES = 2_000  # per-epoch validation images under a time budget: ~1/5 of CIFAR-10's cost
 PANELS = {  # group -> the help panel its options are listed under
     "data": "Data",
@@ -109,11 +112,13 @@ class OptimConfig:
     batch_size: int | None = option(
         None, "Images per training step [default: 64; with --time, the recipe's]."
     )
-    optimizer: Literal["adamw", "adam", "sgd"] | None = option(
+    optimizer: Literal["adamw", "adam", "sgd", "muon"] | None = option(
         None,
-        "adamw, adam, or sgd (Nesterov momentum 0.9, as the fastest CIFAR-10 CNN recipes use) "
-        "[default: adamw; with --time, sgd for the hybrid and airbench models].",
+        "adamw, adam, sgd (Nesterov momentum 0.9, as the fastest CIFAR-10 CNN recipes use), or muon "
+        "(the hybrid and airbench models: their batch-normed conv filters orthogonalised by Muon at "
+        "--muon-lr, the rest sgd) [default: adamw; with --time, muon for the hybrid and airbench models].",
     )
+    muon_lr: float = option(MUON_LR, "Peak learning rate of the conv filters under --optimizer muon.")
     lr: float | None = option(
         None, "Peak learning rate, after warmup [default: 1e-3; with --time, the recipe's]."
     )
@@ -125,7 +130,7 @@ class OptimConfig:
     bias_lr_scale: float | None = option(
         None,
         "Learning-rate multiplier for batch-norm biases (their weight decay divided by it, so the decay "
-        "stays the same size) [default: 1; with --time, 64 for the hybrid and airbench models, as airbench].",
+        "stays the same size) [default: 1; airbench's 64 measured no better, docs/benchmarks.md].",
     )
     warmup_epochs: float | None = option(
         None, "Linear warmup before cosine decay [default: 3; with --time, 0.3]."
@@ -145,7 +150,7 @@ class OptimConfig:
         None,
         "Lookahead (Zhang et al. 2019) as airbench schedules it: a slow copy of the weights, synced every "
         "5 steps from a quarter of the run on, held to a longer average as the run ends, and kept at the "
-        "end [default: off; with --time, on for the hybrid and airbench models].",
+        "end [default: off; measured no better at 10 minutes, docs/benchmarks.md].",
     )
     ema_decay: float | None = option(
         None, "Validate and save an EMA of the weights with this decay, e.g. 0.999 (0: off) [default: off]."
@@ -166,9 +171,10 @@ class OptimConfig:
                 f"batch_size must be >= 1, got {self.batch_size}",
             ),
             (
-                self.optimizer in (None, "adamw", "adam", "sgd"),
-                f"optimizer must be adamw, adam or sgd, got {self.optimizer!r}",
+                self.optimizer in (None, "adamw", "adam", "sgd", "muon"),
+                f"optimizer must be adamw, adam, sgd or muon, got {self.optimizer!r}",
             ),
+            (self.muon_lr > 0, f"muon_lr must be > 0, got {self.muon_lr}"),
             (
                 self.weight_decay is None or self.weight_decay >= 0,
                 f"weight_decay must be >= 0, got {self.weight_decay}",

@@ -19,6 +19,7 @@ from torch import nn
 from foveal.data.preprocess import Preprocessing
 from foveal.errors import ConfigError, FovealError, ModelFileError
 from foveal.explanation.maps import ExplainError, TokenMaps, to_grid
+from foveal.exporting.timing import cpu_session
 from foveal.models import config_from_dict
 from foveal.saved import ModelInfo
 
@@ -85,7 +86,8 @@ def load_onnx(path: Path) -> tuple[OnnxModel, ModelInfo]:
             f"{path} needs onnxruntime to run, which is not installed: pip install 'foveal[export]'."
         ) from None
     try:
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        # As many threads as PyTorch's (what `foveal serve --threads` and torch.set_num_threads set).
+        session = cpu_session(onnxruntime, path, torch.get_num_threads())
     except Exception as error:  # noqa: BLE001  (onnxruntime raises its own kinds for bad files)
         raise ModelFileError(f"{path} is not a readable ONNX model ({str(error).splitlines()[0]}).") from None
     metadata = session.get_modelmeta().custom_metadata_map

@@ -40,14 +40,16 @@ ADAMW_RECIPE: dict[str, Any] = {
     "lookahead": False,
 }
 # How the hybrid family and the airbench CNNs learn (models/hybrid.py), after airbench (Jordan 2024):
-# Nesterov SGD, linear decay to zero, smoothing 0.2, derandomised flips, and each image averaged with
-# its mirror at test time (the second view's cost is inside the budget: validations are timed).
-# Measured on them (docs/benchmarks.md, issue #12): SGD about a point better than AdamW for both at 3
-# minutes; the mirror view 1.0 point more for hybrid-airbench-half at 10. airbench's other choices
-# are options, measured at 3 minutes without a gain beyond noise (round 2): 64x batch-norm bias lr,
-# identity-initialised trunk convs (models/trunk.py), 2-px crops; lookahead, at 10 minutes neither.
-SGD_RECIPE: dict[str, Any] = {
-    "optimizer": "sgd",
+# Muon for the trunk's batch-normed conv filters and Nesterov SGD for the rest (training/muon.py),
+# linear decay to zero, smoothing 0.2, derandomised flips, and each image averaged with its mirror at
+# test time (the second view's cost is inside the budget: validations are timed). Measured on them
+# (docs/benchmarks.md, issue #12): SGD about a point better than AdamW for both at 3 minutes; Muon for
+# the filters 5.1 points better than SGD alone at 3 minutes and 1.5 points at 10 (AMD EPYC, bf16); the mirror
+# view 1.0 point more for hybrid-airbench-half at 10. airbench's other choices are options, measured
+# at 3 minutes without a gain beyond noise (round 2): 64x batch-norm bias lr, identity-initialised
+# trunk convs (models/trunk.py), 2-px crops; lookahead, at 10 minutes neither.
+HYBRID_RECIPE: dict[str, Any] = {
+    "optimizer": "muon",  # its SGD part at SGD_LR; the filters at config.MUON_LR
     "lr_decay": "linear",
     "label_smoothing": 0.2,
     "alternate_flips": True,
@@ -119,7 +121,7 @@ def resolve_recipe(
 
 def default_lr(optimizer: str, batch_size: int, *, budget: bool) -> float:
     """An optimizer's peak learning rate at `batch_size`, by the linear scaling rule (Goyal et al. 2017)."""
-    if optimizer == "sgd":
+    if optimizer in ("sgd", "muon"):  # muon: the lr of its SGD part (the filters' is --muon-lr)
         return SGD_LR * batch_size / SGD_LR_BATCH
     if budget:
         return ADAMW_BUDGET_LR * batch_size / ADAMW_BUDGET_LR_BATCH
@@ -139,7 +141,7 @@ def budget_choices(
     `budget_seconds` run on this device.
 
     The batch is bounded by this machine's free memory for the model trained: `model` when the
-    user chose one, else the ladder's choice; so is the recipe: SGD_RECIPE for the hybrid family
+    user chose one, else the ladder's choice; so is the recipe: HYBRID_RECIPE for the hybrid family
     (the airbench CNNs included), ADAMW_RECIPE for attention-only models. The weight EMA is off:
     within budgets of a few epochs the decay to (near) zero already settles the weights, and the EMA
     measured no better (docs/benchmarks.md).
@@ -159,7 +161,7 @@ def budget_choices(
     in_memory = largest_batch_in_memory(trained, img_size, num_classes, device)
     while in_memory is not None and batch_size > 1 and batch_size > in_memory:
         batch_size //= 2
-    recipe = SGD_RECIPE if model_config(trained).family == "hybrid" else ADAMW_RECIPE
+    recipe = HYBRID_RECIPE if model_config(trained).family == "hybrid" else ADAMW_RECIPE
     return {
         "model": rung.model,
         "batch_size": batch_size,

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import torch
 
 from foveal.config import OptimConfig
+from foveal.errors import ConfigError
+from foveal.training.muon import MuonWithSGD, batch_normed_filters, muon_group
 
 
 @dataclass
@@ -45,7 +47,8 @@ def lr_schedule(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-DEFAULT_WEIGHT_DECAY = {"adamw": 0.05, "adam": 0.0, "sgd": 5e-4}  # when --weight-decay is not given
+# When --weight-decay is not given (muon: its SGD part's; the filters' norm is held, training/muon.py).
+DEFAULT_WEIGHT_DECAY = {"adamw": 0.05, "adam": 0.0, "sgd": 5e-4, "muon": 5e-4}
 SGD_MOMENTUM = 0.9
 
 
@@ -54,19 +57,28 @@ def build_optimizer(model: torch.nn.Module, optim: OptimConfig) -> torch.optim.O
     tables (1-D or tiny params), except batch-norm biases under a bias_lr_scale other than 1.
 
     adamw decays decoupled from the gradient (Loshchilov & Hutter 2019); sgd (Nesterov) as L2 in the
-    gradient, as the CNN recipes it comes from do; adam does not decay. Batch-norm biases learn at
-    bias_lr_scale x the lr (airbench's 64 for SGD: a BN shift is one number per channel and moves
-    slowly at the rate the filters need); their L2 is divided by the same factor, so the decay step
-    (lr x L2 x bias) is the filters' size.
+    gradient, as the CNN recipes it comes from do; adam does not decay. muon is sgd with the trunk's
+    batch-normed conv filters taken out and given to Muon at optim.muon_lr (training/muon.py).
+
+    Batch-norm biases learn at bias_lr_scale x the lr (airbench's 64 for SGD: a BN shift is one number
+    per channel and moves slowly at the rate the filters need); their L2 is divided by the same factor,
+    so the decay step (lr x L2 x bias) is the filters' size.
     """
     weight_decay = DEFAULT_WEIGHT_DECAY[optim.optimizer] if optim.weight_decay is None else optim.weight_decay
     if optim.optimizer == "adam":
         weight_decay = 0.0
     bias_scale = optim.bias_lr_scale or 1.0
     norm_biases = {id(p) for p in _batch_norm_biases(model)} if bias_scale != 1.0 else set()
+    filters = batch_normed_filters(model) if optim.optimizer == "muon" else []
+    if optim.optimizer == "muon" and not filters:
+        raise ConfigError(
+            "--optimizer muon steps the batch-normed conv filters of the hybrid and airbench models' trunk, "
+            "and this model has none; use sgd or adamw."
+        )
+    orthogonal = {id(p) for p in filters}
     decay, no_decay, scaled = [], [], []
     for param_name, param in model.named_parameters():
-        if not param.requires_grad:
+        if not param.requires_grad or id(param) in orthogonal:
             continue
         skip = param.ndim <= 1 or "pos_embed" in param_name or "cls_token" in param_name
         (scaled if id(param) in norm_biases else no_decay if skip else decay).append(param)
@@ -79,6 +91,8 @@ def build_optimizer(model: torch.nn.Module, optim: OptimConfig) -> torch.optim.O
         groups.append({"params": scaled, "lr": lr * bias_scale, "weight_decay": weight_decay / bias_scale})
     # On CUDA one fused kernel updates every tensor of a group, instead of a few launches per tensor.
     fused = {"fused": True} if all(p.is_cuda for group in groups for p in group["params"]) else {}
+    if optim.optimizer == "muon":
+        return MuonWithSGD([muon_group(filters, optim.muon_lr), *groups], lr=lr, momentum=SGD_MOMENTUM)
     if optim.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=SGD_MOMENTUM, nesterov=True, **fused)
     if optim.optimizer == "adam":
