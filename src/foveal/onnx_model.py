@@ -19,7 +19,6 @@ from torch import nn
 from foveal.data.preprocess import Preprocessing
 from foveal.errors import ConfigError, FovealError, ModelFileError
 from foveal.explanation.maps import ExplainError, TokenMaps, to_grid
-from foveal.exporting.timing import cpu_session
 from foveal.models import config_from_dict
 from foveal.saved import ModelInfo
 
@@ -120,3 +119,22 @@ def load_onnx(path: Path) -> tuple[OnnxModel, ModelInfo]:
 
 def _array(images: torch.Tensor) -> np.ndarray:
     return images.detach().to("cpu", torch.float32).contiguous().numpy()
+
+
+def cpu_session(runtime, path: Path, threads: int):
+    """An onnxruntime session on the CPU for the model file `path`, with `session_options`."""
+    return runtime.InferenceSession(
+        str(path), session_options(runtime, threads), providers=["CPUExecutionProvider"]
+    )
+
+
+def session_options(runtime, threads: int):
+    """onnxruntime's options: as many intra-op threads as PyTorch uses, as `foveal bench` compares them."""
+    options = runtime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1  # the graph runs sequentially, as PyTorch's does
+    # No spin-waiting after a call: spinning threads would take the cores from the backend timed
+    # next (exporting/timing.SETTLE_SECONDS), and a server idles without burning a core. It costs
+    # onnxruntime ~0.05 ms a call at batch 1 here.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options

@@ -102,7 +102,7 @@ def bench_model(
             "torch_inter_op": torch.get_num_interop_threads(),
             "onnxruntime_intra_op": threads,
             "onnxruntime_inter_op": 1,
-            "onnxruntime_spinning": False,  # see timing.session_options
+            "onnxruntime_spinning": False,  # see onnx_model.session_options
             "pause_between_calls_ms": SETTLE_SECONDS * 1e3,
         },
         "images": {

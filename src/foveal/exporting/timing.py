@@ -10,7 +10,6 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
@@ -53,21 +52,3 @@ def summarize(milliseconds: list[float]) -> dict[str, float | int]:
     summary["mean"] = round(statistics.fmean(milliseconds), 3)
     summary["samples"] = len(milliseconds)
     return summary
-
-
-def cpu_session(runtime, path: Path, threads: int):
-    """An onnxruntime session on the CPU for the model file `path`, with `session_options`."""
-    return runtime.InferenceSession(
-        str(path), session_options(runtime, threads), providers=["CPUExecutionProvider"]
-    )
-
-
-def session_options(runtime, threads: int):
-    """onnxruntime's options for a fair comparison: as many intra-op threads as PyTorch uses."""
-    options = runtime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1  # the graph runs sequentially, as PyTorch's does
-    # No spin-waiting after a call: spinning threads would take the cores from the backend timed
-    # next (timing.SETTLE_SECONDS). It costs onnxruntime ~0.05 ms a call at batch 1 here.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return options
