@@ -12,6 +12,7 @@ rows to benchmarks/results/ablation_<budget>.json.
 from __future__ import annotations
 
 import argparse
+import csv
 import tempfile
 import time
 from pathlib import Path
@@ -143,6 +144,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--name", default=None)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--runs", type=Path, default=None, help="keep the run folders here (default: a temporary folder)"
+    )
     args = parser.parse_args()
     budget = 15.0 if args.quick else parse_duration(args.time)
     names = ["default", "ema"] if args.quick else args.variants.split(",")
@@ -182,7 +186,7 @@ def main() -> None:
             started = time.perf_counter()
             result = foveal.train(
                 data=data,
-                out=str(Path(scratch) / "runs"),
+                out=str(args.runs or Path(scratch) / "runs"),
                 quiet=True,
                 time_budget=budget,
                 started=started,
@@ -198,13 +202,17 @@ def main() -> None:
                 "wall_seconds": round(time.perf_counter() - started, 1),  # the report included
                 "seconds_to_evaluated_model": round(result.seconds, 1),  # what the budget promises
                 "train_images_per_second": round(result.train_images_per_second, 1),
+                "epochs": result.epochs,
+                # > 0 when the deadline cut the schedule before its decay to zero ended it
+                "last_epoch_lr": last_epoch_lr(result.run_dir),
                 "load_average_before": load_before,
                 "load_average_after": load_average(),
             }
             add(row)
             if name == "default":
                 default, default_model = result.run_dir, config.config.name
-                if not args.quick:  # test-time flips need no training: the default run's model
+                # test-time flips need no training: the default run's model (unless it already used them)
+                if not args.quick and not result.config.flat()["tta_flip"]:
                     flipped = foveal.evaluate(default, data, device="cpu", flip=True)
                     add(
                         {
@@ -219,6 +227,12 @@ def main() -> None:
             f"| {row['variant']} | {row['change']} | {row['test_top1']:.2%} | {row.get('passes', '')} | "
             f"{row.get('train_images_per_second', '')} |"
         )
+
+
+def last_epoch_lr(run_dir: Path) -> float:
+    """The learning rate the run's last epoch ended at (results.csv's last row)."""
+    with (run_dir / "results.csv").open() as rows:
+        return float(list(csv.DictReader(rows))[-1]["lr"])
 
 
 def _register_variant(variant: str, model: str, changes: dict[str, Any]) -> str:

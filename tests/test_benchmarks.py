@@ -77,6 +77,7 @@ def test_quick_ablation_and_reference_pipeline(tmp_path: Path) -> None:
     rows = json.loads((tmp_path / "quick_ablation.json").read_text())["rows"]
     assert [row["variant"] for row in rows] == ["default", "ema"]
     assert all(0.0 <= row["test_top1"] <= 1.0 and row["passes"] > 0 for row in rows)
+    assert all(row["epochs"] >= 1 and row["last_epoch_lr"] >= 0.0 for row in rows)
     done = run_script("reference_pipeline.py", str(CIFAR), "--quick", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     record = json.loads((tmp_path / "quick_reference_pipeline.json").read_text())

@@ -3,6 +3,7 @@ run's calibration through the saved model to predict, evaluate and the report.""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -107,6 +108,11 @@ def test_a_run_calibrates_its_threshold_on_its_held_out_images(run_and_data: tup
     assert rejection.calibration_images == metrics["num_samples"] == 12  # 10% of 40 a class
     assert metrics["rejection"]["threshold"] == rejection.threshold
     assert metrics["rejection"]["rejected"] == int(0.05 * 12)
+    # last.safetensors carries the threshold when it holds the best epoch's weights, and only then.
+    last = foveal.load(run / "weights" / "last.safetensors", device="cpu")
+    with (run / "results.csv").open() as rows:
+        best_is_last = metrics["epoch"] == max(int(row["epoch"]) for row in csv.DictReader(rows))
+    assert (last.rejection == rejection) if best_is_last else (last.rejection is None)
 
 
 def test_predict_marks_images_below_the_threshold_unknown(

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 from synthetic import tiny_run, with_threshold
 
 import foveal
@@ -356,7 +357,9 @@ def test_an_exported_onnx_model_is_served_by_onnxruntime(
 
 
 @pytest.mark.slow  # ~25 s: two uvicorn worker processes each load and warm the model
-def test_two_worker_processes_serve_the_same_model(run_and_data: tuple[Path, Path], image_file: Path) -> None:
+def test_two_worker_processes_serve_one_model_and_one_count_of_requests(
+    run_and_data: tuple[Path, Path], image_file: Path
+) -> None:
     run, _ = run_and_data
     with ServerProcess([str(run), "--workers", "2", "--threads", "1"]) as server:
         data = image_file.read_bytes()
@@ -374,3 +377,16 @@ def test_two_worker_processes_serve_the_same_model(run_and_data: tuple[Path, Pat
             )
         assert {a.status_code for a in answers} == {200}
         assert len({a.json()["predictions"][0]["label"] for a in answers}) == 1
+        # Whichever worker a scrape reaches, it counts every worker's requests (each scrape is itself
+        # counted once it is answered, hence the /metrics count rising by one each time).
+        for scrape in range(8):
+            families = text_string_to_metric_families(httpx.get(server.url + "/metrics").text)
+            counts = {
+                (s.labels["path"], s.labels["status"]): s.value
+                for family in families
+                if family.name == "foveal_requests"
+                for s in family.samples
+                if s.name == "foveal_requests_total"
+            }
+            assert counts[("/predict", "200")] == 12
+            assert counts.get(("/metrics", "200"), 0) == scrape

@@ -189,7 +189,7 @@ def prediction_fields(prediction: Prediction) -> dict:
 def create_app(settings: ServeSettings, classifier: Classifier | None = None) -> ASGIApp:
     """The served app: RecordRequests(BodyLimit(FastAPI routes)). `classifier`: an already loaded
     model (else settings.model is loaded in the background at startup)."""
-    metrics = ServerMetrics()
+    metrics = ServerMetrics(across_processes=settings.workers > 1)
     host = ModelHost(settings, metrics, classifier)
 
     @asynccontextmanager

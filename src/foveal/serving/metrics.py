@@ -5,6 +5,10 @@ foveal_request_seconds{path}            time from the request's arrival to its a
 foveal_requests_in_flight               requests being handled now
 foveal_batch_size                       images per model call (dynamic batching at work)
 foveal_queue_waiting                    requests waiting for the model now
+
+With --workers N each uvicorn worker is a process of its own, and a scrape reaches one of them; so
+then every worker writes its values to files in MULTIPROC_ENV's folder (prometheus_client's
+multiprocess mode) and /metrics answers with the sum over the live workers, whichever one is asked.
 """
 
 from __future__ import annotations
@@ -14,17 +18,22 @@ from collections.abc import MutableMapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from foveal.serving.limits import ASGIApp, Message, Receive, Send
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set before the worker processes start (serving/run.py)
 ROUTES = ("/predict", "/explain", "/livez", "/readyz", "/info", "/metrics", "/")  # others count as "other"
 
 
 class ServerMetrics:
-    """The metrics, in a registry of their own (so two apps in one process never share counts)."""
+    """The metrics, in a registry of their own (so two apps in one process never share counts);
+    `across_processes`: one of several workers, whose /metrics sums every worker's files."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, across_processes: bool = False) -> None:
+        self.across_processes = across_processes
         self.registry = CollectorRegistry()
+        live_sum = {"multiprocess_mode": "livesum"}  # a gauge: the live workers' values added up
         self.requests = Counter(
             "foveal_requests",
             "Requests answered, by route and status",
@@ -39,7 +48,7 @@ class ServerMetrics:
             registry=self.registry,
         )
         self.in_flight = Gauge(
-            "foveal_requests_in_flight", "Requests being handled now", registry=self.registry
+            "foveal_requests_in_flight", "Requests being handled now", registry=self.registry, **live_sum
         )
         self.batch_size = Histogram(
             "foveal_batch_size",
@@ -47,11 +56,17 @@ class ServerMetrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128),
             registry=self.registry,
         )
-        self.waiting = Gauge("foveal_queue_waiting", "Requests waiting for the model", registry=self.registry)
+        self.waiting = Gauge(
+            "foveal_queue_waiting", "Requests waiting for the model", registry=self.registry, **live_sum
+        )
 
     def exposition(self) -> bytes:
-        """The text format Prometheus scrapes."""
-        return generate_latest(self.registry)
+        """The text format Prometheus scrapes: this process's metrics, or every worker's summed."""
+        if not self.across_processes:
+            return generate_latest(self.registry)
+        every_worker = CollectorRegistry()
+        MultiProcessCollector(every_worker)  # reads the folder that MULTIPROC_ENV names
+        return generate_latest(every_worker)
 
 
 class RecordRequests:

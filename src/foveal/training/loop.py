@@ -167,7 +167,7 @@ def _train(
         plot_training_curves(
             run.run_dir / "results.csv", run.run_dir / "results.png", top_k=top_k_for(len(run.data.classes))
         )
-        evaluation = _final_evaluation(run, progress.best_epoch)
+        evaluation = _final_evaluation(run, progress.best_epoch, last_epoch=progress.rows[-1]["epoch"])
     evaluation = distributed.from_main(evaluation)  # once a run: logits of every held-out image
     seconds = clock() - started
     train_seconds = sum(r["seconds"] for r in progress.rows)
@@ -581,11 +581,11 @@ def _validate(run: RunSetup, model: nn.Module) -> dict[str, float]:
     return {"val_loss": result.loss, "val_top1": result.metrics.top1, "val_top5": result.metrics.top5}
 
 
-def _final_evaluation(run: RunSetup, best_epoch: int) -> Evaluation:
+def _final_evaluation(run: RunSetup, best_epoch: int, *, last_epoch: int) -> Evaluation:
     """Evaluate the best weights on every validation image, calibrate the model's open-set threshold
     on them (its class means and covariance on up to FIT_IMAGES training images) and save it with the
-    weights; write metrics.json and the confusion matrix (metrics.json last: its presence marks the
-    run as finished)."""
+    weights (with last.safetensors too when the best epoch is the last, as under a time budget); write
+    metrics.json and the confusion matrix (metrics.json last: its presence marks the run as finished)."""
     best = run.run_dir / "weights" / "best.safetensors"
     if not best.is_file():
         raise FovealError(
@@ -615,6 +615,8 @@ def _final_evaluation(run: RunSetup, best_epoch: int) -> Evaluation:
     if rejection is not None:
         info.extra["rejection"] = rejection.to_dict()
         save_model(best, model, info)
+        if last_epoch == best_epoch:  # the same weights: the threshold holds for them too
+            save_model(best.with_name("last.safetensors"), model, info)
         evaluation.rejection = RejectionCount.of(rejection, evaluation.outputs)
     save_evaluation(evaluation, run.run_dir)
     return evaluation
