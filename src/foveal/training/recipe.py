@@ -44,10 +44,10 @@ ADAMW_RECIPE: dict[str, Any] = {
 # linear decay to zero, smoothing 0.2, derandomised flips, and each image averaged with its mirror at
 # test time (the second view's cost is inside the budget: validations are timed). Measured on them
 # (docs/benchmarks.md, issue #12): SGD about a point better than AdamW for both at 3 minutes; Muon for
-# the filters 5.1 points better than SGD alone at 3 minutes and 1.5 points at 10 (AMD EPYC, bf16); the mirror
-# view 1.0 point more for hybrid-airbench-half at 10. airbench's other choices are options, measured
-# at 3 minutes without a gain beyond noise (round 2): 64x batch-norm bias lr, identity-initialised
-# trunk convs (models/trunk.py), 2-px crops; lookahead, at 10 minutes neither.
+# the filters 5.1 points better than SGD alone at 3 minutes, 1.5 at 10 and 0.3 at 30 (AMD EPYC,
+# bf16); the mirror view 1.0 point more for hybrid-airbench-half at 10. airbench's other choices are
+# options, measured at 3 minutes without a gain beyond noise (round 2): 64x batch-norm bias lr,
+# identity-initialised trunk convs (models/trunk.py), 2-px crops; lookahead, at 10 minutes neither.
 HYBRID_RECIPE: dict[str, Any] = {
     "optimizer": "muon",  # its SGD part at SGD_LR; the filters at config.MUON_LR
     "lr_decay": "linear",
