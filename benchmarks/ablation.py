@@ -125,6 +125,18 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         {"optimizer": "muon", "muon_lr": 0.24},
         {},
     ),
+    # Issue #12, fourth round: Muon for the attention blocks' matrices too (--muon-matrix-lr).
+    **{
+        f"muon-matrices-lr{lr}": (
+            f"+ Muon for the attention blocks' matrices at lr {lr}",
+            {"optimizer": "muon", "muon_matrix_lr": lr},
+            {},
+        )
+        for lr in (0.01, 0.03, 0.1)
+    },
+    # The ladder's two rungs, forced: which one a budget should take on this CPU.
+    "half-width": ("the ladder's half-width rung, forced", {"model": "hybrid-airbench-half"}, {}),
+    "full-width": ("the ladder's full-width rung, forced", {"model": "hybrid-airbench"}, {}),
     "cnn-airbench-half-muon": (
         "cnn-airbench-half + the SGD recipe with Muon for its conv filters (lr 0.08)",
         {"model": "cnn-airbench-half", **SGD_RECIPE, "optimizer": "muon"},
@@ -142,6 +154,11 @@ def main() -> None:
     parser.add_argument("--time", default="3m")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--no-default",
+        action="store_true",
+        help="skip the default run (a long budget's single variant, compared with an earlier default run)",
+    )
     parser.add_argument("--name", default=None)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument(
@@ -150,7 +167,9 @@ def main() -> None:
     args = parser.parse_args()
     budget = 15.0 if args.quick else parse_duration(args.time)
     names = ["default", "ema"] if args.quick else args.variants.split(",")
-    names = ["default"] + [n for n in names if n != "default"]  # the others are compared with it
+    names = [n for n in names if n != "default"]
+    if not args.no_default:
+        names = ["default"] + names  # the others are compared with it
     rows: list[dict[str, Any]] = []
     name_out = args.name or ("quick_ablation" if args.quick else f"ablation_{args.time}")
 
@@ -181,6 +200,8 @@ def main() -> None:
                 continue
             if model_changes:
                 base = options.get("model", default_model)  # the variant's model, else the default's
+                if not base:
+                    raise SystemExit(f"{name} changes the default run's model: run it without --no-default")
                 options = {**options, "model": _register_variant(name, base, model_changes)}
             load_before = load_average()
             started = time.perf_counter()

@@ -67,7 +67,7 @@ def train_per_image(root: Path, budget: float, model_name: str | None = None, wo
     decoded = load_training_data(str(root), 32).train
     preprocessing = Preprocessing(32, *channel_stats(decoded))
     options = {"model": model_name} if model_name else {}
-    recipe = resolve_recipe(
+    recipe, _ = resolve_recipe(
         make_train_config(time_budget=budget, **options), len(decoded), torch.device("cpu"), 32, len(classes)
     )
     optim = recipe.optim

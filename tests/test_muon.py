@@ -12,7 +12,7 @@ from clirun import foveal_cli
 from foveal.config import make_train_config
 from foveal.errors import ConfigError
 from foveal.models import create_model
-from foveal.training.muon import MuonWithSGD, batch_normed_filters, orthogonalised
+from foveal.training.muon import MuonWithSGD, batch_normed_filters, encoder_matrices, orthogonalised
 from foveal.training.schedule import SGD_MOMENTUM, build_optimizer
 
 
@@ -74,6 +74,47 @@ def test_filters_step_at_a_fixed_norm_and_everything_else_takes_nesterov_sgd() -
         assert not torch.allclose(start, filter_bank / filter_bank.norm(), atol=1e-3)
 
 
+def test_attention_matrices_take_an_orthogonal_step_of_muons_size_and_decay_decoupled() -> None:
+    torch.manual_seed(0)
+    model = create_model("hybrid-nano", num_classes=3, img_size=16)
+    matrices = encoder_matrices(model)
+    # q k v (3D, D), the output projection (D, D), the MLP's (hD, D) and (D, hD): every block's four
+    assert len(matrices) == 4 * len(model.blocks) and all(p.ndim == 2 for p in matrices)
+    assert id(model.head.weight) not in {id(p) for p in matrices}
+    off = build_optimizer(model, make_train_config(optimizer="muon").optim)  # the default: SGD for them
+    stepped_by_muon = sum(len(g["params"]) for g in off.param_groups if g["orthogonal"])
+    assert stepped_by_muon == len(batch_normed_filters(model))
+    optim = make_train_config(optimizer="muon", lr=0.2, muon_matrix_lr=0.02, weight_decay=5e-4).optim
+    muon = build_optimizer(model, optim)
+    filters_group, matrix_group, *rest = muon.param_groups
+    assert filters_group["held_norm"] and not matrix_group["held_norm"] and matrix_group["orthogonal"]
+    assert [id(p) for p in matrix_group["params"]] == [id(p) for p in matrices]
+    assert not any(id(p) in {id(m) for m in matrices} for g in rest for p in g["params"])
+    # decoupled decay: lr x decay per step, the SGD part's 0.2 x 5e-4
+    assert matrix_group["lr"] * matrix_group["weight_decay"] == pytest.approx(0.2 * 5e-4)
+    before = [p.detach().clone() for p in matrices]
+    images, labels = torch.randn(8, 3, 16, 16), torch.randint(0, 3, (8,))
+    torch.nn.functional.cross_entropy(model(images), labels).backward()
+    muon.step()
+    for start, matrix in zip(before, matrices):
+        shrunk = start * (1 - 0.02 * matrix_group["weight_decay"])
+        step = (shrunk - matrix.detach()) / 0.02  # the orthogonalised update, times Muon's size
+        size = math.sqrt(max(1.0, matrix.shape[0] / matrix.shape[1]))
+        singular = torch.linalg.svdvals(step / size)
+        # Its largest singular value is about 1 whatever the gradient's scale, and its spectrum is far
+        # flatter than the gradient's (a batch of 8 leaves some directions near zero in both).
+        assert 0.7 < singular.max() < 1.5, matrix.shape
+        gradient = torch.linalg.svdvals(matrix.grad)
+        assert singular.median() / singular.max() > 3 * gradient.median() / gradient.max(), matrix.shape
+    # A matrix with no gradient left only decays: its norm is learnt, not held.
+    muon.zero_grad(set_to_none=False)
+    muon.state.clear()
+    matrix = matrices[0]
+    start = matrix.detach().clone()
+    muon.step()
+    assert torch.allclose(matrix, start * (1 - 0.02 * matrix_group["weight_decay"]), atol=1e-7)
+
+
 def test_muon_needs_a_batch_normed_conv_trunk() -> None:
     with pytest.raises(ConfigError, match="muon steps the batch-normed conv filters"):
         build_optimizer(
@@ -93,6 +134,8 @@ def test_muon_on_the_command_line(class_folder: Path, tmp_path: Path) -> None:
         "muon",
         "--muon-lr",
         "0.05",
+        "--muon-matrix-lr",
+        "0.02",
         "--out",
         str(tmp_path),
         "--name",
@@ -100,7 +143,8 @@ def test_muon_on_the_command_line(class_folder: Path, tmp_path: Path) -> None:
         *common,
     )
     assert trained.returncode == 0, trained.stderr
-    assert '"muon_lr": 0.05' in (tmp_path / "muon" / "config.json").read_text()
+    recorded = (tmp_path / "muon" / "config.json").read_text()
+    assert '"muon_lr": 0.05' in recorded and '"muon_matrix_lr": 0.02' in recorded
     refused = foveal_cli(
         "train",
         str(class_folder),

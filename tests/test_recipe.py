@@ -26,7 +26,8 @@ CPU = torch.device("cpu")
 
 
 def test_epoch_runs_get_the_fixed_defaults_and_keep_what_the_user_set() -> None:
-    resolved = resolve_recipe(make_train_config(batch_size=16), 1000, CPU, 32, 10)
+    resolved, estimate = resolve_recipe(make_train_config(batch_size=16), 1000, CPU, 32, 10)
+    assert estimate is None  # nothing measured without a budget
     assert resolved.optim.batch_size == 16  # set by the user: kept
     assert resolved.model.preset == EPOCH_DEFAULTS["model"]
     assert resolved.optim.ema_decay == EPOCH_DEFAULTS["ema_decay"]
@@ -43,13 +44,20 @@ def test_a_bigger_budget_per_image_buys_a_bigger_model(monkeypatch: pytest.Monke
     assert ladder.index(budget_choices(600, 500, CPU, 32, 10)["model"]) >= ladder.index(small["model"])
     for choices in (small, large):
         assert choices["warmup_epochs"] > 0 and choices["batch_size"] >= 16
+        # What the choice rests on, for the run's record: the rate and each rung's estimated passes.
+        estimate = choices["estimate"]
+        assert estimate["matmul_gflops"] == 60.0 and set(estimate["estimated_passes"]) == set(ladder)
+        taken = [m for m in ladder if estimate["estimated_passes"][m] >= estimate["min_passes"][m]]
+        assert choices["model"] == taken[-1]  # the largest rung whose estimate reaches its minimum
 
 
 def test_a_budgeted_run_records_the_resolved_recipe(class_folder: Path, tiny_train_options: dict) -> None:
     options = {k: v for k, v in tiny_train_options.items() if k not in ("model", "batch_size")}
     run = train(data=str(class_folder), quiet=True, **{**options, "time_budget": 5.0}).run_dir
-    recorded = json.loads((run / "config.json").read_text())["train"]
+    record = json.loads((run / "config.json").read_text())
+    recorded = record["train"]
     assert recorded["model"]["preset"] in [rung.model for rung in BUDGET_LADDER]
+    assert record["budget_estimate"]["matmul_gflops"] > 0  # why the ladder chose it
     optim = recorded["optim"]
     assert None not in (optim["batch_size"], optim["lr"], optim["ema_decay"], optim["warmup_epochs"])
 

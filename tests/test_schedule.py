@@ -49,9 +49,9 @@ def test_each_optimizer_decays_the_weight_matrices_only() -> None:
 
 def test_sgd_gets_its_own_learning_rate_unless_one_is_given() -> None:
     cpu = torch.device("cpu")
-    chosen = resolve_recipe(make_train_config(optimizer="sgd", batch_size=128), 1000, cpu, 32, 10)
+    chosen, _ = resolve_recipe(make_train_config(optimizer="sgd", batch_size=128), 1000, cpu, 32, 10)
     assert chosen.optim.lr == pytest.approx(SGD_LR * 128 / SGD_LR_BATCH)
-    given = resolve_recipe(make_train_config(optimizer="sgd", lr=0.05), 1000, cpu, 32, 10)
+    given, _ = resolve_recipe(make_train_config(optimizer="sgd", lr=0.05), 1000, cpu, 32, 10)
     assert given.optim.lr == 0.05
 
 

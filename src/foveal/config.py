@@ -24,6 +24,9 @@ from foveal.errors import ConfigError, suggest
 # Muon's lr for the conv filters at any batch (its steps are rotations of this angle, training/muon.py):
 # airbench's Muon run takes 0.24 at batch 2,000; measured at batch 256 in docs/benchmarks.md (#12).
 MUON_LR = 0.08
+# Muon for the attention blocks' matrices: off (0); at 3 minutes 0.01-0.1 measured no better than SGD
+# (docs/benchmarks.md, #12).
+MUON_MATRIX_LR = 0.0
 BUDGET_VAL_IMAGES = 2_000  # per-epoch validation images under a time budget: ~1/5 of CIFAR-10's cost
 PANELS = {  # group -> the help panel its options are listed under
     "data": "Data",
@@ -119,6 +122,11 @@ class OptimConfig:
         "--muon-lr, the rest sgd) [default: adamw; with --time, muon for the hybrid and airbench models].",
     )
     muon_lr: float = option(MUON_LR, "Peak learning rate of the conv filters under --optimizer muon.")
+    muon_matrix_lr: float = option(
+        MUON_MATRIX_LR,
+        "Peak learning rate of the attention blocks' weight matrices under --optimizer muon, which then "
+        "steps them too; 0 leaves them to its sgd part.",
+    )
     lr: float | None = option(
         None, "Peak learning rate, after warmup [default: 1e-3; with --time, the recipe's]."
     )
@@ -175,6 +183,7 @@ class OptimConfig:
                 f"optimizer must be adamw, adam, sgd or muon, got {self.optimizer!r}",
             ),
             (self.muon_lr > 0, f"muon_lr must be > 0, got {self.muon_lr}"),
+            (self.muon_matrix_lr >= 0, f"muon_matrix_lr must be >= 0, got {self.muon_matrix_lr}"),
             (
                 self.weight_decay is None or self.weight_decay >= 0,
                 f"weight_decay must be >= 0, got {self.weight_decay}",

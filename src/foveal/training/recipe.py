@@ -102,13 +102,17 @@ SGD_LR, SGD_LR_BATCH = 0.2, 256
 
 def resolve_recipe(
     config: TrainConfig, train_images: int, device: torch.device, img_size: int, num_classes: int
-) -> TrainConfig:
+) -> tuple[TrainConfig, dict[str, Any] | None]:
     """`config` with every option left as None set: by the budget ladder under a time budget, else to
-    EPOCH_DEFAULTS. Options the user set are kept as they are."""
+    EPOCH_DEFAULTS. Options the user set are kept as they are. Second: under a budget, what the ladder
+    measured and estimated (`budget_choices`'s "estimate", recorded in the run's config.json), else None.
+    """
+    estimate = None
     if config.optim.time_budget:
         choices = budget_choices(
             config.optim.time_budget, train_images, device, img_size, num_classes, model=config.model.preset
         )
+        estimate = choices.pop("estimate")
     else:
         choices = EPOCH_DEFAULTS
     given = config.flat()
@@ -116,7 +120,7 @@ def resolve_recipe(
     if optimizer != choices["optimizer"]:  # the user's optimizer: its own rate, ~50x apart for sgd
         batch_size = given["batch_size"] or choices["batch_size"]
         choices = {**choices, "lr": default_lr(optimizer, batch_size, budget=bool(config.optim.time_budget))}
-    return config.replace(**{k: v for k, v in choices.items() if given[k] is None})
+    return config.replace(**{k: v for k, v in choices.items() if given[k] is None}), estimate
 
 
 def default_lr(optimizer: str, batch_size: int, *, budget: bool) -> float:
@@ -138,7 +142,8 @@ def budget_choices(
     model: str | None = None,
 ) -> dict[str, Any]:
     """Model, batch size, optimiser and its learning rate and schedule, warmup and EMA for a
-    `budget_seconds` run on this device.
+    `budget_seconds` run on this device; and under "estimate" what the choice rests on: the measured
+    matmul rate (GFLOP/s) and the passes over the data it buys each rung of the ladder.
 
     The batch is bounded by this machine's free memory for the model trained: `model` when the
     user chose one, else the ladder's choice; so is the recipe: HYBRID_RECIPE for the hybrid family
@@ -146,13 +151,15 @@ def budget_choices(
     within budgets of a few epochs the decay to (near) zero already settles the weights, and the EMA
     measured no better (docs/benchmarks.md).
     """
-    affordable = affordable_gflops_per_image(budget_seconds, train_images, device)
+    matmul = runtime.matmul_gflops(device, size=1024)
+    affordable = affordable_gflops_per_image(budget_seconds, train_images, matmul)
+    passes = {
+        candidate.model: affordable / train_gflops_per_image(candidate.model, img_size, num_classes)
+        for candidate in BUDGET_LADDER
+    }
     rung = BUDGET_LADDER[0]
     for candidate in BUDGET_LADDER[1:]:
-        if (
-            affordable / train_gflops_per_image(candidate.model, img_size, num_classes)
-            >= candidate.min_epochs
-        ):
+        if passes[candidate.model] >= candidate.min_epochs:
             rung = candidate
     batch_size = rung.batch_size
     while batch_size > 16 and train_images / batch_size < STEPS_PER_EPOCH_MIN:
@@ -169,6 +176,11 @@ def budget_choices(
         "warmup_epochs": BUDGET_WARMUP_EPOCHS,
         "ema_decay": 0.0,
         **recipe,
+        "estimate": {
+            "matmul_gflops": round(matmul, 1),
+            "estimated_passes": {name: round(n, 2) for name, n in passes.items()},
+            "min_passes": {candidate.model: candidate.min_epochs for candidate in BUDGET_LADDER},
+        },
     }
 
 
@@ -197,7 +209,9 @@ def budget_img_size(
     `train_images` images, or more than MAX_BUDGET_TOKENS tokens, at it; never below
     MIN_BUDGET_IMG_SIZE (nor above `native`)."""
     model = model or BUDGET_LADDER[0].model
-    affordable = affordable_gflops_per_image(budget_seconds, train_images, device)
+    affordable = affordable_gflops_per_image(
+        budget_seconds, train_images, runtime.matmul_gflops(device, size=1024)
+    )
 
     def fits(size: int) -> bool:
         if tokens_per_image(model, size) > MAX_BUDGET_TOKENS:
@@ -210,10 +224,10 @@ def budget_img_size(
     return size
 
 
-def affordable_gflops_per_image(budget_seconds: float, train_images: int, device: torch.device) -> float:
-    """GFLOPs the budget buys for each training image: this device's measured matmul rate at
-    MATMUL_EFFICIENCY, over the whole budget, shared by the images."""
-    return budget_seconds * runtime.matmul_gflops(device, size=1024) * MATMUL_EFFICIENCY / train_images
+def affordable_gflops_per_image(budget_seconds: float, train_images: int, matmul_gflops: float) -> float:
+    """GFLOPs the budget buys for each training image: this device's measured matmul rate
+    (`matmul_gflops`, GFLOP/s) at MATMUL_EFFICIENCY, over the whole budget, shared by the images."""
+    return budget_seconds * matmul_gflops * MATMUL_EFFICIENCY / train_images
 
 
 def train_gflops_per_image(model: str, img_size: int, num_classes: int) -> float:

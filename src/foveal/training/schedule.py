@@ -10,7 +10,7 @@ import torch
 
 from foveal.config import OptimConfig
 from foveal.errors import ConfigError
-from foveal.training.muon import MuonWithSGD, batch_normed_filters, muon_group
+from foveal.training.muon import MuonWithSGD, batch_normed_filters, encoder_matrices, matrix_group, muon_group
 
 
 @dataclass
@@ -58,7 +58,8 @@ def build_optimizer(model: torch.nn.Module, optim: OptimConfig) -> torch.optim.O
 
     adamw decays decoupled from the gradient (Loshchilov & Hutter 2019); sgd (Nesterov) as L2 in the
     gradient, as the CNN recipes it comes from do; adam does not decay. muon is sgd with the trunk's
-    batch-normed conv filters taken out and given to Muon at optim.muon_lr (training/muon.py).
+    batch-normed conv filters taken out and given to Muon at optim.muon_lr (training/muon.py), and with
+    optim.muon_matrix_lr > 0 the attention blocks' matrices too, at that lr.
 
     Batch-norm biases learn at bias_lr_scale x the lr (airbench's 64 for SGD: a BN shift is one number
     per channel and moves slowly at the rate the filters need); their L2 is divided by the same factor,
@@ -75,7 +76,8 @@ def build_optimizer(model: torch.nn.Module, optim: OptimConfig) -> torch.optim.O
             "--optimizer muon steps the batch-normed conv filters of the hybrid and airbench models' trunk, "
             "and this model has none; use sgd or adamw."
         )
-    orthogonal = {id(p) for p in filters}
+    matrices = encoder_matrices(model) if filters and optim.muon_matrix_lr > 0 else []
+    orthogonal = {id(p) for p in filters + matrices}
     decay, no_decay, scaled = [], [], []
     for param_name, param in model.named_parameters():
         if not param.requires_grad or id(param) in orthogonal:
@@ -92,7 +94,13 @@ def build_optimizer(model: torch.nn.Module, optim: OptimConfig) -> torch.optim.O
     # On CUDA one fused kernel updates every tensor of a group, instead of a few launches per tensor.
     fused = {"fused": True} if all(p.is_cuda for group in groups for p in group["params"]) else {}
     if optim.optimizer == "muon":
-        return MuonWithSGD([muon_group(filters, optim.muon_lr), *groups], lr=lr, momentum=SGD_MOMENTUM)
+        muon_groups = [muon_group(filters, optim.muon_lr)]
+        if matrices:
+            # Decoupled decay shrinking them by as much per step as the SGD part's L2 would (lr x decay;
+            # 1e-4 at the recipe's, as torch.optim.Muon's defaults: lr 1e-3, decay 0.1).
+            matrix_decay = weight_decay * lr / optim.muon_matrix_lr
+            muon_groups.append(matrix_group(matrices, optim.muon_matrix_lr, matrix_decay))
+        return MuonWithSGD([*muon_groups, *groups], lr=lr, momentum=SGD_MOMENTUM)
     if optim.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=SGD_MOMENTUM, nesterov=True, **fused)
     if optim.optimizer == "adam":

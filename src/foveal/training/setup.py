@@ -72,7 +72,7 @@ def prepare_run(config: TrainConfig, quiet: bool, run_dir: Path | None = None) -
             storage=config.data.data_storage,
         )
     data_seconds = time.perf_counter() - started
-    config = distributed.from_main(
+    config, budget_estimate = distributed.from_main(
         resolve_recipe(config, len(data.train), device, img_size, len(data.classes))
     )
     distributed.check_batch(config.optim.batch_size, len(data.train))  # before a folder is made
@@ -102,6 +102,8 @@ def prepare_run(config: TrainConfig, quiet: bool, run_dir: Path | None = None) -
         "processes": distributed.world().size,  # the batch is global: a resume may use another count
         "launch_id": elastic.launch_id(),  # torchrun's: a restart finds its run by it (elastic.py)
         "parameters": params,
+        # Under --time, what the ladder measured and estimated when it chose the model (training/recipe.py)
+        "budget_estimate": budget_estimate,
         "torch": torch.__version__,
     }
     if run_dir is None:  # rank 0 picks the folder and writes in it; the others are told where it is
