@@ -31,8 +31,8 @@ def help_text(command: str) -> str:
 
 def test_every_setting_has_one_flat_name_a_help_text_and_a_group() -> None:
     flat = [f.flat for f in FIELDS]
-    # Foveal 0.1.0's 40, then lr_decay, alternate_flips, tta_shift, bias_lr_scale, lookahead
-    assert len(flat) == len(set(flat)) == 47
+    # Foveal 0.1.0's 40, then lr_decay, alternate_flips, ..., lookahead, muon_lr, muon_matrix_lr
+    assert len(flat) == len(set(flat)) == 48
     assert {f.group for f in FIELDS} == set(GROUPS)
     assert all(f.help.strip() for f in FIELDS)
 
