@@ -67,12 +67,12 @@ class MuonWithSGD(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             momentum, decay = group["momentum"], group["weight_decay"]
+            orthogonal = group["orthogonal"]
+            # Checkpoints from before the matrices' group have filter groups only: held_norm.
+            held_norm = orthogonal and group.get("held_norm", True)
             for param in group["params"]:
                 if param.grad is None:
                     continue
-                orthogonal = group["orthogonal"]
-                # Checkpoints from before the matrices' group have filter groups only: held_norm.
-                held_norm = orthogonal and group.get("held_norm", True)
                 if orthogonal and not held_norm:
                     param.mul_(1 - group["lr"] * decay)  # decoupled, as torch.optim.Muon's
                 grad = param.grad.add(param, alpha=decay) if decay and not orthogonal else param.grad

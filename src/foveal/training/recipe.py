@@ -151,7 +151,7 @@ def budget_choices(
     within budgets of a few epochs the decay to (near) zero already settles the weights, and the EMA
     measured no better (docs/benchmarks.md).
     """
-    matmul = runtime.matmul_gflops(device, size=1024)
+    matmul = planning_matmul_gflops(device)
     affordable = affordable_gflops_per_image(budget_seconds, train_images, matmul)
     passes = {
         candidate.model: affordable / train_gflops_per_image(candidate.model, img_size, num_classes)
@@ -209,9 +209,7 @@ def budget_img_size(
     `train_images` images, or more than MAX_BUDGET_TOKENS tokens, at it; never below
     MIN_BUDGET_IMG_SIZE (nor above `native`)."""
     model = model or BUDGET_LADDER[0].model
-    affordable = affordable_gflops_per_image(
-        budget_seconds, train_images, runtime.matmul_gflops(device, size=1024)
-    )
+    affordable = affordable_gflops_per_image(budget_seconds, train_images, planning_matmul_gflops(device))
 
     def fits(size: int) -> bool:
         if tokens_per_image(model, size) > MAX_BUDGET_TOKENS:
@@ -222,6 +220,11 @@ def budget_img_size(
     while size > MIN_BUDGET_IMG_SIZE and not fits(size):
         size = max(MIN_BUDGET_IMG_SIZE, round(size / 16) * 8)
     return size
+
+
+def planning_matmul_gflops(device: torch.device) -> float:
+    """This device's matmul rate now (GFLOP/s), as the budget's plans measure it: 1,024-square fp32."""
+    return runtime.matmul_gflops(device, size=1024)
 
 
 def affordable_gflops_per_image(budget_seconds: float, train_images: int, matmul_gflops: float) -> float:
