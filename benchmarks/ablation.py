@@ -137,6 +137,11 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     # The ladder's two rungs, forced: which one a budget should take on this CPU.
     "half-width": ("the ladder's half-width rung, forced", {"model": "hybrid-airbench-half"}, {}),
     "full-width": ("the ladder's full-width rung, forced", {"model": "hybrid-airbench"}, {}),
+    "cnn-full-width": (
+        "cnn-airbench (the full-width trunk, global pooling for attention), the --time recipe",
+        {"model": "cnn-airbench"},
+        {},
+    ),
     "cnn-airbench-half-muon": (
         "cnn-airbench-half + the SGD recipe with Muon for its conv filters (lr 0.08)",
         {"model": "cnn-airbench-half", **SGD_RECIPE, "optimizer": "muon"},

@@ -34,8 +34,8 @@ def options(tmp_path: Path) -> dict:
 
 
 def slow_device(monkeypatch: pytest.MonkeyPatch, gflops: float = 2.0) -> None:
-    """Make the recipe see a device whose matmuls run at `gflops` GFLOP/s (a budget buys little)."""
-    monkeypatch.setattr("foveal.runtime.matmul_gflops", lambda device, size=1024: gflops)
+    """Make the recipe see a device that trains at `gflops` GFLOP/s (a budget buys little)."""
+    monkeypatch.setattr("foveal.training.recipe.planning_gflops", lambda *_: gflops)
 
 
 def trained_size(run: Path) -> int:

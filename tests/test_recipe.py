@@ -35,7 +35,7 @@ def test_epoch_runs_get_the_fixed_defaults_and_keep_what_the_user_set() -> None:
 
 
 def test_a_bigger_budget_per_image_buys_a_bigger_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("foveal.runtime.matmul_gflops", lambda device, size=1024: 60.0)
+    monkeypatch.setattr("foveal.training.recipe.planning_gflops", lambda *_: 60.0)
     ladder = [rung.model for rung in BUDGET_LADDER]
     small = budget_choices(60, 50_000, CPU, 32, 10)  # a minute for 50,000 images
     large = budget_choices(100 * 3600, 50_000, CPU, 32, 10)
@@ -46,18 +46,23 @@ def test_a_bigger_budget_per_image_buys_a_bigger_model(monkeypatch: pytest.Monke
         assert choices["warmup_epochs"] > 0 and choices["batch_size"] >= 16
         # What the choice rests on, for the run's record: the rate and each rung's estimated passes.
         estimate = choices["estimate"]
-        assert estimate["matmul_gflops"] == 60.0 and set(estimate["estimated_passes"]) == set(ladder)
+        assert estimate["training_gflops"] == 60.0 and set(estimate["estimated_passes"]) == set(ladder)
         taken = [m for m in ladder if estimate["estimated_passes"][m] >= estimate["min_passes"][m]]
         assert choices["model"] == taken[-1]  # the largest rung whose estimate reaches its minimum
 
 
-def test_a_budgeted_run_records_the_resolved_recipe(class_folder: Path, tiny_train_options: dict) -> None:
+def test_a_budgeted_run_records_the_resolved_recipe(
+    class_folder: Path, tiny_train_options: dict, capsys: pytest.CaptureFixture
+) -> None:
     options = {k: v for k, v in tiny_train_options.items() if k not in ("model", "batch_size")}
-    run = train(data=str(class_folder), quiet=True, **{**options, "time_budget": 5.0}).run_dir
+    run = train(data=str(class_folder), quiet=False, **{**options, "time_budget": 5.0}).run_dir
     record = json.loads((run / "config.json").read_text())
     recorded = record["train"]
     assert recorded["model"]["preset"] in [rung.model for rung in BUDGET_LADDER]
-    assert record["budget_estimate"]["matmul_gflops"] > 0  # why the ladder chose it
+    estimate = record["budget_estimate"]  # why the ladder chose it, also said on the start line
+    assert estimate["training_gflops"] > 0
+    passes = estimate["estimated_passes"][recorded["model"]["preset"]]
+    assert f"about {passes:.1f} passes over the data in the budget" in capsys.readouterr().err
     optim = recorded["optim"]
     assert None not in (optim["batch_size"], optim["lr"], optim["ema_decay"], optim["warmup_epochs"])
 
@@ -66,12 +71,12 @@ def test_a_short_budget_trains_large_images_at_a_lower_resolution(monkeypatch: p
     """Halved (to a multiple of 8) until the cheapest model gets enough passes and a bounded token count
     at it; never below 32 px, never above the data's own size, and a model with few tokens that the
     budget affords keeps the native size."""
-    monkeypatch.setattr("foveal.runtime.matmul_gflops", lambda device, size=1024: 10.0)
+    monkeypatch.setattr("foveal.training.recipe.planning_gflops", lambda *_: 10.0)
     ten_minutes = budget_img_size(600, 9_469, CPU, 224, 10)  # the photographs of issue #12, a slow CPU
     assert 32 <= ten_minutes < 224 and ten_minutes % 8 == 0
     assert budget_img_size(600, 9_469_000, CPU, 224, 10) == 32  # a thousand times the images
     assert budget_img_size(600, 9_469, CPU, 24, 10) == 24  # small images are never enlarged
-    monkeypatch.setattr("foveal.runtime.matmul_gflops", lambda device, size=1024: 1e6)
+    monkeypatch.setattr("foveal.training.recipe.planning_gflops", lambda *_: 1e6)
     assert budget_img_size(600, 9_469, CPU, 224, 10) == 224  # the ladder's hybrids: 3x3 tokens at 224 px
     fast = budget_img_size(600, 9_469, CPU, 224, 10, model="foveal-nano")  # 56x56 tokens at 224 px
     assert fast == 112 and tokens_per_image("foveal-nano", fast) <= MAX_BUDGET_TOKENS
@@ -85,7 +90,7 @@ def test_the_measured_activations_grow_with_the_image() -> None:
 
 
 def test_a_budget_batch_fits_the_memory(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("foveal.runtime.matmul_gflops", lambda device, size=1024: 50.0)
+    monkeypatch.setattr("foveal.training.recipe.planning_gflops", lambda *_: 50.0)
     monkeypatch.setattr("foveal.training.footprint.free_memory", lambda device: 1 << 40)
     roomy = budget_choices(600, 50_000, CPU, 32, 10)
     per_image = BACKWARD_FACTOR * activation_bytes_per_image(create_model(roomy["model"], img_size=96), 96)

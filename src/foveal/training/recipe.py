@@ -2,9 +2,10 @@
 
 With `--epochs` the defaults are fixed (EPOCH_DEFAULTS, what `foveal train digits` is measured
 with). With `--time`, what can be learnt depends on how many passes over the data the budget buys,
-so the recipe estimates it (the budget, this device's measured matmul speed, the data set's size
-and each model's FLOPs) and takes the largest model of BUDGET_LADDER that still gets enough
-passes. Each choice is measured in docs/benchmarks.md ("Recipe ablation").
+so the recipe estimates it (the budget, how fast this machine trains the ladder's cheapest model now,
+measured by a second of real training steps (training/speed.py), the data set's size and each model's
+FLOPs) and takes the largest model of BUDGET_LADDER that still gets enough passes. Each choice is
+measured in docs/benchmarks.md ("Recipe ablation").
 
 Large images come first: when even the cheapest model would get fewer than MIN_BUDGET_PASSES over
 the data at its own size, or too many tokens for quadratic attention, the budget trains at a lower
@@ -22,11 +23,11 @@ from typing import Any
 
 import torch
 
-from foveal import runtime
 from foveal.config import TrainConfig
 from foveal.data.sources import count_folder_images
 from foveal.models import CNNConfig, create_model, model_config
 from foveal.models.flops import forward_flops
+from foveal.training import distributed, speed
 from foveal.training.footprint import largest_batch_in_memory
 
 # How the attention-only models (foveal-*, CCT, ViT) learn: AdamW, cosine decay, CCT's smoothing.
@@ -76,20 +77,28 @@ class Rung:
     batch_size: int
 
 
-# Smallest to largest: attention models on an airbench trunk (models/presets.py). min_epochs, in the
-# recipe's estimated passes (conservative: about a third of the real ones for these models on an AMX
-# CPU), comes from time-to-accuracy runs on CIFAR-10 (docs/benchmarks.md, issue #12): at 10 minutes the
-# half-width trunk (28 real passes, 88.1% as a CNN) and the full one (10 passes, 88.0%) were level, so
-# the full width takes over from the next budget up.
+# The full-width trunk needs this many estimated passes over the data to beat the half-width one
+# trained for the same time (which gets about 3x the passes). Measured on CIFAR-10 (docs/benchmarks.md,
+# issue #12): on an Intel AMX CPU at 10 minutes, full 10 real passes against half 28, level (88.0% /
+# 88.1%, as CNNs); on the AMD EPYC at 30 minutes, full 9.6 against half 25, +0.61 points (90.18% /
+# 89.57%), at 60 minutes 19.5 against 59, +1.19. The probe's estimate for the 30-minute run was 8.3
+# (median; 7.0-9.9 as this CPU's speed drifted within a minute): below the crossover, near which the
+# choice costs little either way, so that the choice there does not flip with the drift.
+FULL_WIDTH_MIN_PASSES = 6.0
+
+# Smallest to largest: attention models on an airbench trunk (models/presets.py). min_epochs is in
+# estimated passes (the real ones were 15% more for the full width at 30 minutes on the AMD EPYC).
 BUDGET_LADDER: tuple[Rung, ...] = (
     Rung("hybrid-airbench-half", 0.0, 256),
-    Rung("hybrid-airbench", 4.0, 256),
+    Rung("hybrid-airbench", FULL_WIDTH_MIN_PASSES, 256),
 )
 ADAMW_BUDGET_LR, ADAMW_BUDGET_LR_BATCH = 4e-3, 256  # AdamW under a budget: the foveal-* ladder's, measured
-MATMUL_EFFICIENCY = 0.5  # share of the measured matmul rate a training step reaches (measured: 0.45-0.6)
+PROBE_SHARE = 0.005  # of the budget, for measuring this machine's training speed (planning_gflops)
+TRAINING_SHARE = 0.9  # of the budget, spent in training steps: the rest decodes, validates, saves, reports
 BUDGET_WARMUP_EPOCHS = 0.3  # warmup under a budget (and at most a fifth of the steps, see loop._apply_plan)
 STEPS_PER_EPOCH_MIN = 20  # small data sets get a smaller batch, so that an epoch has this many steps
-MIN_BUDGET_PASSES = 3.0  # a budget that buys fewer passes at the data's size trains at a lower one
+MIN_BUDGET_PASSES = 8.0  # a budget that buys fewer estimated passes at the data's size trains at a lower
+# one (3 when the passes were estimated from a matmul, which read a third to a quarter of the real ones)
 MIN_BUDGET_IMG_SIZE = 32  # px: a budget never lowers the resolution below CIFAR-10's, the ladder's
 MAX_BUDGET_TOKENS = 1024  # tokens per image under a budget (foveal-nano's 32x32 grid, at 128 px):
 # attention's cost grows with their square
@@ -110,7 +119,13 @@ def resolve_recipe(
     estimate = None
     if config.optim.time_budget:
         choices = budget_choices(
-            config.optim.time_budget, train_images, device, img_size, num_classes, model=config.model.preset
+            config.optim.time_budget,
+            train_images,
+            device,
+            img_size,
+            num_classes,
+            model=config.model.preset,
+            precision=config.run.precision,
         )
         estimate = choices.pop("estimate")
     else:
@@ -140,10 +155,12 @@ def budget_choices(
     num_classes: int,
     *,
     model: str | None = None,
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Model, batch size, optimiser and its learning rate and schedule, warmup and EMA for a
-    `budget_seconds` run on this device; and under "estimate" what the choice rests on: the measured
-    matmul rate (GFLOP/s) and the passes over the data it buys each rung of the ladder.
+    `budget_seconds` run on this device under `precision`; and under "estimate" what the choice rests
+    on: the measured training rate (GFLOP/s, `planning_gflops`) and the passes over the data it buys
+    each rung of the ladder.
 
     The batch is bounded by this machine's free memory for the model trained: `model` when the
     user chose one, else the ladder's choice; so is the recipe: HYBRID_RECIPE for the hybrid family
@@ -151,8 +168,8 @@ def budget_choices(
     within budgets of a few epochs the decay to (near) zero already settles the weights, and the EMA
     measured no better (docs/benchmarks.md).
     """
-    matmul = planning_matmul_gflops(device)
-    affordable = affordable_gflops_per_image(budget_seconds, train_images, matmul)
+    rate = planning_gflops(budget_seconds, device, precision, num_classes)
+    affordable = affordable_gflops_per_image(budget_seconds, train_images, rate)
     passes = {
         candidate.model: affordable / train_gflops_per_image(candidate.model, img_size, num_classes)
         for candidate in BUDGET_LADDER
@@ -177,7 +194,7 @@ def budget_choices(
         "ema_decay": 0.0,
         **recipe,
         "estimate": {
-            "matmul_gflops": round(matmul, 1),
+            "training_gflops": round(rate, 1),
             "estimated_passes": {name: round(n, 2) for name, n in passes.items()},
             "min_passes": {candidate.model: candidate.min_epochs for candidate in BUDGET_LADDER},
         },
@@ -191,7 +208,13 @@ def fit_img_size_to_budget(config: TrainConfig, native: int, device: torch.devic
         return native  # (built-in data sets are never larger: nothing to count)
     train_images, num_classes = count_folder_images(config.data.source, config.data.val_fraction)
     return budget_img_size(
-        config.optim.time_budget, train_images, device, native, num_classes, model=config.model.preset
+        config.optim.time_budget,
+        train_images,
+        device,
+        native,
+        num_classes,
+        model=config.model.preset,
+        precision=config.run.precision,
     )
 
 
@@ -203,13 +226,15 @@ def budget_img_size(
     num_classes: int,
     *,
     model: str | None = None,
+    precision: str = "auto",
 ) -> int:
     """The image side (px) a `budget_seconds` run trains at: `native`, halved (to a multiple of 8)
     while `model` (default: the ladder's cheapest) would get fewer than MIN_BUDGET_PASSES passes over
     `train_images` images, or more than MAX_BUDGET_TOKENS tokens, at it; never below
     MIN_BUDGET_IMG_SIZE (nor above `native`)."""
     model = model or BUDGET_LADDER[0].model
-    affordable = affordable_gflops_per_image(budget_seconds, train_images, planning_matmul_gflops(device))
+    rate = planning_gflops(budget_seconds, device, precision, num_classes)
+    affordable = affordable_gflops_per_image(budget_seconds, train_images, rate)
 
     def fits(size: int) -> bool:
         if tokens_per_image(model, size) > MAX_BUDGET_TOKENS:
@@ -222,15 +247,25 @@ def budget_img_size(
     return size
 
 
-def planning_matmul_gflops(device: torch.device) -> float:
-    """This device's matmul rate now (GFLOP/s), as the budget's plans measure it: 1,024-square fp32."""
-    return runtime.matmul_gflops(device, size=1024)
+def planning_gflops(budget_seconds: float, device: torch.device, precision: str, num_classes: int) -> float:
+    """How fast this run can train now (GFLOP/s of training arithmetic, as `train_gflops_per_image`
+    counts it), as the budget's plans measure it: the ladder's cheapest model at its own 32 px, timed
+    for PROBE_SHARE of the budget (at most training/speed.py's PROBE_SECONDS), times the ranks."""
+    probe = BUDGET_LADDER[0].model
+    seconds = min(speed.PROBE_SECONDS, PROBE_SHARE * budget_seconds)
+    measured = speed.measure_training_speed(
+        probe, MIN_BUDGET_IMG_SIZE, num_classes, device, precision, seconds=seconds
+    )
+    per_rank = measured.images_per_second * train_gflops_per_image(probe, MIN_BUDGET_IMG_SIZE, num_classes)
+    # Under torchrun every rank probes at the same point of prepare_run, on its own share of the
+    # machines, and trains its share of every batch: the run goes as fast as the ranks together.
+    return per_rank * distributed.world().size
 
 
-def affordable_gflops_per_image(budget_seconds: float, train_images: int, matmul_gflops: float) -> float:
-    """GFLOPs the budget buys for each training image: this device's measured matmul rate
-    (`matmul_gflops`, GFLOP/s) at MATMUL_EFFICIENCY, over the whole budget, shared by the images."""
-    return budget_seconds * matmul_gflops * MATMUL_EFFICIENCY / train_images
+def affordable_gflops_per_image(budget_seconds: float, train_images: int, training_gflops: float) -> float:
+    """GFLOPs of training the budget buys each training image: this device's measured training rate
+    (`training_gflops`, GFLOP/s) over TRAINING_SHARE of the budget, shared by the images."""
+    return budget_seconds * training_gflops * TRAINING_SHARE / train_images
 
 
 def train_gflops_per_image(model: str, img_size: int, num_classes: int) -> float:

@@ -120,11 +120,19 @@ def prepare_run(config: TrainConfig, quiet: bool, run_dir: Path | None = None) -
     )
     say(
         f"model: {config.model.preset} ({params / 1e6:.2f}M parameters) at {img_size}px{lowered} on "
-        f"{device} ({threads} thread{'s' if threads != 1 else ''}, {config.run.precision}); "
-        f"run folder {run_dir}",
+        f"{device} ({threads} thread{'s' if threads != 1 else ''}, {config.run.precision})"
+        f"{_planned(config.model.preset, budget_estimate)}; run folder {run_dir}",
         quiet,
     )
     return RunSetup(config, data, model, info, device, run_dir, data_seconds)
+
+
+def _planned(model: str, budget_estimate: dict | None) -> str:
+    """What the budget's plan expects of `model` (the ladder's rungs only), for the start line."""
+    if not budget_estimate or model not in budget_estimate["estimated_passes"]:
+        return ""
+    passes, rate = budget_estimate["estimated_passes"][model], budget_estimate["training_gflops"]
+    return f", about {passes:.1f} passes over the data in the budget at the {rate:.0f} GFLOP/s measured"
 
 
 def _write_records(run_dir: Path, record: dict, data: DataSplits, quiet: bool) -> None:
