@@ -61,10 +61,11 @@ def measure_training_speed(
     images = images.contiguous(memory_format=torch.channels_last)
     targets = torch.randint(0, num_classes, (batch,), device=device)
     criterion = nn.CrossEntropyLoss()
+    autocast = autocast_for(device, precision)  # one context, entered every step, as the loop's
 
     def step() -> float:  # seconds; train_step reads the loss back, which waits for a GPU
         started = time.perf_counter()
-        train_step(model, images, targets, optimizer, criterion, autocast=autocast_for(device, precision))
+        train_step(model, images, targets, optimizer, criterion, autocast=autocast)
         return time.perf_counter() - started
 
     step()
