@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,11 @@ from foveal.machine import CPU_FLAGS, load_average, machine  # noqa: F401
 from foveal.models.flops import forward_flops  # noqa: F401
 
 RESULTS = Path(__file__).parent / "results"
+# Environment variables that keep PyTorch's own kernels (ATen), oneDNN's (convolutions) and MKL's
+# (matmuls) to an older instruction set than the CPU has, e.g. AVX2 on an AVX-512 CPU: the run then
+# measures that instruction set's code on this CPU's cores, caches and clock, not a CPU of that kind.
+# Recorded whenever set.
+ISA_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 # Measured fp32 matmul peak of the 2-core reference machine (docs/benchmarks.md), GFLOP/s.
 CPU_PEAK_GFLOPS = 150.0
 
@@ -28,7 +34,10 @@ def measured_matmul_gflops() -> float:
 
 def save(name: str, record: dict[str, Any], out: Path | None = None) -> Path:
     """Write `record` (with the command and machine) to results/<name>.json and print it."""
-    record = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": machine(), **record}
+    limits = {name: os.environ[name] for name in ISA_LIMITS if os.environ.get(name)}
+    command = " ".join([*(f"{k}={v}" for k, v in limits.items()), Path(sys.executable).name, *sys.argv])
+    facts = {**machine(), **({"isa_limits": limits} if limits else {})}
+    record = {"command": command, "machine": facts, **record}
     folder = out or RESULTS
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"

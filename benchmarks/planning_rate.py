@@ -1,7 +1,7 @@
 """How steady the budget ladder's yardstick is: the old one (a 1,024-square fp32 matmul) against the
 new one (a second of real training steps, training/speed.py), measured in turns in one process.
 
-    python benchmarks/planning_rate.py --repeats 8
+    python benchmarks/planning_rate.py --repeats 8 [--precision fp32]
 
 Each turn measures the matmul rate as the ladder used to (runtime.matmul_gflops, 1,024-square, median
 of 5), the probe as the ladder now runs it (recipe.planning_gflops for a 30-minute budget), and the
@@ -24,6 +24,7 @@ from foveal.training import speed
 from foveal.training.recipe import (
     BUDGET_LADDER,
     affordable_gflops_per_image,
+    budget_choices,
     planning_gflops,
     train_gflops_per_image,
 )
@@ -45,8 +46,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=8)
     parser.add_argument("--name", default="planning_rate")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     args = parser.parse_args()
-    precision = resolve_precision(CPU)
+    precision = resolve_precision(CPU, args.precision)
     half, full = BUDGET_LADDER[0].model, BUDGET_LADDER[-1].model
     load_before = load_average()
     readings: dict[str, list[float]] = {k: [] for k in ("matmul", "probe", "probe_batch256", "full_batch64")}
@@ -54,7 +56,7 @@ def main() -> None:
     for turn in range(args.repeats):
         readings["matmul"].append(matmul_gflops(CPU, size=1024))
         started = time.perf_counter()
-        readings["probe"].append(planning_gflops(1800, CPU, precision, CLASSES))
+        readings["probe"].append(planning_gflops(1800, CPU, precision))
         probe_seconds.append(time.perf_counter() - started)
         at_256 = speed.measure_training_speed(half, SIZE, CLASSES, CPU, precision, batch=256)
         readings["probe_batch256"].append(
@@ -74,6 +76,15 @@ def main() -> None:
         )
         for minutes in (10, 30, 60)
     }
+    ladder = {  # what the ladder takes at the median reading, and at the slowest and fastest
+        f"{minutes} min": {
+            reading: budget_choices(
+                60 * minutes, IMAGES, CPU, SIZE, CLASSES, training_gflops=pick(readings["probe"])
+            )["model"]
+            for reading, pick in (("median", statistics.median), ("slowest", min), ("fastest", max))
+        }
+        for minutes in (10, 30, 60)
+    }
     save(
         args.name,
         {
@@ -83,6 +94,7 @@ def main() -> None:
             "readings": {k: [round(x, 1) for x in v] for k, v in readings.items()},
             "probe_seconds_median": round(statistics.median(probe_seconds), 2),
             "full_width_estimated_passes": passes,
+            "ladder_choice": ladder,
             "half_images_per_second_probe": round(
                 statistics.median(readings["probe"]) / train_gflops_per_image(half, SIZE, CLASSES), 1
             ),

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from foveal.config import parse_duration
 from foveal.errors import ConfigError
-from foveal.training import train
+from foveal.training import loop, train
 from foveal.training.budget import (
     CALIBRATION_STEPS,
     FINISH_SECONDS,
@@ -173,3 +173,26 @@ def test_steps_that_slow_down_after_the_plan_still_end_on_time(
     result, elapsed = budgeted_run(class_folder, tiny_train_options, budget, 1, clock, monkeypatch)
     assert elapsed < budget + 1.0, elapsed
     assert "deadline" in (result.run_dir / "events.log").read_text()
+
+
+@pytest.mark.parametrize("budget", [None, 6.0], ids=["epochs", "time-budget"])
+def test_a_budget_validates_in_one_view_and_evaluates_in_the_models(
+    class_folder: Path, tiny_train_options: dict, monkeypatch: pytest.MonkeyPatch, budget: float | None
+) -> None:
+    """Under --time the last epoch is kept whatever its validation says, so each epoch validates in one
+    view and the final evaluation alone pays for the model's six; without a budget the validations
+    choose the best epoch, so they see what the model will."""
+    views: list[str] = []
+    evaluate = loop.evaluate
+
+    def recorded(model, images, preprocessing, **options):
+        views.append(preprocessing.test_time_views)
+        return evaluate(model, images, preprocessing, **options)
+
+    monkeypatch.setattr("foveal.training.loop.evaluate", recorded)
+    options = {**tiny_train_options, "tta_shift": True, "time_budget": budget}
+    result = train(data=str(class_folder), quiet=True, **options)
+    *epochs, final = views
+    assert len(epochs) == result.epochs and final == "flip-shift"
+    assert set(epochs) == {"none" if budget else "flip-shift"}
+    assert result.best_top1 == result.metrics.top1  # the kept model on every held-out image

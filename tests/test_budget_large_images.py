@@ -15,7 +15,7 @@ from synthetic import make_class_folder
 from test_budget import StepClock, budgeted_run, stopped_under_final_plan
 
 from foveal.saved import load_model
-from foveal.training import train
+from foveal.training import speed, train
 from foveal.training.state import list_checkpoints, load_checkpoint
 
 NATIVE = 224  # px: photographs, where foveal-nano would see 56x56 = 3,136 tokens
@@ -101,6 +101,24 @@ def test_a_short_budget_lowers_the_resolution_and_says_so(
     size = trained_size(run)
     assert 32 <= size < NATIVE and size % 8 == 0
     assert f"at {size}px (lowered from {NATIVE}px" in capsys.readouterr().err
+
+
+def test_the_machine_is_measured_once_a_run(
+    photo_folder: Path, options: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The resolution (chosen before decoding) and the model (after) are planned from one measurement
+    of this machine's training speed, not one each."""
+    probed: list[str] = []
+    measure = speed.measure_training_speed
+
+    def counted(*args, **kwargs) -> speed.StepSpeed:
+        probed.append(args[0])
+        return measure(*args, **kwargs)
+
+    monkeypatch.setattr("foveal.training.speed.measure_training_speed", counted)
+    run = train(data=str(photo_folder), time_budget=3.0, **options).run_dir
+    assert len(probed) == 1
+    assert json.loads((run / "config.json").read_text())["budget_estimate"]["training_gflops"] > 0
 
 
 def test_a_given_image_size_is_kept(

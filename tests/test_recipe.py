@@ -34,14 +34,14 @@ def test_epoch_runs_get_the_fixed_defaults_and_keep_what_the_user_set() -> None:
     assert resolved.optim.warmup_epochs == EPOCH_DEFAULTS["warmup_epochs"]
 
 
-def test_a_bigger_budget_per_image_buys_a_bigger_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("foveal.training.recipe.planning_gflops", lambda *_: 60.0)
+def test_a_bigger_budget_per_image_buys_a_bigger_model() -> None:
     ladder = [rung.model for rung in BUDGET_LADDER]
-    small = budget_choices(60, 50_000, CPU, 32, 10)  # a minute for 50,000 images
-    large = budget_choices(100 * 3600, 50_000, CPU, 32, 10)
+    small = budget_choices(60, 50_000, CPU, 32, 10, training_gflops=60.0)  # a minute for 50,000 images
+    large = budget_choices(100 * 3600, 50_000, CPU, 32, 10, training_gflops=60.0)
     assert small["model"] == ladder[0]
     assert large["model"] == ladder[-1]
-    assert ladder.index(budget_choices(600, 500, CPU, 32, 10)["model"]) >= ladder.index(small["model"])
+    fewer_images = budget_choices(600, 500, CPU, 32, 10, training_gflops=60.0)
+    assert ladder.index(fewer_images["model"]) >= ladder.index(small["model"])
     for choices in (small, large):
         assert choices["warmup_epochs"] > 0 and choices["batch_size"] >= 16
         # What the choice rests on, for the run's record: the rate and each rung's estimated passes.
@@ -67,20 +67,20 @@ def test_a_budgeted_run_records_the_resolved_recipe(
     assert None not in (optim["batch_size"], optim["lr"], optim["ema_decay"], optim["warmup_epochs"])
 
 
-def test_a_short_budget_trains_large_images_at_a_lower_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_short_budget_trains_large_images_at_a_lower_resolution() -> None:
     """Halved (to a multiple of 8) until the cheapest model gets enough passes and a bounded token count
     at it; never below 32 px, never above the data's own size, and a model with few tokens that the
     budget affords keeps the native size."""
-    monkeypatch.setattr("foveal.training.recipe.planning_gflops", lambda *_: 10.0)
-    ten_minutes = budget_img_size(600, 9_469, CPU, 224, 10)  # the photographs of issue #12, a slow CPU
+    slow = {"training_gflops": 10.0}
+    ten_minutes = budget_img_size(600, 9_469, 224, 10, **slow)  # the photographs of issue #12, a slow CPU
     assert 32 <= ten_minutes < 224 and ten_minutes % 8 == 0
-    assert budget_img_size(600, 9_469_000, CPU, 224, 10) == 32  # a thousand times the images
-    assert budget_img_size(600, 9_469, CPU, 24, 10) == 24  # small images are never enlarged
-    monkeypatch.setattr("foveal.training.recipe.planning_gflops", lambda *_: 1e6)
-    assert budget_img_size(600, 9_469, CPU, 224, 10) == 224  # the ladder's hybrids: 3x3 tokens at 224 px
-    fast = budget_img_size(600, 9_469, CPU, 224, 10, model="foveal-nano")  # 56x56 tokens at 224 px
-    assert fast == 112 and tokens_per_image("foveal-nano", fast) <= MAX_BUDGET_TOKENS
-    assert budget_img_size(600, 9_469, CPU, 224, 10, model="hybrid-nano") == 224  # 7x7 tokens at any size
+    assert budget_img_size(600, 9_469_000, 224, 10, **slow) == 32  # a thousand times the images
+    assert budget_img_size(600, 9_469, 24, 10, **slow) == 24  # small images are never enlarged
+    fast = {"training_gflops": 1e6}
+    assert budget_img_size(600, 9_469, 224, 10, **fast) == 224  # the ladder's hybrids: 3x3 tokens at 224 px
+    nano = budget_img_size(600, 9_469, 224, 10, **fast, model="foveal-nano")  # 56x56 tokens at 224 px
+    assert nano == 112 and tokens_per_image("foveal-nano", nano) <= MAX_BUDGET_TOKENS
+    assert budget_img_size(600, 9_469, 224, 10, **fast, model="hybrid-nano") == 224  # 7x7 tokens at any size
 
 
 def test_the_measured_activations_grow_with_the_image() -> None:
@@ -90,12 +90,11 @@ def test_the_measured_activations_grow_with_the_image() -> None:
 
 
 def test_a_budget_batch_fits_the_memory(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("foveal.training.recipe.planning_gflops", lambda *_: 50.0)
     monkeypatch.setattr("foveal.training.footprint.free_memory", lambda device: 1 << 40)
-    roomy = budget_choices(600, 50_000, CPU, 32, 10)
+    roomy = budget_choices(600, 50_000, CPU, 32, 10, training_gflops=50.0)
     per_image = BACKWARD_FACTOR * activation_bytes_per_image(create_model(roomy["model"], img_size=96), 96)
     free = 20 * per_image / STEP_MEMORY_SHARE  # room for 20 images' activations at 96 px
     monkeypatch.setattr("foveal.training.footprint.free_memory", lambda device: free)
-    tight = budget_choices(600, 50_000, CPU, 96, 10, model=roomy["model"])
+    tight = budget_choices(600, 50_000, CPU, 96, 10, training_gflops=50.0, model=roomy["model"])
     assert roomy["batch_size"] == 256 and tight["batch_size"] == 16
     assert tight["lr"] == pytest.approx(roomy["lr"] * 16 / 256)  # the linear scaling rule

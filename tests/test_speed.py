@@ -56,9 +56,9 @@ def test_the_ladder_follows_the_measured_speed(monkeypatch: pytest.MonkeyPatch) 
     """Same budget and data: the machine the probe finds 100x faster gets 100x the estimated passes,
     and a larger model where that crosses a rung's minimum."""
     monkeypatch.setattr("foveal.training.speed.measure_training_speed", probe_at(200.0))
-    slow = budget_choices(600, 50_000, CPU, 32, 10)
+    slow = budget_choices(600, 50_000, CPU, 32, 10, training_gflops=planning_gflops(600, CPU, "fp32"))
     monkeypatch.setattr("foveal.training.speed.measure_training_speed", probe_at(20_000.0))
-    fast = budget_choices(600, 50_000, CPU, 32, 10)
+    fast = budget_choices(600, 50_000, CPU, 32, 10, training_gflops=planning_gflops(600, CPU, "fp32"))
     for name, passes in slow["estimate"]["estimated_passes"].items():
         assert fast["estimate"]["estimated_passes"][name] == pytest.approx(100 * passes, rel=0.02)
     assert slow["model"] == BUDGET_LADDER[0].model and fast["model"] == BUDGET_LADDER[-1].model
@@ -67,6 +67,6 @@ def test_the_ladder_follows_the_measured_speed(monkeypatch: pytest.MonkeyPatch) 
 def test_under_torchrun_the_ranks_train_together(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each rank probes its own share of the machines and trains its share of every batch."""
     monkeypatch.setattr("foveal.training.speed.measure_training_speed", probe_at(500.0))
-    alone = planning_gflops(600, CPU, "fp32", 10)
+    alone = planning_gflops(600, CPU, "fp32")
     monkeypatch.setattr("foveal.training.distributed.world", lambda: World(rank=0, local_rank=0, size=2))
-    assert planning_gflops(600, CPU, "fp32", 10) == pytest.approx(2 * alone)
+    assert planning_gflops(600, CPU, "fp32") == pytest.approx(2 * alone)

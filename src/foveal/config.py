@@ -322,7 +322,7 @@ class RunConfig:
     epoch_val_images: int | None = option(
         None,
         "Validate each epoch on at most this many evenly spaced "
-        "held-out images [default: all; 2,000 with --time].",
+        "held-out images [default: all; 2,000 with --time, in one view each].",
     )
     report: bool = option(True, "Write report.html into the run folder at the end.")
 
@@ -392,6 +392,14 @@ class TrainConfig:
         if self.run.epoch_val_images is not None:
             return self.run.epoch_val_images
         return BUDGET_VAL_IMAGES if self.optim.time_budget else None
+
+    @property
+    def epoch_val_views(self) -> str:
+        """Test-time views of the per-epoch validation: the model's own (`AugmentConfig.test_time_views`,
+        which select the best epoch), or under a time budget one view: the budget keeps the last epoch,
+        so its validations only show the progress, and the views' cost goes to the final evaluation,
+        which takes the model's views (six cost 2.9x one's time: docs/benchmarks.md)."""
+        return "none" if self.optim.time_budget else self.augment.test_time_views
 
     def to_dict(self) -> dict[str, Any]:
         """{group: {field: value}}, JSON-ready: what config.json records and `from_dict` reads."""

@@ -15,6 +15,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from foveal.config import TrainConfig, make_train_config
+from foveal.data.preprocess import VIEW_COUNTS
 from foveal.data.randomness import mix
 from foveal.data.sources import DataSplits
 from foveal.errors import FovealError
@@ -91,7 +92,7 @@ class _Trainer:
     step_seconds: float = 0.0  # time spent in training steps by this process
     steps_timed: int = 0
     validation_seconds: float = 0.0  # the last validation pass's duration
-    evaluation_seconds_per_image: float | None = None  # measured once, until a validation is timed
+    evaluation_seconds_per_view: float | None = None  # measured once, until a validation is timed
     resumed: bool = False
     replica: nn.Module | None = None  # what train_step runs: the model, or its DDP wrapper under torchrun
 
@@ -173,7 +174,7 @@ def _train(
     train_seconds = sum(r["seconds"] for r in progress.rows)
     result = TrainResult(
         run_dir=run.run_dir,
-        best_top1=progress.best_top1,
+        best_top1=evaluation.metrics.top1,  # the kept model on every held-out image, in all its views
         best_epoch=progress.best_epoch,
         final_top1=progress.rows[-1]["val_top1"],
         epochs=len(progress.rows),
@@ -532,31 +533,32 @@ def _budget_clock(run: RunSetup, trainer: _Trainer) -> BudgetClock:
     step_seconds = trainer.step_seconds / max(1, trainer.steps_timed)
     val_images = len(run.data.val)
     epoch_val_images = min(val_images, config.epoch_val_limit or val_images)
-    validation = trainer.validation_seconds or epoch_val_images * _evaluation_seconds_per_image(run, trainer)
-    # The final evaluation reads every held-out image, and the open-set calibration's training images
-    # in one view each (rejection.FIT_IMAGES).
-    fit_images = min(len(run.data.train), FIT_IMAGES) / run.info.preprocessing.view_count
-    final = validation * (val_images + fit_images) / epoch_val_images
+    epoch_views = epoch_val_images * VIEW_COUNTS[config.epoch_val_views]  # forward passes per validation
+    validation = trainer.validation_seconds or epoch_views * _evaluation_seconds_per_view(run, trainer)
+    # The final evaluation reads every held-out image in each of the model's views, and the open-set
+    # calibration's training images in one view each (rejection.FIT_IMAGES).
+    final_views = val_images * run.info.preprocessing.view_count + min(len(run.data.train), FIT_IMAGES)
+    final = validation * final_views / epoch_views
     elapsed = trainer.clock() - trainer.started
     return BudgetClock(config.optim.time_budget, elapsed, step_seconds, validation, final)
 
 
-def _evaluation_seconds_per_image(run: RunSetup, trainer: _Trainer) -> float:
-    """Seconds per held-out image of the evaluation path (full precision, every test-time view),
-    timed once on one batch before the first validation is: a training step's time says little of
-    it (bf16 training against fp32 evaluation, two or six views per image)."""
-    if trainer.evaluation_seconds_per_image is None:
+def _evaluation_seconds_per_view(run: RunSetup, trainer: _Trainer) -> float:
+    """Seconds per forward pass of one held-out image on the evaluation path (full precision), timed
+    once on one batch in one view before the first validation is: a training step's time says little
+    of it (bf16 training against fp32 evaluation)."""
+    if trainer.evaluation_seconds_per_view is None:
         sample = run.data.val.images[: run.config.run.eval_batch_size]
         started = trainer.clock()
         predict_logits(
             trainer.model_to_keep(run.model),
             sample,
-            run.info.preprocessing,
+            run.info.preprocessing.with_views("none"),
             device=run.device,
             batch_size=run.config.run.eval_batch_size,
         )
-        trainer.evaluation_seconds_per_image = (trainer.clock() - started) / max(1, len(sample))
-    return trainer.evaluation_seconds_per_image
+        trainer.evaluation_seconds_per_view = (trainer.clock() - started) / max(1, len(sample))
+    return trainer.evaluation_seconds_per_view
 
 
 def _apply_plan(run: RunSetup, trainer: _Trainer) -> None:
@@ -571,13 +573,13 @@ def _steps_per_epoch(run: RunSetup) -> int:
 
 
 def _validate(run: RunSetup, model: nn.Module) -> dict[str, float]:
-    """Loss, top-1 and top-5 on the validation images (an evenly spaced subset, if limited)."""
+    """Loss, top-1 and top-5 on the validation images (an evenly spaced subset, if limited), in the
+    config's `epoch_val_views`."""
     val, limit = run.data.val, run.config.epoch_val_limit
     if limit is not None:
         val = val.evenly_spaced(limit)
-    result = evaluate(
-        model, val, run.info.preprocessing, device=run.device, batch_size=run.config.run.eval_batch_size
-    )
+    preprocessing = run.info.preprocessing.with_views(run.config.epoch_val_views)
+    result = evaluate(model, val, preprocessing, device=run.device, batch_size=run.config.run.eval_batch_size)
     return {"val_loss": result.loss, "val_top1": result.metrics.top1, "val_top5": result.metrics.top5}
 
 

@@ -94,6 +94,7 @@ BUDGET_LADDER: tuple[Rung, ...] = (
 )
 ADAMW_BUDGET_LR, ADAMW_BUDGET_LR_BATCH = 4e-3, 256  # AdamW under a budget: the foveal-* ladder's, measured
 PROBE_SHARE = 0.005  # of the budget, for measuring this machine's training speed (planning_gflops)
+PROBE_CLASSES = 10  # the probe's head: a rate in GFLOP/s does not depend on the data's classes
 TRAINING_SHARE = 0.9  # of the budget, spent in training steps: the rest decodes, validates, saves, reports
 BUDGET_WARMUP_EPOCHS = 0.3  # warmup under a budget (and at most a fifth of the steps, see loop._apply_plan)
 STEPS_PER_EPOCH_MIN = 20  # small data sets get a smaller batch, so that an epoch has this many steps
@@ -110,11 +111,17 @@ SGD_LR, SGD_LR_BATCH = 0.2, 256
 
 
 def resolve_recipe(
-    config: TrainConfig, train_images: int, device: torch.device, img_size: int, num_classes: int
+    config: TrainConfig,
+    train_images: int,
+    device: torch.device,
+    img_size: int,
+    num_classes: int,
+    training_gflops: float | None = None,
 ) -> tuple[TrainConfig, dict[str, Any] | None]:
     """`config` with every option left as None set: by the budget ladder under a time budget, else to
     EPOCH_DEFAULTS. Options the user set are kept as they are. Second: under a budget, what the ladder
     measured and estimated (`budget_choices`'s "estimate", recorded in the run's config.json), else None.
+    `training_gflops`: the run's `measured_training_rate`, measured now when not given.
     """
     estimate = None
     if config.optim.time_budget:
@@ -124,8 +131,8 @@ def resolve_recipe(
             device,
             img_size,
             num_classes,
+            training_gflops=training_gflops or measured_training_rate(config, device),
             model=config.model.preset,
-            precision=config.run.precision,
         )
         estimate = choices.pop("estimate")
     else:
@@ -136,6 +143,14 @@ def resolve_recipe(
         batch_size = given["batch_size"] or choices["batch_size"]
         choices = {**choices, "lr": default_lr(optimizer, batch_size, budget=bool(config.optim.time_budget))}
     return config.replace(**{k: v for k, v in choices.items() if given[k] is None}), estimate
+
+
+def measured_training_rate(config: TrainConfig, device: torch.device) -> float | None:
+    """Under a time budget, how fast this run can train (`planning_gflops`), measured once for both of
+    the budget's plans (the resolution, then the ladder); None without one."""
+    if not config.optim.time_budget:
+        return None
+    return planning_gflops(config.optim.time_budget, device, config.run.precision)
 
 
 def default_lr(optimizer: str, batch_size: int, *, budget: bool) -> float:
@@ -154,13 +169,13 @@ def budget_choices(
     img_size: int,
     num_classes: int,
     *,
+    training_gflops: float,
     model: str | None = None,
-    precision: str = "auto",
 ) -> dict[str, Any]:
     """Model, batch size, optimiser and its learning rate and schedule, warmup and EMA for a
-    `budget_seconds` run on this device under `precision`; and under "estimate" what the choice rests
-    on: the measured training rate (GFLOP/s, `planning_gflops`) and the passes over the data it buys
-    each rung of the ladder.
+    `budget_seconds` run on this device, which trains at `training_gflops` (`planning_gflops`); and
+    under "estimate" what the choice rests on: that rate and the passes over the data it buys each
+    rung of the ladder.
 
     The batch is bounded by this machine's free memory for the model trained: `model` when the
     user chose one, else the ladder's choice; so is the recipe: HYBRID_RECIPE for the hybrid family
@@ -168,8 +183,7 @@ def budget_choices(
     within budgets of a few epochs the decay to (near) zero already settles the weights, and the EMA
     measured no better (docs/benchmarks.md).
     """
-    rate = planning_gflops(budget_seconds, device, precision, num_classes)
-    affordable = affordable_gflops_per_image(budget_seconds, train_images, rate)
+    affordable = affordable_gflops_per_image(budget_seconds, train_images, training_gflops)
     passes = {
         candidate.model: affordable / train_gflops_per_image(candidate.model, img_size, num_classes)
         for candidate in BUDGET_LADDER
@@ -194,47 +208,45 @@ def budget_choices(
         "ema_decay": 0.0,
         **recipe,
         "estimate": {
-            "training_gflops": round(rate, 1),
+            "training_gflops": round(training_gflops, 1),
             "estimated_passes": {name: round(n, 2) for name, n in passes.items()},
             "min_passes": {candidate.model: candidate.min_epochs for candidate in BUDGET_LADDER},
         },
     }
 
 
-def fit_img_size_to_budget(config: TrainConfig, native: int, device: torch.device) -> int:
+def fit_img_size_to_budget(config: TrainConfig, native: int, training_gflops: float | None) -> int:
     """The side a run trains at when the user gave none: the data's `native` one, or under a time
-    budget whatever `budget_img_size` lowers it to. A folder's images are counted, not decoded."""
-    if not config.optim.time_budget or native <= MIN_BUDGET_IMG_SIZE:
+    budget (then `training_gflops`, `measured_training_rate`, is not None) whatever `budget_img_size`
+    lowers it to. A folder's images are counted, not decoded."""
+    if not config.optim.time_budget or training_gflops is None or native <= MIN_BUDGET_IMG_SIZE:
         return native  # (built-in data sets are never larger: nothing to count)
     train_images, num_classes = count_folder_images(config.data.source, config.data.val_fraction)
     return budget_img_size(
         config.optim.time_budget,
         train_images,
-        device,
         native,
         num_classes,
+        training_gflops=training_gflops,
         model=config.model.preset,
-        precision=config.run.precision,
     )
 
 
 def budget_img_size(
     budget_seconds: float,
     train_images: int,
-    device: torch.device,
     native: int,
     num_classes: int,
     *,
+    training_gflops: float,
     model: str | None = None,
-    precision: str = "auto",
 ) -> int:
-    """The image side (px) a `budget_seconds` run trains at: `native`, halved (to a multiple of 8)
-    while `model` (default: the ladder's cheapest) would get fewer than MIN_BUDGET_PASSES passes over
-    `train_images` images, or more than MAX_BUDGET_TOKENS tokens, at it; never below
-    MIN_BUDGET_IMG_SIZE (nor above `native`)."""
+    """The image side (px) a `budget_seconds` run trains at, on a machine that trains at
+    `training_gflops`: `native`, halved (to a multiple of 8) while `model` (default: the ladder's
+    cheapest) would get fewer than MIN_BUDGET_PASSES passes over `train_images` images, or more than
+    MAX_BUDGET_TOKENS tokens, at it; never below MIN_BUDGET_IMG_SIZE (nor above `native`)."""
     model = model or BUDGET_LADDER[0].model
-    rate = planning_gflops(budget_seconds, device, precision, num_classes)
-    affordable = affordable_gflops_per_image(budget_seconds, train_images, rate)
+    affordable = affordable_gflops_per_image(budget_seconds, train_images, training_gflops)
 
     def fits(size: int) -> bool:
         if tokens_per_image(model, size) > MAX_BUDGET_TOKENS:
@@ -247,16 +259,17 @@ def budget_img_size(
     return size
 
 
-def planning_gflops(budget_seconds: float, device: torch.device, precision: str, num_classes: int) -> float:
+def planning_gflops(budget_seconds: float, device: torch.device, precision: str) -> float:
     """How fast this run can train now (GFLOP/s of training arithmetic, as `train_gflops_per_image`
-    counts it), as the budget's plans measure it: the ladder's cheapest model at its own 32 px, timed
-    for PROBE_SHARE of the budget (at most training/speed.py's PROBE_SECONDS), times the ranks."""
+    counts it), as the budget's plans measure it: the ladder's cheapest model at its own 32 px with
+    PROBE_CLASSES classes, timed for PROBE_SHARE of the budget (at most training/speed.py's
+    PROBE_SECONDS), times the ranks."""
     probe = BUDGET_LADDER[0].model
     seconds = min(speed.PROBE_SECONDS, PROBE_SHARE * budget_seconds)
     measured = speed.measure_training_speed(
-        probe, MIN_BUDGET_IMG_SIZE, num_classes, device, precision, seconds=seconds
+        probe, MIN_BUDGET_IMG_SIZE, PROBE_CLASSES, device, precision, seconds=seconds
     )
-    per_rank = measured.images_per_second * train_gflops_per_image(probe, MIN_BUDGET_IMG_SIZE, num_classes)
+    per_rank = measured.images_per_second * train_gflops_per_image(probe, MIN_BUDGET_IMG_SIZE, PROBE_CLASSES)
     # Under torchrun every rank probes at the same point of prepare_run, on its own share of the
     # machines, and trains its share of every batch: the run goes as fast as the ranks together.
     return per_rank * distributed.world().size

@@ -23,7 +23,7 @@ from foveal.runtime import resolve_device, resolve_precision, seed_everything, s
 from foveal.saved import ModelInfo
 from foveal.training import distributed, elastic
 from foveal.training.progress import say
-from foveal.training.recipe import fit_img_size_to_budget, resolve_recipe
+from foveal.training.recipe import fit_img_size_to_budget, measured_training_rate, resolve_recipe
 from foveal.training.records import write_skipped
 
 
@@ -56,9 +56,12 @@ def prepare_run(config: TrainConfig, quiet: bool, run_dir: Path | None = None) -
         # held-out images from any folder.
         config = config.replace(data=str(Path(config.data.source).resolve()))
     native = config.data.img_size or default_img_size(config.data.source)
-    # What is measured (this device's speed, for a time budget) is rank 0's to decide: every rank
-    # must train the same model at the same size.
-    img_size = distributed.from_main(config.data.img_size or fit_img_size_to_budget(config, native, device))
+    # Under a time budget, this machine's training speed, measured once for the resolution and the
+    # model. What follows from it is rank 0's to decide: every rank must train the same model at the
+    # same size.
+    training_gflops = measured_training_rate(config, device)
+    chosen_size = config.data.img_size or fit_img_size_to_budget(config, native, training_gflops)
+    img_size = distributed.from_main(chosen_size)
     config = config.replace(img_size=img_size)  # recorded: a resumed run decodes at this size again
     overrides = {} if config.model.drop_path_rate is None else {"drop_path_rate": config.model.drop_path_rate}
     started = time.perf_counter()
@@ -73,7 +76,7 @@ def prepare_run(config: TrainConfig, quiet: bool, run_dir: Path | None = None) -
         )
     data_seconds = time.perf_counter() - started
     config, budget_estimate = distributed.from_main(
-        resolve_recipe(config, len(data.train), device, img_size, len(data.classes))
+        resolve_recipe(config, len(data.train), device, img_size, len(data.classes), training_gflops)
     )
     distributed.check_batch(config.optim.batch_size, len(data.train))  # before a folder is made
     # Build the model before creating the run folder, so a bad option leaves no empty folder.
