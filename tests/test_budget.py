@@ -16,6 +16,7 @@ from foveal.errors import ConfigError
 from foveal.training import loop, train
 from foveal.training.budget import (
     CALIBRATION_STEPS,
+    FINAL_EVALUATION_MARGIN,
     FINISH_SECONDS,
     BudgetClock,
     calibrated,
@@ -36,7 +37,8 @@ def test_the_plan_spends_the_budget_on_steps_and_validations() -> None:
     clock = BudgetClock(budget=600, elapsed=60, step_seconds=0.5, validation_seconds=10, final_seconds=40)
     total = plan_total_steps(clock, steps_done=20, steps_per_epoch=100)
     validations = math.ceil(total / 100)  # one per epoch, the last partial one included
-    used = 60 + (total - 20) * 0.5 + validations * 10 + 40 + FINISH_SECONDS  # + the final evaluation
+    final = 40 * FINAL_EVALUATION_MARGIN + FINISH_SECONDS  # the final evaluation, with its margin
+    used = 60 + (total - 20) * 0.5 + validations * 10 + final
     assert 600 - 12 < used <= 600  # inside the budget, with little left over
     late = BudgetClock(budget=600, elapsed=700, step_seconds=0.5, validation_seconds=10, final_seconds=40)
     assert plan_total_steps(late, steps_done=20, steps_per_epoch=100) == 21  # at least one more step
@@ -51,7 +53,7 @@ def test_calibration_ends_after_its_steps_or_its_share_of_the_budget() -> None:
 
 def test_the_deadline_keeps_the_next_step_and_the_end_inside_the_budget() -> None:
     clock = BudgetClock(budget=600, elapsed=500, step_seconds=1.0, validation_seconds=10, final_seconds=40)
-    reserve = 10 + 40 + FINISH_SECONDS
+    reserve = 10 + 40 * FINAL_EVALUATION_MARGIN + FINISH_SECONDS
     assert not past_deadline(clock, next_step_seconds=600 - 500 - reserve - 1)
     assert past_deadline(clock, next_step_seconds=600 - 500 - reserve)
 
