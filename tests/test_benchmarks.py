@@ -171,3 +171,17 @@ def test_quick_open_set(tmp_path: Path) -> None:
     assert [r["shipped"] for r in rows] == [True, False, False] * 2  # mahalanobis: its saved threshold
     for row in rows:
         assert 0.0 <= row["auroc"] <= 1.0 and 0.0 <= row["far"] <= 1.0 and row["out_images"] > 0
+
+
+@pytest.mark.slow
+def test_quick_thin_images(tmp_path: Path) -> None:
+    """A strip is refused from its header, a 50:1 image is answered; the server lives through both."""
+    done = run_script("thin_images.py", "--quick", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "quick_thin_images.json").read_text())
+    rows = {row["image"]: row for row in record["rows"]}
+    assert list(rows) == ["1 x 100000", "316 x 316", "1000 x 20", "141 x 141"]
+    assert rows["1 x 100000"]["status"] == 422 and "extreme aspect ratio" in rows["1 x 100000"]["error"]
+    assert rows["1 x 100000"]["square"] == "316 x 316" and rows["1000 x 20"]["square"] == "141 x 141"
+    assert [rows[name]["status"] for name in ("316 x 316", "1000 x 20", "141 x 141")] == [200] * 3
+    assert all(row["server_alive_after"] and row["request_peak_rss_mb"] > 0 for row in rows.values())

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from synthetic import CLASSES, make_class_folder, png_claiming_size
 
+import foveal
 from foveal.data.augment import crop_and_flip
 from foveal.data.randomness import epoch_order, sample_uniform
 from foveal.data.sources import default_img_size, load_evaluation_data, load_training_data
@@ -72,6 +74,23 @@ def test_bad_files_are_reported_skipped_and_never_changed(class_folder: Path) ->
     ]
     assert len(data.train) + len(data.val) == 36
     assert tree_hashes(class_folder) == before
+
+
+def test_a_thin_strip_is_skipped_with_its_reason_and_training_goes_on(
+    class_folder: Path, tiny_train_options: dict
+) -> None:
+    strip = class_folder / "circle" / "strip.png"
+    Image.new("RGB", (2, 500)).save(strip)  # 250:1, over MAX_ASPECT_RATIO; cheap to decode either way
+    options = {**tiny_train_options, "model": "foveal-nano", "epochs": 1}
+    result = foveal.train(data=str(class_folder), quiet=True, **options)
+    reason = (
+        "extreme aspect ratio 2 x 500 (longer side more than 50 times the shorter); "
+        "not a photo: crop it or resize it"
+    )
+    assert (result.run_dir / "skipped.txt").read_text() == f"{strip}\t{reason}\n"
+    config = json.loads((result.run_dir / "config.json").read_text())
+    assert config["train_images"] + config["val_images"] == 36  # every other image trained on
+    assert (result.run_dir / "weights" / "best.safetensors").is_file()
 
 
 @pytest.mark.parametrize("case", ["missing", "file", "empty", "one-class", "empty-class"])

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import math
+import os
 import pickle
+import subprocess
+import sys
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +27,7 @@ from foveal.data.decode import (
     BACKGROUND,
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
+    MAX_ASPECT_RATIO,
     ImageDecodeError,
     decode_image,
     is_image_file,
@@ -412,6 +418,54 @@ def test_threads_leave_warning_filters_alone(tmp_path: Path) -> None:
     assert warnings.filters == filters_before
 
 
+# --- thin strips -------------------------------------------------------------------------------------
+
+
+def _aspect_reason(width: int, height: int, ratio: float = MAX_ASPECT_RATIO) -> str:
+    return (
+        f"extreme aspect ratio {width} x {height} (longer side more than {ratio:g} times the shorter); "
+        "not a photo: crop it or resize it"
+    )
+
+
+def test_thin_strip_is_refused_from_the_header_fast(tmp_path: Path) -> None:
+    # 1 x 1,000,000 passes the pixel limit in a 2 KB file; resized to 32 px the old way it took 4 GB.
+    path = _save(tmp_path / "strip.png", Image.new("L", (1, 1_000_000)))
+    assert path.stat().st_size < 5_000
+    start = time.perf_counter()
+    error = _decode_error(path)
+    assert time.perf_counter() - start < 1.0
+    assert error.reason == _aspect_reason(1, 1_000_000)
+
+
+def test_aspect_ratio_boundary(tmp_path: Path) -> None:
+    assert MAX_ASPECT_RATIO == 50
+    for width, height in ((1, 50), (50, 1), (20, 1000)):
+        assert load_rgb(_save(tmp_path / "ok.png", Image.new("RGB", (width, height)))).size == (width, height)
+    for width, height in ((1, 51), (51, 1)):
+        path = _save(tmp_path / "thin.png", Image.new("RGB", (width, height)))
+        assert _decode_error(path).reason == _aspect_reason(width, height)
+    # Judged from the header alone: these files hold no pixel data at all.
+    path = tmp_path / "claims.png"
+    path.write_bytes(png_claiming_size(1_000, 60_000))
+    assert _decode_error(path).reason == _aspect_reason(1_000, 60_000)
+    path.write_bytes(png_claiming_size(1_000, 50_000))  # within the bound: fails later, for its missing data
+    assert "aspect" not in _decode_error(path).reason
+
+
+def test_max_aspect_ratio_keyword(tmp_path: Path) -> None:
+    path = _save(tmp_path / "a.png", Image.new("RGB", (10, 21)))
+    assert decode_image(path, max_aspect_ratio=2.1).shape == (3, 21, 10)
+    with pytest.raises(ImageDecodeError) as caught:
+        decode_image(path, 8, max_aspect_ratio=2)
+    assert caught.value.reason == _aspect_reason(10, 21, 2)
+    strip = _save(tmp_path / "strip.png", Image.new("RGB", (1, 1_000)))
+    assert load_rgb(strip, max_aspect_ratio=math.inf).size == (1, 1_000)
+    for bad in (0.5, 0, -1, math.nan):
+        with pytest.raises(ConfigError, match="max_aspect_ratio must be at least 1"):
+            load_rgb(path, max_aspect_ratio=bad)
+
+
 # --- resizing, extensions, read-only -----------------------------------------------------------------
 
 
@@ -436,6 +490,102 @@ def test_resize_and_crop_shapes() -> None:
     assert np.array_equal(np.array(resize_and_crop(same, 5)), np.array(same))
     with pytest.raises(ConfigError):
         resize_and_crop(same, 0)
+
+
+def _resize_whole_then_crop(image: Image.Image, size: int) -> Image.Image:
+    """resize_and_crop as it was before issue #30: the whole image resized, then cropped (the reference)."""
+    width, height = image.size
+    scale = size / min(width, height)
+    new_size = (
+        (size, max(size, round(height * scale)))
+        if width <= height
+        else (max(size, round(width * scale)), size)
+    )
+    if new_size != image.size:
+        image = image.resize(new_size, Image.Resampling.BILINEAR)
+    left, top = (new_size[0] - size) // 2, (new_size[1] - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+def test_resizing_only_the_crop_gives_the_pixels_of_resizing_the_whole_image() -> None:
+    """Within 1 grey level, on few values: Pillow reads the box as float32, and Pillow 13 resizes a
+    whole portrait of over 2:1 that shrinks vertical pass first (the 8-bit intermediate rounds the
+    other way on about 1 value in 8 of those)."""
+    rng = np.random.default_rng(30)
+    shapes = [(1, 1), (1, 50), (50, 1), (7, 300), (300, 7), (300, 300), (299, 300), (2, 3)]
+    shapes += [tuple(int(v) for v in rng.integers(1, 301, 2)) for _ in range(60)]
+    shapes += [(side, side) for side in rng.integers(1, 301, 12).tolist()]
+    worst, differing, total = 0, 0, 0
+    for size in (8, 16, 32, 224):
+        for width, height in shapes:
+            image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), "RGB")
+            new = np.asarray(resize_and_crop(image, size), dtype=int)
+            old = np.asarray(_resize_whole_then_crop(image, size), dtype=int)
+            assert new.shape == old.shape == (size, size, 3)
+            difference = np.abs(new - old)
+            worst = max(worst, int(difference.max()))
+            differing, total = differing + int((difference > 0).sum()), total + difference.size
+    assert worst <= 1
+    assert differing / total < 0.01
+
+
+RESIZE_COST = """
+import io, json, resource, time
+import numpy as np
+from PIL import Image
+from foveal.data.decode import decode_image, load_rgb, resize_and_crop
+
+def status(field):  # bytes, from /proc (ru_maxrss would start at the peak of the parent that spawned us)
+    return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith(field + ":"))
+
+def peak():  # this process's peak resident memory
+    return status("VmHWM")
+
+def measure(run):
+    base, start, error = peak(), time.perf_counter(), None
+    try:
+        run()
+    except MemoryError:
+        error = "MemoryError"
+    return {"growth": peak() - base, "seconds": time.perf_counter() - start, "error": error}
+
+# Address space capped 1 GiB above what the imports took: a resize that needs gigabytes fails fast.
+resource.setrlimit(resource.RLIMIT_AS, (status("VmSize") + 2**30, resource.RLIM_INFINITY))
+costs = {}
+buffer = io.BytesIO()  # a grey ramp, 10,000 x 200 (50:1): the whole image at 224 px is 11,200 x 224
+Image.fromarray(np.tile((np.arange(10_000) % 256).astype(np.uint8), (200, 1))).save(buffer, "PNG")
+load_rgb(buffer.getvalue())  # the source pixels' own cost (8 MB as RGB) goes into the baseline
+costs["wide 10000x200 png at 224"] = measure(lambda: decode_image(buffer.getvalue(), 224))
+thin = Image.new("RGB", (1, 1_000_000))  # in memory: no header check; whole at 32 px: 32 x 32,000,000
+costs["thin 1x1000000 image at 32"] = measure(lambda: resize_and_crop(thin, 32))
+print(json.dumps(costs))
+"""
+
+
+@pytest.fixture(scope="module")
+def resize_costs() -> dict:
+    """Peak-memory growth and time of two resizes, measured in a fresh Python (peak RSS is per process)."""
+    # A fixed mmap threshold: glibc then maps every large buffer afresh and unmaps it when freed, so
+    # the peak follows the pixels alive at once rather than how the heap happened to be reused.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    done = subprocess.run(
+        [sys.executable, "-c", RESIZE_COST], capture_output=True, text=True, timeout=120, check=True, env=env
+    )
+    return json.loads(done.stdout)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self/status (Linux)")
+@pytest.mark.parametrize(
+    ("case", "size"), [("wide 10000x200 png at 224", 224), ("thin 1x1000000 image at 32", 32)]
+)
+def test_resizing_costs_what_the_output_costs(resize_costs: dict, case: str, size: int) -> None:
+    """The old whole-image resize peaked 15 MB above the wide PNG's own pixels (a bound of 7.2 MB here),
+    and ran out of its 1 GiB on the strip."""
+    cost = resize_costs[case]
+    assert cost["error"] is None, cost
+    # A few output-sized buffers (RGBX, 4 bytes a pixel) and allocator slack; never the enlarged image.
+    assert cost["growth"] < 4 * 2**20 + 16 * size * size * 4, cost
+    assert cost["seconds"] < 0.5, cost
 
 
 def test_is_image_file() -> None:

@@ -511,8 +511,14 @@ def serve(
         float, typer.Option(help="How long a batch waits for more requests.")
     ] = ServeSettings.max_wait_ms,
     timeout: Annotated[
-        float, typer.Option(help="Seconds before a request is given up (504).")
+        float, typer.Option(help="Seconds from a body's arrival to its answer (decoding, model) before 504.")
     ] = ServeSettings.timeout_s,
+    read_timeout: Annotated[
+        float, typer.Option(help="Seconds a request's headers, then its body, may take to arrive (408).")
+    ] = ServeSettings.read_timeout_s,
+    max_uploads: Annotated[
+        int, typer.Option(help="Bodies arriving at once beyond this get 503 with Retry-After.")
+    ] = ServeSettings.max_uploads,
 ) -> None:
     """Serve a model over HTTP: POST /predict and /explain, a web page at /, /docs, /metrics."""
     try:
@@ -534,6 +540,8 @@ def serve(
             max_batch=max_batch,
             max_wait_ms=max_wait_ms,
             timeout_s=timeout,
+            read_timeout_s=read_timeout,
+            max_uploads=max_uploads,
         )
     )
 

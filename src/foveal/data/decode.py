@@ -9,7 +9,11 @@ see exactly the same pixels:
   `BACKGROUND`, white, so a fully transparent pixel is white whatever colour it hides.
 * Only the first frame of a multi-frame file (GIF, TIFF, APNG, MPO) is used.
 * Embedded ICC colour profiles are not applied: pixel values are used as stored.
-* Decompression bombs are refused from the header, before any pixel is decoded.
+* Decompression bombs are refused from the header, before any pixel is decoded, and so are images whose
+  longer side is more than MAX_ASPECT_RATIO (50) times the shorter: a 1 x 1,000,000 strip passes the pixel
+  limit but is no photo, and a classifier sees it as a smear whatever it holds.
+* Resizing costs what the output costs: only the center crop is resampled, never the whole enlarged image
+  (`resize_and_crop`).
 * Any failure Pillow can be expected to raise on a bad file becomes an `ImageDecodeError` that names
   the file and says what is wrong. Files are only ever opened read-only.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 import os
 import re
 import stat
@@ -37,6 +42,11 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 
 DEFAULT_MAX_PIXELS: int = 89_478_485
 """Largest image (width x height) decoded by default; Pillow's own default `MAX_IMAGE_PIXELS`."""
+
+MAX_ASPECT_RATIO: float = 50.0
+"""Largest ratio of an image's longer side to its shorter one decoded by default: far beyond camera frames
+(4:3 to 21:9) and most stitched panoramas, while a strip such as 1 x 1,000,000 (within the pixel limit)
+is refused before its pixels are read. Center-cropped to a square, a 50:1 image keeps 2% of its area."""
 
 BACKGROUND: tuple[int, int, int] = (255, 255, 255)
 """Colour that transparent pixels are composited onto (white)."""
@@ -98,7 +108,12 @@ def is_image_file(path: str | os.PathLike[str] | os.PathLike[bytes] | bytes) -> 
     return os.path.splitext(os.fsdecode(os.fspath(path)))[1].lower() in IMAGE_EXTENSIONS
 
 
-def load_rgb(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def load_rgb(
+    source: ImageSource,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_aspect_ratio: float = MAX_ASPECT_RATIO,
+) -> Image.Image:
     """Open and fully decode an image, returning it upright as 8-bit RGB.
 
     Transparent areas are composited on BACKGROUND (white). 16-bit images are scaled to 8 bits.
@@ -111,22 +126,26 @@ def load_rgb(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Im
             image file. The file is opened read-only and never modified.
         max_pixels: Refuse images with more than this many pixels (width x height), judged from the
             header before decoding. Pillow's hard limit (2 x Image.MAX_IMAGE_PIXELS) applies too.
+        max_aspect_ratio: Refuse images whose longer side is more than this many times the shorter,
+            judged from the header before decoding; math.inf turns the check off.
 
     Returns:
         A new RGB image, independent of the file.
 
     Raises:
         ImageDecodeError: The file is missing, empty, not an image, truncated, corrupt, in an
-            unsupported format or too large.
-        ConfigError: max_pixels is below 1.
+            unsupported format, too large or too thin.
+        ConfigError: max_pixels is below 1 or max_aspect_ratio below 1.
     """
     if max_pixels < 1:
         raise ConfigError(f"max_pixels must be at least 1, got {max_pixels}.")
+    if not max_aspect_ratio >= 1:  # NaN too
+        raise ConfigError(f"max_aspect_ratio must be at least 1, got {max_aspect_ratio}.")
     fp, name = _resolve_source(source)
     try:
         if _is_empty(fp):
             raise ImageDecodeError(name, "empty file (0 bytes)")
-        with _open_checked(fp, name, max_pixels) as image:
+        with _open_checked(fp, name, max_pixels, max_aspect_ratio) as image:
             # Image.open only reads the header; truncated or corrupt data fails here, so decode fully
             # inside the try. This reads the first frame, which is the one used for multi-frame files.
             image.load()
@@ -139,7 +158,11 @@ def load_rgb(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Im
 
 
 def decode_image(
-    source: ImageSource, size: int | None = None, *, max_pixels: int = DEFAULT_MAX_PIXELS
+    source: ImageSource,
+    size: int | None = None,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_aspect_ratio: float = MAX_ASPECT_RATIO,
 ) -> torch.Tensor:
     """Decode an image file to a uint8 tensor, optionally resized and center-cropped to a square.
 
@@ -147,14 +170,16 @@ def decode_image(
         source: As for `load_rgb`.
         size: When given, the output is size x size (see `resize_and_crop`); when None, native size.
         max_pixels: As for `load_rgb`.
+        max_aspect_ratio: As for `load_rgb`.
 
     Returns:
         A contiguous uint8 tensor of shape (3, H, W), channels in RGB order.
 
     Raises:
         ImageDecodeError: As for `load_rgb`.
+        ConfigError: As for `load_rgb`, or size is not a positive integer.
     """
-    image = load_rgb(source, max_pixels=max_pixels)
+    image = load_rgb(source, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
     if size is not None:
         image = resize_and_crop(image, size)
     array = np.array(image, dtype=np.uint8)  # a writable copy, so torch does not share PIL's buffer
@@ -164,7 +189,13 @@ def decode_image(
 def resize_and_crop(image: Image.Image, size: int) -> Image.Image:
     """Resize so the shorter side is `size` (bilinear, antialiased), then center-crop to size x size.
 
-    This is the one preprocessing step shared by training and prediction.
+    This is the one preprocessing step shared by training and prediction. Only the crop is resampled:
+    the source region under it is resized straight to size x size, so a thin image never builds its
+    enlarged whole (1 x 1,000,000 at size 32 would be 32 x 32,000,000, 4 GB). The sampling positions
+    and filter support are those of resizing the whole image and cropping, so the pixels are the same
+    to within 1 grey level: Pillow takes the box as float32, and Pillow 13 resizes a whole image that
+    shrinks much more in height than in width (a portrait over 2:1) vertical pass first, which rounds
+    some pixels the other way.
 
     Args:
         image: Any PIL image (normally the RGB output of `load_rgb`).
@@ -181,17 +212,26 @@ def resize_and_crop(image: Image.Image, size: int) -> Image.Image:
     width, height = image.size
     scale = size / min(width, height)
     # The shorter side lands exactly on `size`; the longer one is rounded and never drops below it.
-    new_size = (
+    new_width, new_height = (
         (size, max(size, round(height * scale)))
         if width <= height
         else (max(size, round(width * scale)), size)
     )
-    if new_size != image.size:
-        # Pillow's BILINEAR widens its filter support when shrinking, i.e. it is antialiased.
-        image = image.resize(new_size, Image.Resampling.BILINEAR)
-    left = (new_size[0] - size) // 2
-    top = (new_size[1] - size) // 2
-    return image.crop((left, top, left + size, top + size))
+    left = (new_width - size) // 2
+    top = (new_height - size) // 2
+    if (new_width, new_height) == image.size:
+        return image.crop((left, top, left + size, top + size))
+    # The crop in source pixels: pixel i of the resized image stands for source x in [i, i + 1) * sx.
+    sx, sy = width / new_width, height / new_height
+    x0, x1, y0, y1 = left * sx, (left + size) * sx, top * sy, (top + size) * sy
+    # Two one-axis passes, horizontal first as Pillow resizes most whole images: the order decides how
+    # the 8-bit intermediate rounds, and one call with a box would let Pillow pick it from other shapes.
+    # The first pass keeps only the rows the second reads: BILINEAR reaches max(sy, 1) source pixels
+    # either side of a centre (one more row for Pillow's rounding of the window).
+    reach = max(sy, 1.0) + 1.0
+    row0, row1 = max(0, math.floor(y0 - reach)), min(height, math.ceil(y1 + reach))
+    band = image.resize((size, row1 - row0), Image.Resampling.BILINEAR, box=(x0, row0, x1, row1))
+    return band.resize((size, size), Image.Resampling.BILINEAR, box=(0, y0 - row0, size, y1 - row0))
 
 
 def _resolve_source(source: ImageSource) -> tuple[str | bytes | BinaryIO, str]:
@@ -223,8 +263,10 @@ def _is_empty(fp: str | bytes | BinaryIO) -> bool:
     return end == 0
 
 
-def _open_checked(fp: str | bytes | BinaryIO, name: str, max_pixels: int) -> ImageFile.ImageFile:
-    """Image.open, refusing images over `max_pixels` from the header alone.
+def _open_checked(
+    fp: str | bytes | BinaryIO, name: str, max_pixels: int, max_aspect_ratio: float
+) -> ImageFile.ImageFile:
+    """Image.open, refusing images over `max_pixels` or thinner than `max_aspect_ratio` from the header alone.
 
     Pillow raises DecompressionBombError above 2 x MAX_IMAGE_PIXELS but only warns between 1x and 2x;
     the warning is made an error here, locally, when `max_pixels` is within Pillow's limit (otherwise
@@ -236,9 +278,17 @@ def _open_checked(fp: str | bytes | BinaryIO, name: str, max_pixels: int) -> Ima
         warnings.simplefilter(action, Image.DecompressionBombWarning)
         image = Image.open(fp, formats=_available_formats())
     width, height = image.size
+    reason = None
     if width * height > max_pixels:
+        reason = f"decompression bomb: {width * height} pixels > limit {max_pixels}"
+    elif max(width, height) > max_aspect_ratio * min(width, height):
+        reason = (
+            f"extreme aspect ratio {width} x {height} (longer side more than {max_aspect_ratio:g} times "
+            "the shorter); not a photo: crop it or resize it"
+        )
+    if reason is not None:
         image.close()
-        raise ImageDecodeError(name, f"decompression bomb: {width * height} pixels > limit {max_pixels}")
+        raise ImageDecodeError(name, reason)
     return image
 
 

@@ -1,6 +1,7 @@
 """Prometheus metrics of one server process, and the ASGI layer that records each request.
 
-foveal_requests_total{path, status}     requests answered, by route and status code
+foveal_requests_total{path, status}     requests answered, by route and status code (499: the client
+                                        hung up before its answer)
 foveal_request_seconds{path}            time from the request's arrival to its answer
 foveal_requests_in_flight               requests being handled now
 foveal_batch_size                       images per model call (dynamic batching at work)
@@ -20,7 +21,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from foveal.serving.limits import ASGIApp, Message, Receive, Send
+from foveal.serving.errors import ApiError, log
+from foveal.serving.limits import ASGIApp, Message, Receive, Send, send_error
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set before the worker processes start (serving/run.py)
 ROUTES = ("/predict", "/explain", "/livez", "/readyz", "/info", "/metrics", "/")  # others count as "other"
@@ -82,17 +84,24 @@ class RecordRequests:
             return
         path = scope["path"] if scope["path"] in ROUTES else "other"
         status = 500  # if the app fails before answering
+        started_response = False
         started = time.perf_counter()
 
         async def recording_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started_response = message["status"], True
             await send(message)
 
         self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, recording_send)
+        except Exception:
+            # FastAPI's 500 handler answers, logs the traceback, then re-raises for the server to log it
+            # again; it ends here. Anything that fails before an answer is logged and answered here.
+            if not started_response:
+                log.exception("%s %s failed", scope["method"], scope["path"])
+                await send_error(send, ApiError(500, "internal error; the server log has the details."))
         finally:
             self.metrics.in_flight.dec()
             self.metrics.requests.labels(path, str(status)).inc()

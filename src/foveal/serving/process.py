@@ -68,10 +68,17 @@ class ServerProcess:
 
     def rss_bytes(self) -> int:
         """The server's resident memory now (Linux /proc)."""
+        return self._status_bytes("VmRSS")
+
+    def peak_rss_bytes(self) -> int:
+        """The most resident memory the server has held since it started (Linux /proc)."""
+        return self._status_bytes("VmHWM")
+
+    def _status_bytes(self, field: str) -> int:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS in /proc: resident memory is measured on Linux only")
+        raise RuntimeError(f"no {field} in /proc: resident memory is measured on Linux only")
 
     def __exit__(self, *_: object) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -24,7 +24,9 @@ class ServeSettings:
     max_queue: int = 64  # requests waiting for the model beyond this are refused (503, Retry-After)
     max_batch: int = 32  # dynamic batching: up to this many waiting images run as one batch (1: off)
     max_wait_ms: float = 5.0  # ... gathered for at most this long after the first arrives
-    timeout_s: float = 30.0  # a request not answered within this is given up (504)
+    timeout_s: float = 30.0  # decoding, waiting and the model: past this after the body arrived, 504
+    read_timeout_s: float = 30.0  # a request's headers, then its whole body, each within this (408)
+    max_uploads: int = 32  # bodies arriving at once beyond this get 503: at most 32 x max_bytes held
     top_k: int = 5  # labels per answer unless ?top_k= says otherwise
 
     def __post_init__(self) -> None:
@@ -39,6 +41,8 @@ class ServeSettings:
             (self.max_batch >= 1, f"max_batch must be >= 1, got {self.max_batch}"),
             (self.max_wait_ms >= 0, f"max_wait_ms must be >= 0, got {self.max_wait_ms}"),
             (self.timeout_s > 0, f"timeout_s must be > 0, got {self.timeout_s}"),
+            (self.read_timeout_s > 0, f"read_timeout_s must be > 0, got {self.read_timeout_s}"),
+            (self.max_uploads >= 1, f"max_uploads must be >= 1, got {self.max_uploads}"),
             (self.top_k >= 1, f"top_k must be >= 1, got {self.top_k}"),
         )
         for ok, message in checks:
