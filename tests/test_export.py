@@ -215,3 +215,31 @@ def test_a_cnn_exports_to_onnx_with_logits_only(tmp_path: Path) -> None:
     parity = json.loads((bundle / "parity.json").read_text())
     assert parity["max_pool_weight_difference"] is None and parity["top1_agreement"] == 1.0
     assert json.loads((bundle / "config.json").read_text())["onnx"]["outputs"] == ["logits", "pooled"]
+
+
+def test_the_bundle_example_preprocesses_as_foveal_does(tmp_path: Path) -> None:
+    """predict.py (no Foveal) repeats Foveal's decoding by hand: the same pixels on every kind of shape,
+    and the same refusal of an image over 50:1."""
+    import importlib.util
+
+    import numpy as np
+    from PIL import Image
+
+    from foveal.data.decode import decode_image
+    from foveal.data.preprocess import Preprocessing
+    from foveal.exporting.to_onnx import EXAMPLE
+
+    spec = importlib.util.spec_from_file_location("predict_example", EXAMPLE)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    rng = np.random.default_rng(0)
+    pre = Preprocessing(img_size=24, mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3))
+    for width, height in [(24, 24), (10, 7), (7, 300), (300, 40), (97, 61), (61, 97), (1, 50)]:
+        path = tmp_path / f"{width}x{height}.png"
+        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path)
+        ours = pre.normalize(decode_image(path, 24)[None])[0].numpy()
+        theirs = example.preprocess(str(path), pre.to_dict())
+        assert np.abs(theirs - ours).max() < 1e-5, (width, height)
+    Image.new("RGB", (1, 51)).save(tmp_path / "thin.png")
+    with pytest.raises(ValueError, match="aspect ratio"):
+        example.preprocess(str(tmp_path / "thin.png"), pre.to_dict())

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from PIL import Image
 from synthetic import tiny_run
-from wire import assert_json_error, assert_still_serving, png_bytes
+from wire import assert_json_error, assert_still_serving, png_bytes, read_all
 
 from foveal.serving.process import ServerProcess, free_port
 
@@ -67,16 +67,6 @@ def open_upload(server: ServerProcess, declared: int, sent: int) -> socket.socke
     )
     connection.sendall(head.encode() + b"\x89PNG" + b"\0" * (sent - 4))
     return connection
-
-
-def read_all(connection: socket.socket) -> bytes:
-    answer = b""
-    try:
-        while data := connection.recv(65536):
-            answer += data
-    except (ConnectionResetError, TimeoutError):
-        pass
-    return answer
 
 
 def test_a_thin_image_bomb_is_refused_at_once_under_a_one_second_timeout(server: ServerProcess) -> None:

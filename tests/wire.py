@@ -58,10 +58,15 @@ def raw_http(server: ServerProcess, request: bytes, *, body_chunks: int = 0, chu
                 connection.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server answered and closed before the body ended: what it should do
-        answer = b""
-        try:
-            while data := connection.recv(65536):
-                answer += data
-        except (ConnectionResetError, TimeoutError):
-            pass
+        return read_all(connection)
+
+
+def read_all(connection: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (or the socket's timeout)."""
+    answer = b""
+    try:
+        while data := connection.recv(65536):
+            answer += data
+    except (ConnectionResetError, TimeoutError):
+        pass
     return answer

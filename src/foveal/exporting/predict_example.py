@@ -8,7 +8,8 @@ none of the classes (its familiarity score below the threshold model.onnx carrie
 
 It reproduces Foveal's preprocessing from config.json: upright (EXIF), 8-bit RGB with transparency
 on white, the shorter side resized to img_size (bilinear, antialiased), a center crop, [0, 1],
-normalised per channel. (16-bit and float images, which Foveal scales first, are left out here.)
+normalised per channel; an image over 50:1 is refused, as Foveal refuses it. (16-bit and float
+images, which Foveal scales first, are left out here.)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,7 @@ import onnxruntime
 from PIL import Image, ImageOps
 
 HERE = Path(__file__).parent
+MAX_ASPECT_RATIO = 50  # Foveal refuses longer sides over 50 times the shorter (foveal/data/decode.py)
 
 
 def preprocess(path: str, pre: dict) -> np.ndarray:
@@ -35,18 +38,33 @@ def preprocess(path: str, pre: dict) -> np.ndarray:
             image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
         image = image.convert("RGB")
     width, height = image.size
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise ValueError(f"{path}: extreme aspect ratio {width} x {height} (over {MAX_ASPECT_RATIO:g}:1)")
+    pixels = np.asarray(resize_and_crop(image, size), dtype=np.float32) / 255.0
+    pixels = (pixels - np.array(pre["mean"], np.float32)) / np.array(pre["std"], np.float32)
+    return pixels.transpose(2, 0, 1)
+
+
+def resize_and_crop(image: Image.Image, size: int) -> Image.Image:
+    """The shorter side resized to `size` (bilinear, antialiased), then the center size x size, as
+    Foveal's foveal/data/decode.py does it: only the crop is resampled, in two one-axis passes
+    (horizontal first), so a thin image never builds its enlarged whole."""
+    width, height = image.size
     scale = size / min(width, height)
-    new = (
+    new_width, new_height = (
         (size, max(size, round(height * scale)))
         if width <= height
         else (max(size, round(width * scale)), size)
     )
-    if new != image.size:
-        image = image.resize(new, Image.Resampling.BILINEAR)  # Pillow widens the filter when shrinking
-    left, top = (new[0] - size) // 2, (new[1] - size) // 2
-    pixels = np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.float32) / 255.0
-    pixels = (pixels - np.array(pre["mean"], np.float32)) / np.array(pre["std"], np.float32)
-    return pixels.transpose(2, 0, 1)
+    left, top = (new_width - size) // 2, (new_height - size) // 2
+    if (new_width, new_height) == image.size:
+        return image.crop((left, top, left + size, top + size))
+    sx, sy = width / new_width, height / new_height  # the crop in source pixels
+    x0, x1, y0, y1 = left * sx, (left + size) * sx, top * sy, (top + size) * sy
+    reach = max(sy, 1.0) + 1.0  # the rows the second pass reads: BILINEAR's reach, and one for rounding
+    row0, row1 = max(0, math.floor(y0 - reach)), min(height, math.ceil(y1 + reach))
+    band = image.resize((size, row1 - row0), Image.Resampling.BILINEAR, box=(x0, row0, x1, row1))
+    return band.resize((size, size), Image.Resampling.BILINEAR, box=(0, y0 - row0, size, y1 - row0))
 
 
 def familiarity(
