@@ -171,6 +171,8 @@ def test_the_real_command_exits_2_on_usage_and_1_with_one_line_on_a_corrupt_mode
     assert corrupt.returncode == 1 and corrupt.stdout == ""
     assert corrupt.stderr.startswith("error: ") and len(corrupt.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
+    version = foveal_cli_subprocess("--version", cwd=tmp_path)
+    assert version.returncode == 0 and version.stdout.startswith(f"foveal {foveal.__version__} (torch ")
 
 
 def test_python_predict_accepts_uint8_tensors(trained_run: tuple[Path, Path]) -> None:

@@ -116,6 +116,7 @@ def test_info_names_the_weights_and_metrics_count_the_requests(
     assert info["classes"] == foveal.load(run, device="cpu").classes
     assert info["preprocessing"]["img_size"] == 16 and info["runtime"] == "torch"
     assert info["limits"]["max_bytes"] == MAX_BYTES
+    assert info["default_method"] == "rollout" and info["default_method"] in info["methods"]
     assert httpx.get(server.url + "/livez").json() == {"status": "alive"}
     httpx.post(server.url + "/predict", content=png_bytes(), headers={"content-type": "image/png"})
     metrics = httpx.get(server.url + "/metrics").text

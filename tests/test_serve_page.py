@@ -11,6 +11,7 @@ from browser import launch_chromium, needs_chromium, record_errors
 from synthetic import tiny_run, with_threshold
 
 import foveal
+from foveal.explanation.run import default_method
 from foveal.serving.process import ServerProcess
 
 SCREENSHOT = os.environ.get("FOVEAL_SCREENSHOT")  # where to keep the page's picture (docs/images/...)
@@ -31,10 +32,12 @@ def test_the_page_explains_an_uploaded_image_in_chromium(tmp_path_factory: pytes
         page.goto(server.url + "/", wait_until="load")
         page.wait_for_function("document.getElementById('method').options.length > 0")
         methods = page.eval_on_selector_all("#method option", "options => options.map(o => o.value)")
+        first_method = page.eval_on_selector("#method", "select => select.value")
         page.set_input_files("#file", str(image))
         page.wait_for_function("document.getElementById('top-label').textContent.length > 0")
         page.wait_for_function("document.getElementById('overlay').naturalWidth > 0")
         top_label = page.text_content("#top-label")
+        first_caption = page.text_content("#overlay-caption")
         overlay_width = page.eval_on_selector("#overlay", "img => img.naturalWidth")
         bars = page.eval_on_selector_all("#bars .row", "rows => rows.length")
         if len(methods) > 1:  # switching the method explains the same image again
@@ -55,6 +58,8 @@ def test_the_page_explains_an_uploaded_image_in_chromium(tmp_path_factory: pytes
             unknown_label = page.text_content("#top-label")
         browser.close()
     assert errors == []
+    # The page explains with the method `foveal explain` and /explain use when none is asked for.
+    assert first_method == default_method(methods) == "rollout" and first_caption.startswith("rollout map")
     assert top_label.startswith(expected)
     assert unknown_label.startswith("unknown: unlike every class") and prediction.labels[0] in unknown_label
     assert overlay_width >= 224 and bars == min(5, len(foveal.load(run, device="cpu").classes))

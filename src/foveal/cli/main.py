@@ -7,7 +7,9 @@ usage mistakes exit with 2 (Typer/Click's convention). No traceback reaches the 
 from __future__ import annotations
 
 import json
+import platform
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,6 +32,24 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Foveal: train, evaluate and use attention-based image classifiers.",
 )
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        # From the installed packages' metadata: saying a version must not wait for torch to import.
+        found = {name: metadata.version(name) for name in ("foveal", "torch")}
+        print(f"foveal {found['foveal']} (torch {found['torch']}, Python {platform.python_version()})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Say the version and stop."),
+    ] = False,
+) -> None:
+    """Foveal: train, evaluate and use attention-based image classifiers."""
 
 
 @app.command(context_settings={"max_content_width": 80})

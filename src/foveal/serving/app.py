@@ -31,6 +31,7 @@ from starlette.requests import ClientDisconnect
 from foveal.classifier import Classifier, Prediction
 from foveal.explanation.maps import METHODS
 from foveal.explanation.result import Explanation
+from foveal.explanation.run import default_method
 from foveal.models.config import config_to_dict
 from foveal.serving.batcher import QueueFull
 from foveal.serving.errors import CLIENT_CLOSED, ApiError, log, log_refusal, show_log
@@ -212,6 +213,7 @@ def create_app(settings: ServeSettings, classifier: Classifier | None = None) ->
             "weights_sha256": host.sha256,
             "runtime": "onnx" if str(classifier.source).endswith(".onnx") else "torch",
             "methods": classifier.methods,
+            "default_method": default_method(classifier.methods),
             "limits": limits,
         }
 
