@@ -46,8 +46,8 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     )
     assert done.returncode == 0, done.stderr
     summary = done.stdout.splitlines()[-1]
-    # 3 classes: top-5 would be a certain 100%, so the summary gives top-3 (issue #16)
-    assert summary.startswith("best val top-1") and "top-3 " in summary and "top-5" not in summary
+    # 3 classes: top-3 would be a certain 100%, so the summary gives top-2 (issues #16, #31)
+    assert summary.startswith("best val top-1") and "top-2 " in summary and "top-3" not in summary
     return base / "runs" / "train", data
 
 
@@ -65,7 +65,7 @@ def test_evaluate_prints_json_metrics(trained_run: tuple[Path, Path], tmp_path: 
     assert metrics["num_samples"] == 48 and metrics["class_names"] == list(CLASSES)
     assert len(metrics["confusion"]) == 3 and sum(map(sum, metrics["confusion"])) == 48
     assert (tmp_path / "eval" / "confusion_matrix.png").stat().st_size > 1000
-    assert metrics["top_k"] == 3  # capped at the number of classes
+    assert metrics["top_k"] == 2  # below the number of classes: top-3 of 3 is always 100%
     written = {kind: Path(path) for kind, path in metrics["files"].items()}
     assert written == {
         "metrics": (tmp_path / "eval" / "metrics.json").resolve(),

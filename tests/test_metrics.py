@@ -17,6 +17,7 @@ from foveal.evaluation import (
     plot_confusion_matrix,
     plot_training_curves,
 )
+from foveal.evaluation.metrics import shows_top_k, top_k_for
 
 NAMES3 = ["cat", "dog", "bird"]
 
@@ -41,7 +42,10 @@ def test_hand_checked_three_classes() -> None:
     assert m.support == [4, 3, 3]
     assert m.num_samples == 10
     assert m.top1 == pytest.approx(6 / 10)
-    assert m.top5 == pytest.approx(1.0)  # k = min(5, 3) = 3 covers every class
+    assert m.top_k == 2  # top-3 of 3 classes would be a certain 100%
+    # Second place is a tie of zero logits, which torch gives the lower class: only the two birds
+    # taken for dogs (logits [0, 3, 0]: top 2 = dog, cat) miss.
+    assert m.top5 == pytest.approx(8 / 10)
     # precision = diagonal / column sum: 3/4, 2/5, 1/1
     assert m.precision == pytest.approx([3 / 4, 2 / 5, 1.0])
     # recall = diagonal / row sum: 3/4, 2/3, 1/3
@@ -129,7 +133,7 @@ def test_too_few_class_names_raise() -> None:
 def test_to_dict_is_json_ready_and_table_reads() -> None:
     m = _hand_example()
     data = json.loads(json.dumps(m.to_dict()))
-    assert data["top_k"] == 3
+    assert data["top_k"] == 2
     assert data["per_class"][1] == {
         "name": "dog",
         "precision": m.precision[1],
@@ -139,7 +143,7 @@ def test_to_dict_is_json_ready_and_table_reads() -> None:
     }
     table = m.summary_table()
     assert all(name in table for name in NAMES3)
-    assert "macro avg" in table and "top-1 accuracy" in table and "top-3 accuracy" in table
+    assert "macro avg" in table and "top-1 accuracy" in table and "top-2 accuracy" in table
     assert " 60.00%" in table
 
 
@@ -197,13 +201,14 @@ def test_training_curves_name_the_k_of_top_k(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig) or Path(path))
     results = tmp_path / "results.csv"
     results.write_text("epoch,val_top1,val_top5\n1,0.7,1.0\n2,0.8,1.0\n", encoding="utf-8")
-    plot_training_curves(results, tmp_path / "two.png", top_k=2)  # a 2-class run: top-5 is top-2
+    plot_training_curves(results, tmp_path / "three.png", top_k=2)  # a 3-class run: top-2
+    plot_training_curves(results, tmp_path / "two.png", top_k=None)  # a 2-class run: top-1 alone
     plot_training_curves(results, tmp_path / "many.png")
     legends = [
         [text.get_text() for ax in fig.axes if ax.get_legend() for text in ax.get_legend().get_texts()]
         for fig in figures
     ]
-    assert legends == [["val top-1", "val top-2"], ["val top-1", "val top-5"]]
+    assert legends == [["val top-1", "val top-2"], [], ["val top-1", "val top-5"]]  # one curve: no legend
 
 
 def test_training_curves_missing_columns_and_file(tmp_path: Path) -> None:
@@ -212,3 +217,14 @@ def test_training_curves_missing_columns_and_file(tmp_path: Path) -> None:
     _png_size(plot_training_curves(partial, tmp_path / "partial.png"))
     with pytest.raises(FovealError, match="expected"):
         plot_training_curves(tmp_path / "missing.csv", tmp_path / "x.png")
+
+
+def test_two_classes_show_no_top_k_and_k_stays_below_the_class_count() -> None:
+    """Top-k of k classes is a certain 100%, and top-1 of 2 repeats top-1: neither is shown."""
+    assert [top_k_for(n) for n in (2, 3, 5, 6, 10, 1000)] == [1, 2, 4, 5, 5, 5]
+    assert [shows_top_k(top_k_for(n), n) for n in (2, 3, 10)] == [False, True, True]
+    assert not shows_top_k(3, 3)  # a run saved before: its top-3 of 3 is not shown either
+    two = compute_metrics(_logits_for([0, 1, 1, 0], 2), torch.tensor([0, 1, 0, 0]), ["ant", "bee"])
+    assert not two.shows_top_k
+    table = two.summary_table()
+    assert "top-1 accuracy" in table and "top-2" not in table

@@ -120,10 +120,11 @@ def train(
         result = run_training(settings, quiet=quiet, started=process_start())
     if not world_from_env().is_main:  # under torchrun, rank 0 reports for all
         return
+    metrics = result.metrics
     print(
         f"best val top-1 {result.best_top1:.2%} (epoch {result.best_epoch}), "
-        f"top-{result.metrics.top_k} {result.metrics.top5:.2%}, "
-        f"macro F1 {result.metrics.macro_f1:.3f}; {result.epochs} epochs in {result.seconds:.0f} s; "
+        + (f"top-{metrics.top_k} {metrics.top5:.2%}, " if metrics.shows_top_k else "")
+        + f"macro F1 {result.metrics.macro_f1:.3f}; {result.epochs} epochs in {result.seconds:.0f} s; "
         f"run folder {result.run_dir}"
     )
 

@@ -20,9 +20,16 @@ MAX_TOP_K = 5
 
 
 def top_k_for(num_classes: int) -> int:
-    """The k of the "top-5" figure: 5, or the number of classes when there are fewer (top-5 of 2
-    classes would always be 100%)."""
-    return min(MAX_TOP_K, num_classes)
+    """The k of the "top-5" figure: 5, or one less than the number of classes when there are 5 or
+    fewer, since top-k of k classes is always 100%. A 2-class model gets k = 1, which repeats top-1:
+    `shows_top_k` is False and no top-k figure is printed, drawn or published for it."""
+    return max(1, min(MAX_TOP_K, num_classes - 1))
+
+
+def shows_top_k(top_k: int, num_classes: int) -> bool:
+    """Whether a top-k figure says anything: k above 1 (else it repeats top-1) and below the number
+    of classes (else it is always 100%, as in runs saved before `top_k_for` left one class out)."""
+    return 1 < top_k < num_classes
 
 
 _NAME_WIDTH_CAP = 32  # class-name column width in summary_table; longer names are shortened
@@ -72,8 +79,13 @@ class ClassificationMetrics:
 
     @property
     def top_k(self) -> int:
-        """The k used for `top5`: 5, or the number of classes when there are fewer."""
+        """The k used for `top5`: 5, or one less than the number of classes when there are fewer."""
         return top_k_for(len(self.class_names))
+
+    @property
+    def shows_top_k(self) -> bool:
+        """Whether `top5` is worth showing beside top-1 (not for 2 classes: k = 1)."""
+        return shows_top_k(self.top_k, len(self.class_names))
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (plain floats, ints and lists).
@@ -115,7 +127,8 @@ class ClassificationMetrics:
         )
         lines.append("")
         lines.append(f"top-1 accuracy: {self.top1 * 100:6.2f}%  ({self.num_samples} samples)")
-        lines.append(f"top-{self.top_k} accuracy: {self.top5 * 100:6.2f}%")
+        if self.shows_top_k:
+            lines.append(f"top-{self.top_k} accuracy: {self.top5 * 100:6.2f}%")
         return "\n".join(lines)
 
 

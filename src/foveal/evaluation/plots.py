@@ -74,7 +74,9 @@ def plot_confusion_matrix(
     return save_figure(fig, path)
 
 
-def plot_training_curves(results_csv: str | Path, path: str | Path, *, top_k: int = MAX_TOP_K) -> Path:
+def plot_training_curves(
+    results_csv: str | Path, path: str | Path, *, top_k: int | None = MAX_TOP_K
+) -> Path:
     """Draw training progress from a results.csv as a 2x2 grid and save it as a PNG.
 
     Panels: train/val loss; val top-1 and top-k accuracy in %; learning rate; seconds per epoch. Any
@@ -84,8 +86,8 @@ def plot_training_curves(results_csv: str | Path, path: str | Path, *, top_k: in
         results_csv: the CSV the trainer writes (columns such as epoch, train_loss, val_loss, val_top1,
             val_top5, lr, seconds).
         path: where to write the PNG (parent folders are created).
-        top_k: the k the val_top5 column was measured with (`ClassificationMetrics.top_k`: 5, or the
-            number of classes when there are fewer), so that a 2-class run's legend says top-2.
+        top_k: the k the val_top5 column was measured with (`ClassificationMetrics.top_k`), or None
+            to draw no top-k curve (`shows_top_k`: a 2-class run's would repeat top-1).
 
     Returns:
         The path written.
@@ -101,7 +103,7 @@ def plot_training_curves(results_csv: str | Path, path: str | Path, *, top_k: in
     _draw_panel(
         axes[0][1],
         epochs,
-        {"val top-1": accuracy["val_top1"], f"val top-{top_k}": accuracy["val_top5"]},
+        {"val top-1": accuracy["val_top1"], **({f"val top-{top_k}": accuracy["val_top5"]} if top_k else {})},
         "Validation accuracy",
         "accuracy (%)",
     )

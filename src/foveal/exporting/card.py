@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import yaml
 
+from foveal.evaluation.metrics import shows_top_k
 from foveal.exporting.facts import RunFacts
 from foveal.saved import ModelInfo
 
@@ -29,13 +30,14 @@ def front_matter(name: str, info: ModelInfo, facts: RunFacts, license: str) -> d
     evaluation = facts.evaluation
     if evaluation and evaluation.get("top1") is not None:
         dataset = evaluation.get("data") or facts.data or "held-out images"
+        top_k = evaluation.get("top_k", 5)
         metrics = [
             {"type": "accuracy", "value": round(evaluation["top1"], 4), "name": "top-1 accuracy"},
-            {
-                "type": "accuracy",
-                "value": round(evaluation["top5"], 4),
-                "name": f"top-{evaluation.get('top_k', 5)} accuracy",
-            },
+            *(
+                [{"type": "accuracy", "value": round(evaluation["top5"], 4), "name": f"top-{top_k} accuracy"}]
+                if shows_top_k(top_k, len(info.classes))
+                else []
+            ),
             {"type": "f1", "value": round(evaluation["macro_f1"], 4), "name": "macro F1"},
         ]
         matter["model-index"] = [
@@ -62,12 +64,18 @@ VIEW_WORDS = {
 }
 
 
+def _top_k_words(evaluation: dict, num_classes: int) -> str:
+    """'top-3 97.20%, ', or nothing where the figure says nothing (`shows_top_k`)."""
+    top_k = evaluation.get("top_k", 5)
+    return f"top-{top_k} {evaluation['top5']:.2%}, " if shows_top_k(top_k, num_classes) else ""
+
+
 def body(name: str, info: ModelInfo, facts: RunFacts) -> str:
     config, pre = info.config, info.preprocessing
     views = VIEW_WORDS[pre.test_time_views]
     evaluation = facts.evaluation
     results = (
-        f"Top-1 {evaluation['top1']:.2%}, top-{evaluation.get('top_k', 5)} {evaluation['top5']:.2%}, "
+        f"Top-1 {evaluation['top1']:.2%}, {_top_k_words(evaluation, len(info.classes))}"
         f"macro F1 {evaluation['macro_f1']:.3f} on {evaluation.get('num_samples')} held-out images"
         + ("." if evaluation.get("data") in (None, facts.data) else f" ({evaluation['data']}).")
         if evaluation and evaluation.get("top1") is not None

@@ -81,7 +81,7 @@ def write_report(
         pictures = Path(scratch)
         sections = [
             _data_section(record, data, pictures),
-            _training_section(record, metrics.top_k, pictures),
+            _training_section(record, metrics.top_k if metrics.shows_top_k else None, pictures),
             _evaluation_section(metrics, pictures),
             _calibration_section(calibration(logits, val.labels), pictures),
             _rejection_section(classifier.rejection, evaluation.outputs, val.labels, pictures),
@@ -137,7 +137,7 @@ def _data_section(record: RunRecord, data: DataSplits, pictures: Path) -> str:
     return html.section("Data", *parts)
 
 
-def _training_section(record: RunRecord, top_k: int, pictures: Path) -> str:
+def _training_section(record: RunRecord, top_k: int | None, pictures: Path) -> str:
     if not record.results:
         return html.section("Training", html.paragraph("No epoch was recorded (results.csv is missing)."))
     curves = plot_training_curves(record.run_dir / "results.csv", pictures / "curves.png", top_k=top_k)
@@ -171,10 +171,11 @@ def _evaluation_section(metrics: ClassificationMetrics, pictures: Path) -> str:
             metrics.num_samples,
         ]
     )
+    top_k = [(f"top-{metrics.top_k}", f"{metrics.top5:.2%}")] if metrics.shows_top_k else []
     summary = html.cards(
         [
             ("top-1", f"{metrics.top1:.2%}"),
-            (f"top-{metrics.top_k}", f"{metrics.top5:.2%}"),
+            *top_k,
             ("macro F1", f"{metrics.macro_f1:.3f}"),
             ("held-out images", str(metrics.num_samples)),
         ]

@@ -19,7 +19,7 @@ from foveal.data.preprocess import VIEW_COUNTS
 from foveal.data.randomness import mix
 from foveal.data.sources import DataSplits
 from foveal.errors import FovealError
-from foveal.evaluation.metrics import ClassificationMetrics, top_k_for
+from foveal.evaluation.metrics import ClassificationMetrics, shows_top_k, top_k_for
 from foveal.evaluation.plots import plot_training_curves
 from foveal.evaluation.run import Evaluation, evaluate, save_evaluation
 from foveal.inference import predict_logits, predict_outputs
@@ -165,8 +165,11 @@ def _train(
     progress = trainer.progress
     evaluation = None
     if distributed.is_main():  # the one writer; the others wait for its figures
+        top_k, classes = top_k_for(len(run.data.classes)), len(run.data.classes)
         plot_training_curves(
-            run.run_dir / "results.csv", run.run_dir / "results.png", top_k=top_k_for(len(run.data.classes))
+            run.run_dir / "results.csv",
+            run.run_dir / "results.png",
+            top_k=top_k if shows_top_k(top_k, classes) else None,
         )
         evaluation = _final_evaluation(run, progress.best_epoch, last_epoch=progress.rows[-1]["epoch"])
     evaluation = distributed.from_main(evaluation)  # once a run: logits of every held-out image
@@ -467,11 +470,12 @@ def _validate_and_record(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
         save_model(run.run_dir / "weights" / "best.safetensors", kept, info)
     skipped = progress.epoch_skipped
     of = f"/{config.optim.epochs}" if not config.optim.time_budget else ""
+    top_k = top_k_for(len(run.data.classes))
     say(
         f"epoch {epoch}{of}: loss {row['train_loss']:.4f}, train top-1 {row['train_top1']:.2%}, "
         f"val loss {row['val_loss']:.4f}, val top-1 {row['val_top1']:.2%}, "
-        f"top-{top_k_for(len(run.data.classes))} {row['val_top5']:.2%}, "
-        f"{seconds:.1f} s ({row['images_per_second']:.0f} img/s)"
+        + (f"top-{top_k} {row['val_top5']:.2%}, " if shows_top_k(top_k, len(run.data.classes)) else "")
+        + f"{seconds:.1f} s ({row['images_per_second']:.0f} img/s)"
         + (f", {skipped} non-finite steps skipped" if skipped else ""),
         quiet,
     )
