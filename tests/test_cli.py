@@ -183,3 +183,10 @@ def test_python_predict_accepts_uint8_tensors(trained_run: tuple[Path, Path]) ->
     assert sum(predictions[0].probabilities) <= 1.0 + 1e-6
     with pytest.raises(foveal.FovealError, match="expected a uint8 tensor"):
         classifier.predict(torch.zeros(2, 3, 8, 8))
+
+
+def test_counts_take_the_number_of_their_noun() -> None:
+    from foveal.messages import counted
+
+    assert [counted(n, "epoch") for n in (0, 1, 2)] == ["0 epochs", "1 epoch", "2 epochs"]
+    assert counted(12000, "image") == "12,000 images"

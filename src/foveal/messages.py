@@ -26,3 +26,8 @@ def quieted(quiet: bool) -> Iterator[None]:
         yield
     finally:
         _QUIET.reset(token)
+
+
+def counted(count: int, noun: str) -> str:
+    """'1 epoch', '2 epochs', '12,000 images': a count with its noun in the right number."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"

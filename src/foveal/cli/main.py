@@ -18,6 +18,7 @@ import typer
 from foveal.cli.options import given, with_training_options
 from foveal.cli.output import print_predictions, print_table
 from foveal.errors import FovealError, TrainingInterrupted
+from foveal.messages import counted
 from foveal.serving.settings import ServeSettings
 
 DEFAULT_COMPARE_SECONDS = 600.0  # `foveal compare` without --time or --epochs: 10 minutes a model
@@ -124,7 +125,7 @@ def train(
     print(
         f"best val top-1 {result.best_top1:.2%} (epoch {result.best_epoch}), "
         + (f"top-{metrics.top_k} {metrics.top5:.2%}, " if metrics.shows_top_k else "")
-        + f"macro F1 {result.metrics.macro_f1:.3f}; {result.epochs} epochs in {result.seconds:.0f} s; "
+        + f"macro F1 {metrics.macro_f1:.3f}; {counted(result.epochs, 'epoch')} in {result.seconds:.0f} s; "
         f"run folder {result.run_dir}"
     )
 

@@ -13,6 +13,7 @@ from foveal.data.imageset import ImageSet
 from foveal.data.mapped import DataStorage
 from foveal.data.split import read_manifest, stratified_split
 from foveal.errors import DataError
+from foveal.messages import counted
 
 BUILTINS = tuple(NATIVE_SIZE)
 HELD_OUT_NAMES = ("val", "test")  # root/train beside root/val (or root/test) is a pre-split data set
@@ -181,9 +182,9 @@ def load_evaluation_data(source: str, classes: list[str], img_size: int) -> tupl
                 f"the model's classes {classes} are not those of built-in {source!r} "
                 f"({test.classes}); evaluate it on data with its own classes."
             )
-        return test, f"{source} (built-in), held-out split: {len(test)} images"
+        return test, f"{source} (built-in), held-out split: {counted(len(test), 'image')}"
     root = Path(source)
     held_out = _held_out_folder(root)
     folder = held_out if held_out is not None else root
     images = load_folder_for_classes(folder, classes, img_size)
-    return images, f"{folder}: {len(images)} images"
+    return images, f"{folder}: {counted(len(images), 'image')}"

@@ -26,7 +26,7 @@ from foveal.explanation.faithfulness import faithfulness_rows
 from foveal.explanation.run import explain_images, measure_faithfulness
 from foveal.inference import Outputs
 from foveal.io import atomic_write_text
-from foveal.messages import say
+from foveal.messages import counted, say
 from foveal.rejection import Rejection
 from foveal.reporting import page as html
 from foveal.reporting.calibration import Calibration, calibration
@@ -126,9 +126,8 @@ def _data_section(record: RunRecord, data: DataSplits, pictures: Path) -> str:
     )
     if record.skipped:
         shown = record.skipped[:50]
-        parts.append(
-            html.paragraph(f"{len(record.skipped)} files could not be used and were skipped:", "warn")
-        )
+        said = f"{counted(len(record.skipped), 'file')} could not be used and were skipped:"
+        parts.append(html.paragraph(said, "warn"))
         parts.append(html.table(["file", "reason"], shown))
         if len(record.skipped) > 50:
             parts.append(html.paragraph(f"... and {len(record.skipped) - 50} more (skipped.txt lists all)."))

@@ -197,6 +197,15 @@ def _train(
     return result
 
 
+def epoch_label(run: RunSetup, trainer: _Trainer, epoch: int) -> str:
+    """'epoch 3/20'; under a time budget, of the epochs the plan now fits ('epoch 3/~11'), once the
+    steps have been timed (before that, 'epoch 1')."""
+    if not run.config.optim.time_budget:
+        return f"epoch {epoch}/{run.config.optim.epochs}"
+    planned = trainer.progress.planned_steps
+    return f"epoch {epoch}/~{math.ceil(planned / _steps_per_epoch(run))}" if planned else f"epoch {epoch}"
+
+
 def _build_trainer(run: RunSetup, started: float, clock: Clock) -> _Trainer:
     config = run.config
     steps_per_epoch = _steps_per_epoch(run)
@@ -269,7 +278,7 @@ def _run_epoch(run: RunSetup, trainer: _Trainer, quiet: bool, interrupt: Deferre
         part=(world.rank, world.size),
     )
     loader = epoch_loader(batches, progress.step, config.data.workers, pin_memory=run.device.type == "cuda")
-    bar = EpochBar(loader, len(batches) - progress.step, progress.epoch, config.optim.epochs, quiet)
+    bar = EpochBar(loader, len(batches) - progress.step, epoch_label(run, trainer, progress.epoch), quiet)
     autocast = autocast_for(run.device, config.run.precision)  # resolved by prepare_run
     epoch_clock = last = trainer.clock()
     for images, targets in bar:
@@ -469,10 +478,10 @@ def _validate_and_record(run: RunSetup, trainer: _Trainer, quiet: bool) -> None:
         progress.best_top1, progress.best_epoch = row["val_top1"], epoch
         save_model(run.run_dir / "weights" / "best.safetensors", kept, info)
     skipped = progress.epoch_skipped
-    of = f"/{config.optim.epochs}" if not config.optim.time_budget else ""
     top_k = top_k_for(len(run.data.classes))
     say(
-        f"epoch {epoch}{of}: loss {row['train_loss']:.4f}, train top-1 {row['train_top1']:.2%}, "
+        f"{epoch_label(run, trainer, epoch)}: loss {row['train_loss']:.4f}, "
+        f"train top-1 {row['train_top1']:.2%}, "
         f"val loss {row['val_loss']:.4f}, val top-1 {row['val_top1']:.2%}, "
         + (f"top-{top_k} {row['val_top5']:.2%}, " if shows_top_k(top_k, len(run.data.classes)) else "")
         + f"{seconds:.1f} s ({row['images_per_second']:.0f} img/s)"

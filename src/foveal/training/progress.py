@@ -26,12 +26,11 @@ class EpochBar:
     loss, accuracy, images/s); otherwise a plain line every PLAIN_LINE_EVERY_S seconds, so a log
     shows a long epoch moving; nothing when quiet."""
 
-    def __init__(
-        self, batches: Iterable[T], total: int, epoch: int, epochs: int, quiet: bool = False
-    ) -> None:
+    def __init__(self, batches: Iterable[T], total: int, label: str, quiet: bool = False) -> None:
+        """label: which epoch, e.g. "epoch 3/20" (loop.epoch_label)."""
         self.live = is_terminal() and not quiet
         self.plain = not quiet and not self.live
-        self.batches, self.total, self.epoch, self.epochs = batches, total, epoch, epochs
+        self.batches, self.total, self.label = batches, total, label
         self.bar = None
         self.started = self.last_line = time.monotonic()
         self.steps = self.images = 0
@@ -41,7 +40,7 @@ class EpochBar:
             self.bar = tqdm(
                 batches,
                 total=total,
-                desc=f"epoch {epoch}/{epochs}",
+                desc=label,
                 unit="step",
                 leave=False,
                 dynamic_ncols=True,
@@ -65,7 +64,7 @@ class EpochBar:
             self.last_line = now
             left = (self.total - self.steps) * (now - self.started) / self.steps
             say(
-                f"epoch {self.epoch}/{self.epochs}: step {self.steps}/{self.total}, loss {loss:.3f}, "
+                f"{self.label}: step {self.steps}/{self.total}, loss {loss:.3f}, "
                 f"{rate:,.0f} img/s, about {left:.0f} s left in the epoch"
             )
 

@@ -15,7 +15,7 @@ from foveal.data.preprocess import Preprocessing, channel_stats
 from foveal.data.sources import BUILTINS, DataSplits, default_img_size, load_training_data
 from foveal.errors import FovealError
 from foveal.io import atomic_write_json
-from foveal.messages import quieted
+from foveal.messages import counted, quieted
 from foveal.models import build_model, config_to_dict, model_config
 from foveal.models.whitening import init_from_data
 from foveal.runs import RunRecord, next_run_dir
@@ -151,7 +151,8 @@ def _write_records(run_dir: Path, record: dict, data: DataSplits, quiet: bool) -
         shown = "".join(f"\n  {path}: {reason}" for path, reason in skipped[:20])
         more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
         say(
-            f"skipped {len(skipped)} files that cannot be used (all listed in {run_dir}/skipped.txt):"
+            f"skipped {counted(len(skipped), 'file')} that cannot be used "
+            f"(all listed in {run_dir}/skipped.txt):"
             f"{shown}{more}",
             quiet,
         )
