@@ -59,8 +59,10 @@ def test_the_model_card_carries_hub_metadata_and_the_run_s_results(
     card = (foveal.export(run, tmp_path / "card", license="mit") / "README.md").read_text()
     matter = front_matter(card)
     assert matter["pipeline_tag"] == "image-classification" and matter["library_name"] == "foveal"
-    assert matter["license"] == "mit" and matter["datasets"] and "attention" in matter["tags"]
+    assert matter["license"] == "mit" and "attention" in matter["tags"]
+    assert "datasets" not in matter  # a local folder: the Hub's `datasets` names Hub data sets only
     result = matter["model-index"][0]["results"][0]
+    assert result["dataset"]["type"] == "imagefolder"
     top1 = json.loads((run / "metrics.json").read_text())["top1"]
     assert result["task"]["type"] == "image-classification"
     assert {m["name"]: m["value"] for m in result["metrics"]}["top-1 accuracy"] == round(top1, 4)
@@ -243,3 +245,14 @@ def test_the_bundle_example_preprocesses_as_foveal_does(tmp_path: Path) -> None:
     Image.new("RGB", (1, 51)).save(tmp_path / "thin.png")
     with pytest.raises(ValueError, match="aspect ratio"):
         example.preprocess(str(tmp_path / "thin.png"), pre.to_dict())
+
+
+def test_the_card_names_hub_data_sets_and_never_a_path(trained: tuple[Path, Path]) -> None:
+    from foveal.exporting.card import dataset_type, front_matter
+    from foveal.exporting.facts import RunFacts
+
+    info = foveal.load(trained[0], device="cpu").info
+    assert front_matter("m", info, RunFacts(source="cifar10"), "mit")["datasets"] == ["uoft-cs/cifar10"]
+    assert "datasets" not in front_matter("m", info, RunFacts(source="/home/me/photos"), "mit")
+    assert dataset_type("digits") == "digits"  # built-in, not on the Hub: its own name
+    assert dataset_type("/home/me/photos") == "imagefolder" and dataset_type(None) == "imagefolder"

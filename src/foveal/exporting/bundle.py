@@ -81,6 +81,7 @@ def bundle_config(info: ModelInfo, facts: RunFacts, weights_sha256: str) -> dict
         "weights": {"file": "model.safetensors", "sha256": weights_sha256},
         "training": {
             "data": facts.data,
+            "source": facts.source,
             "train_images": facts.train_images,
             "val_images": facts.val_images,
             "epoch": info.extra.get("epoch"),

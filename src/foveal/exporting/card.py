@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import yaml
 
+from foveal.data.builtin import NATIVE_SIZE
 from foveal.evaluation.metrics import shows_top_k
 from foveal.exporting.facts import RunFacts
 from foveal.saved import ModelInfo
@@ -18,6 +19,18 @@ def model_card(name: str, info: ModelInfo, facts: RunFacts, license: str) -> str
     )
 
 
+# Built-in data sets that have a Hub id; the metadata's `datasets` names Hub data sets, never a path.
+HUB_DATASETS = {"cifar10": "uoft-cs/cifar10"}
+
+
+def dataset_type(source: str | None) -> str:
+    """model-index's dataset `type`: the Hub id, a built-in's name, or "imagefolder" for a folder of
+    class folders (as the Hub's own cards call local image data); never a path on someone's disk."""
+    if source in HUB_DATASETS:
+        return HUB_DATASETS[source]
+    return source if source in NATIVE_SIZE else "imagefolder"  # NATIVE_SIZE: every built-in
+
+
 def front_matter(name: str, info: ModelInfo, facts: RunFacts, license: str) -> dict:
     matter: dict = {
         "pipeline_tag": "image-classification",
@@ -25,8 +38,9 @@ def front_matter(name: str, info: ModelInfo, facts: RunFacts, license: str) -> d
         "license": license,
         "tags": ["foveal", "image-classification", info.config.family],
     }
-    if facts.data:
-        matter["datasets"] = [facts.data]
+    hub_id = HUB_DATASETS.get(facts.source or "")
+    if hub_id:
+        matter["datasets"] = [hub_id]
     evaluation = facts.evaluation
     if evaluation and evaluation.get("top1") is not None:
         dataset = evaluation.get("data") or facts.data or "held-out images"
@@ -46,7 +60,7 @@ def front_matter(name: str, info: ModelInfo, facts: RunFacts, license: str) -> d
                 "results": [
                     {
                         "task": {"type": "image-classification", "name": "Image Classification"},
-                        "dataset": {"name": dataset, "type": facts.data or dataset},
+                        "dataset": {"name": dataset, "type": dataset_type(facts.source)},
                         "metrics": metrics,
                     }
                 ],

@@ -19,6 +19,7 @@ class RunFacts:
     """What the run that made a model says about it, when the model came from a run folder."""
 
     data: str | None = None  # the data set's description, e.g. "digits (built-in): 1437 train, 360 val"
+    source: str | None = None  # what `foveal train` was given: a built-in name or a folder
     train_images: int | None = None
     val_images: int | None = None
     evaluation: dict[str, Any] | None = None  # the run's metrics.json
@@ -38,6 +39,7 @@ def run_facts(given: Path, file: Path) -> RunFacts:
             training = config.get("training") or {}
             return RunFacts(
                 training.get("data"),
+                training.get("source"),
                 training.get("train_images"),
                 training.get("val_images"),
                 config.get("evaluation"),
@@ -50,6 +52,7 @@ def run_facts(given: Path, file: Path) -> RunFacts:
             continue
         return RunFacts(
             record.config.get("data"),
+            (record.config.get("train", {}).get("data") or {}).get("source"),
             record.config.get("train_images"),
             record.config.get("val_images"),
             evaluation,
