@@ -149,6 +149,9 @@ def test_a_budgeted_run_ends_on_time_and_annealed(
     assert len(rows) - 1 == result.epochs > 1  # `epochs` is replaced by the budget
     final_lr, peak = float(rows[-1].split(",")[6]), 1e-3
     assert final_lr < 0.05 * peak  # the cosine schedule reached its end
+    # Named for what it is: the last, annealed epoch, with its figure on every held-out image.
+    assert result.best_epoch == result.epochs
+    assert result.kept_model.startswith(f"final model (epoch {result.epochs}, annealed): val top-1 ")
 
 
 def test_a_budgeted_run_resumes_with_its_plan(

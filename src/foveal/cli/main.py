@@ -123,7 +123,7 @@ def train(
         return
     metrics = result.metrics
     print(
-        f"best val top-1 {result.best_top1:.2%} (epoch {result.best_epoch}), "
+        f"{result.kept_model}, "
         + (f"top-{metrics.top_k} {metrics.top5:.2%}, " if metrics.shows_top_k else "")
         + f"macro F1 {metrics.macro_f1:.3f}; {counted(result.epochs, 'epoch')} in {result.seconds:.0f} s; "
         f"run folder {result.run_dir}"

@@ -144,7 +144,7 @@ def _training_section(record: RunRecord, top_k: int | None, pictures: Path) -> s
     speed = [float(r["images_per_second"]) for r in record.results if r.get("images_per_second")]
     timings = [
         ("epochs", len(record.results)),
-        ("training time", f"{sum(seconds):.1f} s"),
+        ("time in training steps", f"{sum(seconds):.1f} s"),
         ("median train images/s", f"{median(speed):.0f}" if speed else "n/a"),
         ("device", record.config.get("device", "?")),
         ("threads", record.config.get("threads", "?")),

@@ -74,6 +74,17 @@ class TrainResult:
     def metrics(self) -> ClassificationMetrics:
         return self.evaluation.metrics
 
+    @property
+    def kept_model(self) -> str:
+        """What the saved model is, with its figure on every held-out image: under a time budget the
+        final, annealed epoch's (the schedule ends there; the epochs' validations were on a sample),
+        else the epoch with the best validation."""
+        top1 = f"val top-1 {self.best_top1:.2%}"
+        images = f"on {self.metrics.num_samples:,} held-out images"
+        if self.config.optim.time_budget:
+            return f"final model (epoch {self.best_epoch}, annealed): {top1} {images}"
+        return f"best {top1} (epoch {self.best_epoch}) {images}"
+
 
 @dataclass
 class _Trainer:
@@ -190,7 +201,8 @@ def _train(
         data=run.data,
     )
     say(
-        f"done in {seconds:.0f} s: best val top-1 {result.best_top1:.2%} at epoch {result.best_epoch}, "
+        f"done in {seconds:.0f} s (data {run.data_seconds:.0f} s, training steps {train_seconds:.0f} s; "
+        f"the rest start-up, validation and the final evaluation): {result.kept_model}, "
         f"{result.train_images_per_second:.0f} train images/s. Saved {run.run_dir}/weights/best.safetensors",
         quiet,
     )
