@@ -23,8 +23,8 @@ import foveal
 from foveal.data.sources import load_evaluation_data
 from foveal.explanation import explain_images, measure_faithfulness
 from foveal.explanation.faithfulness import faithfulness_table
-from foveal.explanation.maps import available_methods
 from foveal.explanation.render import render_method_comparison
+from foveal.models.maps import available_methods
 
 
 def evenly_spaced(count: int, total: int, offset: float = 0.0) -> torch.Tensor:

@@ -25,7 +25,7 @@ from common import load_average, save
 import foveal
 from foveal.config import parse_duration
 from foveal.data.sources import load_evaluation_data
-from foveal.inference import view_logits
+from foveal.predictor.inference import view_logits
 
 
 def latency(classifier, bundle: Path, images: torch.Tensor, repeats: int) -> dict:

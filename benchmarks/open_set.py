@@ -3,7 +3,7 @@
     python benchmarks/open_set.py ../shared/data/cifar10 --time 5m
     python benchmarks/open_set.py ../shared/data/cifar10 --quick      # CI: small data, seconds
 
-Two cases, each a real `foveal.train` run whose calibrated threshold (foveal/rejection.py) is used
+Two cases, each a real `foveal.train` run whose calibrated threshold (foveal/predictor/rejection.py) is used
 as saved:
   (a) other images: the digits model (built-in digits, its default recipe) against CIFAR-10 test
       images. In-distribution: its held-out digits (the images the threshold was calibrated on).
@@ -12,7 +12,7 @@ as saved:
       In-distribution: the 6 classes' test images, which the run never saw.
 For each score, the AUROC of telling in from out (1.0: perfect, 0.5: chance), and at a threshold
 that rejects 5% of the held-out calibration images: the share of in-distribution images rejected
-(FRR) and of out-of-distribution images accepted (FAR). Scores (foveal/rejection.py): mahalanobis
+(FRR) and of out-of-distribution images accepted (FAR). Scores (foveal/predictor/rejection.py): mahalanobis
 on the pooled features (the default: the run's own saved threshold and statistics), msp and energy
 from the logits (calibrated here with `rejection.calibrate` on the same held-out images).
 """
@@ -32,7 +32,7 @@ from torchmetrics.functional.classification import binary_auroc
 import foveal
 from foveal.config import parse_duration
 from foveal.data.files import collect_images, decode_paths
-from foveal.rejection import SCORES, calibrate
+from foveal.predictor.rejection import SCORES, calibrate
 from foveal.runs import RunRecord
 
 KNOWN_CLASSES = 6  # case (b): the first six CIFAR-10 classes by name are known, the other four are not

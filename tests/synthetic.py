@@ -60,8 +60,8 @@ def tiny_run(
 
 def with_threshold(model: Path, out: Path, threshold: float) -> Path:
     """A copy of saved `model` (a run folder or .safetensors) at `out` whose open-set threshold is
-    `threshold` (foveal/rejection.py): to make a test's images fall on a chosen side of it."""
-    from foveal.saved import load_model, resolve_model_path, save_model
+    `threshold` (foveal/predictor/rejection.py): to make a test's images fall on a chosen side of it."""
+    from foveal.predictor.saved import load_model, resolve_model_path, save_model
 
     loaded, info = load_model(resolve_model_path(model))
     info.extra["rejection"] = {**info.extra["rejection"], "threshold": threshold}

@@ -91,7 +91,7 @@ def test_ema_weights_are_what_is_saved_and_checkpointed(class_folder: Path, tiny
 def test_test_time_flip_averages_an_image_with_its_mirror() -> None:
     from foveal import create_model
     from foveal.data.preprocess import Preprocessing
-    from foveal.inference import predict_logits
+    from foveal.predictor.inference import predict_logits
 
     torch.manual_seed(0)
     model = create_model("foveal-nano", img_size=16)

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from synthetic import make_class_folder
 from test_budget import StepClock, budgeted_run, stopped_under_final_plan
 
-from foveal.saved import load_model
+from foveal.predictor.saved import load_model
 from foveal.training import speed, train
 from foveal.training.state import list_checkpoints, load_checkpoint
 

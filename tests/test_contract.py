@@ -10,15 +10,16 @@ import pytest
 import torch
 
 import foveal
-from foveal.classifier import Classifier
 from foveal.data.imageset import ImageSet
 from foveal.data.preprocess import Preprocessing
 from foveal.evaluation.run import evaluate, save_evaluation
-from foveal.explanation.maps import METHODS, available_methods
-from foveal.inference import view_logits
 from foveal.models import model_config
+from foveal.models.maps import METHODS, available_methods
 from foveal.models.output import Features, ModelOutput
-from foveal.saved import ModelInfo, load_model, save_model
+from foveal.predictor.classifier import Classifier
+from foveal.predictor.inference import view_logits
+from foveal.predictor.network import TorchNetwork
+from foveal.predictor.saved import ModelInfo, load_model, save_model
 
 ALL_MODELS = foveal.list_models()
 EXPECTED_METHODS = {
@@ -89,7 +90,7 @@ def small_classifier(family: str, views: str, tmp_path: Path) -> Classifier:
         tmp_path / f"{family}-{views}.safetensors", model, ModelInfo(config, ["a", "b", "c"], preprocessing)
     )
     loaded, info = load_model(path)
-    return Classifier(loaded, info, torch.device("cpu"))
+    return Classifier(TorchNetwork(loaded), info, torch.device("cpu"))
 
 
 @pytest.mark.parametrize("views", ["none", "flip", "flip-shift"])
@@ -107,7 +108,7 @@ def test_explain_shows_what_predict_gives(family: str, views: str, tmp_path: Pat
     methods = available_methods(classifier.model)
     assert methods == EXPECTED_METHODS[family]
     for method in methods:
-        explanations = classifier.explain(images, method=method, top_k=3)
+        explanations = foveal.explain(classifier, images, method=method, top_k=3)
         for explanation, prediction in zip(explanations, predictions, strict=True):
             assert explanation.labels == prediction.labels
             assert explanation.probabilities == pytest.approx(prediction.probabilities, abs=2e-6)

@@ -15,8 +15,8 @@ from torch import nn
 import foveal
 from foveal.explanation import ExplainError, compute_maps, rollout
 from foveal.explanation.faithfulness import area_under, faithfulness_table, probability_curves
-from foveal.explanation.maps import to_grid
 from foveal.explanation.pixels import upsample
+from foveal.models.maps import to_grid
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_explaining_does_not_change_predictions(trained: tuple[Path, Path]) -> N
     files = sorted(data.rglob("*.png"))[:6]
     before = classifier.probabilities(files)
     for method in ("pool", "rollout", "grad-rollout", "gradcam"):
-        explanations = classifier.explain(files, method=method, top_k=3)
+        explanations = foveal.explain(classifier, files, method=method, top_k=3)
         assert len(explanations) == len(files)
         for e, probs in zip(explanations, before):
             # The explicit attention path gives the fused path's probabilities.
@@ -99,7 +99,7 @@ def test_explaining_does_not_change_predictions(trained: tuple[Path, Path]) -> N
 def test_pool_maps_are_the_pooling_weights_and_sum_to_one(trained: tuple[Path, Path]) -> None:
     run, data = trained
     classifier = foveal.load(run, device="cpu")
-    explanation = classifier.explain(sorted(data.rglob("*.png"))[:1], method="pool")[0]
+    explanation = foveal.explain(classifier, sorted(data.rglob("*.png"))[:1], method="pool")[0]
     h, w = explanation.grid
     assert len(explanation.token_map) == h and len(explanation.token_map[0]) == w
     assert abs(sum(map(sum, explanation.token_map)) - 1.0) < 1e-4
@@ -109,7 +109,7 @@ def test_grad_rollout_depends_on_the_class_explained(trained: tuple[Path, Path])
     run, data = trained
     classifier = foveal.load(run, device="cpu")
     file = sorted(data.rglob("*.png"))[:1]
-    maps = [classifier.explain(file, method="grad-rollout", target=c)[0] for c in classifier.classes]
+    maps = [foveal.explain(classifier, file, method="grad-rollout", target=c)[0] for c in classifier.classes]
     assert [m.target for m in maps] == classifier.classes
     assert maps[0].token_map != maps[1].token_map or maps[1].token_map != maps[2].token_map
 

@@ -14,7 +14,7 @@ from clirun import foveal_cli
 
 import foveal.training.loop as loop
 from foveal.errors import FovealError, ModelFileError
-from foveal.saved import load_model
+from foveal.predictor.saved import load_model
 from foveal.training import train
 from foveal.training.loop import TrainingDiverged
 from foveal.training.state import list_checkpoints, load_checkpoint

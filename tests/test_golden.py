@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 import foveal
-from foveal.inference import predict_logits
-from foveal.saved import load_model
+from foveal.predictor.inference import predict_logits
+from foveal.predictor.saved import load_model
 
 GOLDEN = Path(__file__).parent / "golden"
 V1 = load_file(str(GOLDEN / "v1-expected.safetensors"))  # written by Foveal 0.1.0 (make_v1_models.py)

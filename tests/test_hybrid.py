@@ -13,11 +13,11 @@ from test_whitening import correlated_images
 import foveal
 from foveal.data.preprocess import Preprocessing
 from foveal.errors import ConfigError
-from foveal.explanation.maps import METHODS, ExplainError, available_methods, compute_maps
 from foveal.models import HybridConfig, build_model, config_from_dict, config_to_dict, model_config
+from foveal.models.maps import METHODS, ExplainError, available_methods, compute_maps
 from foveal.models.whitening import init_from_data
+from foveal.predictor.saved import ModelInfo, load_model, save_model
 from foveal.runtime import to_fast_layout
-from foveal.saved import ModelInfo, load_model, save_model
 
 
 def tiny_hybrid(**overrides: object) -> torch.nn.Module:

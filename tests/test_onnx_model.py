@@ -62,6 +62,22 @@ def test_explain_on_model_onnx_draws_the_pytorch_maps(
     assert json.loads(next((tmp_path / "x").glob("*.json")).read_text())["method"] == "rollout"
 
 
+def test_faithfulness_of_model_onnx_is_the_pytorch_models(exported: tuple[Path, Path, Path]) -> None:
+    """The curves re-run the network on altered images: onnxruntime's answers are PyTorch's."""
+    from foveal.data.files import decode_paths
+    from foveal.explanation.run import measure_faithfulness
+
+    run, data, bundle = exported
+    torch_model, onnx_model = foveal.load(run, device="cpu"), foveal.load(bundle / "model.onnx")
+    images, _, _ = decode_paths(sorted(data.rglob("*.png"))[:8], torch_model.preprocessing.img_size)
+    expected = measure_faithfulness(torch_model, images, ["pool", "rollout"], steps=4)
+    got = measure_faithfulness(onnx_model, images, ["pool", "rollout"], steps=4)
+    assert [s.method for s in got] == [s.method for s in expected] == ["pool", "rollout", "random"]
+    for e, g in zip(expected, got, strict=True):
+        assert g.deletion_auc == pytest.approx(e.deletion_auc, abs=1e-4)
+        assert g.insertion_auc == pytest.approx(e.insertion_auc, abs=1e-4)
+
+
 def test_what_model_onnx_cannot_show_is_said_in_one_line(
     exported: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
@@ -71,7 +87,6 @@ def test_what_model_onnx_cannot_show_is_said_in_one_line(
     for args, words in (
         (["explain", model, image, "--method", "gradcam"], "its maps: pool, rollout"),
         (["explain", model, image, "--method", "rollout", "--head-fusion", "max"], "head-fusion mean"),
-        (["explain", model, str(data), "--faithfulness"], "model.safetensors"),
     ):
         done = foveal_cli(*args)
         assert done.returncode == 1 and words in done.stderr, (args, done.stderr)
@@ -116,13 +131,14 @@ def test_int8_that_loses_too_much_is_refused_with_its_figures(
 ) -> None:
     """The real accuracy check, given an "INT8" model that is really an untrained network."""
     import foveal.exporting.to_onnx as to_onnx
-    from foveal.classifier import Classifier
     from foveal.exporting.graph import output_names
+    from foveal.predictor.classifier import Classifier
+    from foveal.predictor.network import TorchNetwork
 
     run, data, _ = exported
     trained = foveal.load(run, device="cpu")
     untrained = foveal.create_model("foveal-tiny", num_classes=3, img_size=16).eval()
-    broken = Classifier(untrained, trained.info, torch.device("cpu"))
+    broken = Classifier(TorchNetwork(untrained), trained.info, torch.device("cpu"))
 
     def quantize_badly(source: Path, destination: Path) -> Path:
         return to_onnx.write_onnx(broken, destination, output_names(broken))
@@ -152,7 +168,7 @@ def test_onnxruntime_runs_on_as_many_threads_as_pytorch(exported: tuple[Path, Pa
     try:
         for threads in (1, 2):
             torch.set_num_threads(threads)
-            session = foveal.load(bundle / "model.onnx").model.session
+            session = foveal.load(bundle / "model.onnx").network.session
             assert session.get_session_options().intra_op_num_threads == threads
     finally:
         torch.set_num_threads(before)

@@ -1,4 +1,4 @@
-"""Open-set rejection (foveal/rejection.py): the threshold's arithmetic, and "unknown" carried from a
+"""Open-set rejection (predictor/rejection.py): the threshold's arithmetic, and "unknown" carried from a
 run's calibration through the saved model to predict, evaluate and the report."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from synthetic import tiny_run, with_threshold
 
 import foveal
 from foveal.errors import FovealError, ModelFileError
-from foveal.inference import Outputs
-from foveal.rejection import SCORES, Rejection, calibrate, familiarity
-from foveal.saved import load_model, save_model
+from foveal.predictor.inference import Outputs
+from foveal.predictor.rejection import SCORES, Rejection, calibrate, familiarity
+from foveal.predictor.saved import load_model, save_model
 
 
 def _clusters(n: int, seed: int, spread: float = 1.0) -> tuple[Outputs, torch.Tensor]:

@@ -15,9 +15,9 @@ from safetensors.torch import load_file
 import foveal
 from foveal.data.preprocess import Preprocessing
 from foveal.errors import ConfigError, ModelFileError
+from foveal.predictor.saved import ModelInfo, load_model, save_model
 from foveal.runs import RunRecord
 from foveal.runtime import resolve_precision, to_fast_layout
-from foveal.saved import ModelInfo, load_model, save_model
 from foveal.training import make_train_config, train, train_step
 
 

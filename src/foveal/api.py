@@ -11,19 +11,19 @@ from typing import Any, Literal
 
 import torch
 
-from foveal.classifier import Classifier, load
 from foveal.data.imageset import ImageSet
 from foveal.data.sources import load_evaluation_data
 from foveal.errors import ConfigError
 from foveal.evaluation.run import Evaluation, save_evaluation
 from foveal.evaluation.run import evaluate as evaluate_images
 from foveal.explanation.result import Explanation
-from foveal.explanation.run import save_explanations
+from foveal.explanation.run import explain_inputs, save_explanations
 from foveal.exporting import add_to_bundle_config, write_bundle
 from foveal.exporting.graph import check_maps
 from foveal.exporting.quantize import MAX_ACCURACY_DROP
 from foveal.exporting.to_onnx import export_onnx
-from foveal.rejection import RejectionCount
+from foveal.predictor.classifier import Classifier, load
+from foveal.predictor.rejection import RejectionCount
 from foveal.reporting import write_report
 from foveal.runs import RunRecord
 from foveal.training import TrainConfig, TrainResult
@@ -104,7 +104,7 @@ def evaluate(
         preprocessing = preprocessing.with_views("flip" if flip else "none")
     images, description = load_evaluation_data(data, classifier.classes, preprocessing.img_size)
     evaluation = evaluate_images(
-        classifier.model,
+        classifier.network,
         images,
         preprocessing,
         device=classifier.device,
@@ -144,8 +144,14 @@ def explain(
         FovealError: a method the model cannot use, an unknown class, or no decodable image.
     """
     classifier = model if isinstance(model, Classifier) else load(model, device)
-    explanations = classifier.explain(
-        images, method, target=target, top_k=top_k, head_fusion=head_fusion, discard_ratio=discard_ratio
+    explanations, _ = explain_inputs(
+        classifier,
+        images,
+        method=method,
+        target=target,
+        top_k=top_k,
+        head_fusion=head_fusion,
+        discard_ratio=discard_ratio,
     )
     if out is not None:
         save_explanations(explanations, out)

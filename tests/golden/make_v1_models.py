@@ -12,11 +12,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from foveal.classifier import Classifier
 from foveal.data.preprocess import Preprocessing
-from foveal.inference import predict_logits
 from foveal.models import build_model, model_config
-from foveal.saved import ModelInfo, load_model, save_model
+from foveal.predictor.classifier import Classifier
+from foveal.predictor.inference import predict_logits
+from foveal.predictor.network import TorchNetwork
+from foveal.predictor.saved import ModelInfo, load_model, save_model
 
 HERE = Path(__file__).parent
 CLASSES = ["circle", "square", "triangle"]
@@ -49,7 +50,7 @@ def main() -> None:
             HERE / f"{stem}.safetensors", model, ModelInfo(config, CLASSES, preprocessing, extra)
         )
         loaded, info = load_model(path)
-        classifier = Classifier(loaded, info, torch.device("cpu"))
+        classifier = Classifier(TorchNetwork(loaded), info, torch.device("cpu"))
         expected[f"{stem}.probabilities"] = classifier.probabilities(inputs)
         expected[f"{stem}.logits"] = predict_logits(
             loaded, inputs, info.preprocessing, flip=info.test_time_flip

@@ -13,9 +13,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from foveal.data.preprocess import Preprocessing
-from foveal.inference import predict_logits
 from foveal.models import build_model, model_config
-from foveal.saved import ModelInfo, load_model, save_model
+from foveal.predictor.inference import predict_logits
+from foveal.predictor.saved import ModelInfo, load_model, save_model
 
 HERE = Path(__file__).parent
 

@@ -194,8 +194,8 @@ def predict(
 ) -> None:
     """Predict the top-k labels, with probabilities, of each image; "unknown" for an image unlike
     every class the model knows."""
-    from foveal.classifier import load, predict_files
     from foveal.data.files import collect_images
+    from foveal.predictor.classifier import load, predict_files
 
     if format not in ("table", "json", "csv"):
         raise FovealError(f"--format must be table, json or csv, got {format!r}")
@@ -252,8 +252,8 @@ def explain(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
 ) -> None:
     """Show where the model looks: a heatmap per image (PNG + JSON), a contact sheet for several."""
-    from foveal.classifier import load
     from foveal.explanation.run import explain_inputs, save_explanations
+    from foveal.predictor.classifier import load
     from foveal.runs import next_run_dir
 
     if top_k < 1:

@@ -8,8 +8,8 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # only a type here: importing it would load torch before every command
-    from foveal.classifier import Prediction
-    from foveal.rejection import Rejection
+    from foveal.predictor.classifier import Prediction
+    from foveal.predictor.rejection import Rejection
 
 
 def print_table(header: list[str], rows: list[list[str]]) -> None:

@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 
 from foveal.api import train
-from foveal.classifier import load
 from foveal.compare.measure import gflops_per_image, latency_ms, parameter_count
 from foveal.config import TrainConfig
 from foveal.data.sources import BUILTINS
@@ -26,6 +25,7 @@ from foveal.errors import ConfigError, DataError, FovealError, suggest
 from foveal.io import atomic_write_json, atomic_write_text
 from foveal.messages import say
 from foveal.models import list_models
+from foveal.predictor.classifier import load
 from foveal.reporting import write_report
 from foveal.reporting.comparison import markdown_table
 from foveal.runs import RunRecord, next_run_dir

@@ -74,9 +74,7 @@ def plot_confusion_matrix(
     return save_figure(fig, path)
 
 
-def plot_training_curves(
-    results_csv: str | Path, path: str | Path, *, top_k: int | None = MAX_TOP_K
-) -> Path:
+def plot_training_curves(results_csv: str | Path, path: str | Path, *, top_k: int | None = MAX_TOP_K) -> Path:
     """Draw training progress from a results.csv as a 2x2 grid and save it as a PNG.
 
     Panels: train/val loss; val top-1 and top-k accuracy in %; learning rate; seconds per epoch. Any

@@ -17,9 +17,9 @@ from foveal.data.imageset import ImageSet
 from foveal.data.preprocess import Preprocessing
 from foveal.evaluation.metrics import ClassificationMetrics, compute_metrics
 from foveal.evaluation.plots import plot_confusion_matrix
-from foveal.inference import Outputs, mean_loss, predict_outputs
 from foveal.io import atomic_write_json
-from foveal.rejection import RejectionCount
+from foveal.predictor.inference import Outputs, mean_loss, predict_outputs
+from foveal.predictor.rejection import RejectionCount
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """Where a model looks: attention maps, Grad-CAM, and how faithful each is."""
 
-from foveal.explanation.maps import METHODS, ExplainError, TokenMaps, compute_maps, rollout
 from foveal.explanation.result import Explanation
 from foveal.explanation.run import explain_images, explain_inputs, measure_faithfulness, save_explanations
+from foveal.models.maps import METHODS, ExplainError, TokenMaps, compute_maps, rollout
 
 __all__ = [
     "METHODS",

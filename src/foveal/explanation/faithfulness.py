@@ -21,9 +21,9 @@ from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
 from foveal.data.preprocess import TestTimeViews
-from foveal.explanation.maps import compute_maps
 from foveal.explanation.pixels import upsample
-from foveal.inference import view_logits
+from foveal.predictor.inference import view_logits
+from foveal.predictor.network import Network
 
 DELETION_FILLS: tuple[str, ...] = ("mean", "blur")
 
@@ -103,7 +103,7 @@ def area_under(curves: torch.Tensor) -> torch.Tensor:
 
 
 def faithfulness(
-    model: nn.Module,
+    network: Network,
     images: torch.Tensor,
     methods: list[str],
     *,
@@ -120,7 +120,7 @@ def faithfulness(
     same token grid as the first method's maps and are upsampled the same way. `deletion_fill` is
     "mean" or "blur" (see `probability_curves`).
     """
-    model.eval()
+    network.eval()
     H, W = images.shape[-2:]
     generator = torch.Generator().manual_seed(seed)
     curves: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -130,14 +130,15 @@ def faithfulness(
         for start in range(0, images.shape[0], batch_size):
             batch = images[start : start + batch_size]
             with torch.no_grad():
-                targets = view_logits(model, batch, views).argmax(dim=1)
+                targets = view_logits(network, batch, views).argmax(dim=1)
             if method == "random":
                 maps = torch.rand((batch.shape[0], *grid), generator=generator).to(batch.device)
             else:
-                maps = compute_maps(model, batch, method, targets).maps
+                maps = network.token_maps(batch, method, targets).maps
                 grid = tuple(maps.shape[-2:])
+            pixel_maps = upsample(maps, (H, W))
             d, i = probability_curves(
-                model, batch, upsample(maps, (H, W)), targets, steps, deletion_fill=deletion_fill, views=views
+                network, batch, pixel_maps, targets, steps, deletion_fill=deletion_fill, views=views
             )
             deletion.append(d)
             insertion.append(i)

@@ -4,7 +4,8 @@ classifier = foveal.load("runs/train")
 for e in classifier.explain(["cat.jpg"], method="rollout"):
     print(e.source, e.labels[0], e.grid)
 
-`classifier` below is a `foveal.Classifier` (its model, info, device and classes are read).
+`classifier` below is a loaded `foveal.Classifier` (predictor/classifier.py): its network, info,
+device and classes are read, whether PyTorch or onnxruntime runs it.
 """
 
 from __future__ import annotations
@@ -18,14 +19,13 @@ import torch
 from foveal.data.files import check_image_tensor, collect_images, decode_paths
 from foveal.errors import ConfigError, suggest
 from foveal.explanation.faithfulness import CurveScores, faithfulness
-from foveal.explanation.maps import available_methods
 from foveal.explanation.pixels import normalise, upsample
 from foveal.explanation.render import render_contact_sheet, render_explanation
 from foveal.explanation.result import Explanation
-from foveal.inference import predict_logits
 from foveal.io import atomic_write_json
 from foveal.messages import say
-from foveal.models.contract import FovealModel
+from foveal.predictor.classifier import Classifier
+from foveal.predictor.inference import predict_logits
 
 
 def default_method(methods: Sequence[str]) -> str:
@@ -52,7 +52,7 @@ def class_index(target: str | int | None, classes: list[str]) -> int | None:
 
 
 def explain_images(
-    classifier,
+    classifier: Classifier,
     images: torch.Tensor,
     sources: Sequence[str],
     *,
@@ -72,18 +72,19 @@ def explain_images(
     test-time views), so they are exactly what `predict` gives; the maps take their own explicit
     pass and explain the class shown (or `target`). The model's weights and mode are untouched.
     """
-    model, info = classifier.model, classifier.info
+    network, info = classifier.network, classifier.info
     method = method or default_method(classifier.methods)
     index = class_index(target, info.classes)
-    was_training = model.training
+    was_training = network.training
     out: list[Explanation] = []
     try:
         for start in range(0, images.shape[0], batch_size):
             batch = images[start : start + batch_size]
-            probs = predict_logits(model, batch, info.preprocessing, device=classifier.device).softmax(dim=1)
+            logits = predict_logits(network, batch, info.preprocessing, device=classifier.device)
+            probs = logits.softmax(dim=1)
             targets = probs.argmax(dim=1) if index is None else torch.full((batch.shape[0],), index)
             normalized = info.preprocessing.normalize(batch.to(classifier.device))
-            maps = classifier.token_maps(
+            maps = network.token_maps(
                 normalized, method, targets, head_fusion=head_fusion, discard_ratio=discard_ratio
             ).maps.cpu()
             pixels = normalise(upsample(maps, tuple(batch.shape[-2:]))).numpy()
@@ -107,7 +108,7 @@ def explain_images(
             if images.shape[0] > batch_size:
                 say(f"explain: {len(out):,} of {images.shape[0]:,} images ({method})", quiet)
     finally:
-        model.train(was_training)
+        network.train(was_training)
     return out
 
 
@@ -135,7 +136,7 @@ def true_labels_of(files: Sequence[Path], classes: list[str]) -> list[str | None
 
 
 def measure_faithfulness(
-    classifier,
+    classifier: Classifier,
     images: torch.Tensor,
     methods: Sequence[str] | None = None,
     *,
@@ -147,21 +148,16 @@ def measure_faithfulness(
     """Deletion/insertion scores of `methods` (default: every method the model supports) and of
     random maps, on uint8 images (N, 3, S, S); deleted pixels take the mean colour or a blur.
     Unless `quiet`, says on stderr what it measures before it starts."""
-    model, preprocessing = classifier.model, classifier.info.preprocessing
-    if not isinstance(model, FovealModel):  # e.g. an ONNX model run by onnxruntime
-        raise ConfigError(
-            "faithfulness curves re-run the model on altered images through PyTorch; measure them "
-            "on the bundle's model.safetensors rather than an ONNX file."
-        )
+    network, preprocessing = classifier.network, classifier.info.preprocessing
     if methods is None:
-        methods = available_methods(model)
+        methods = network.methods
     say(f"faithfulness: deletion and insertion curves of {', '.join(methods)} and random maps on "
         f"{images.shape[0]} images", quiet)  # fmt: skip
     normalized = preprocessing.normalize(images.to(classifier.device))
-    was_training = model.training
+    was_training = network.training
     try:
         return faithfulness(
-            model,
+            network,
             normalized,
             list(methods),
             steps=steps,
@@ -170,11 +166,11 @@ def measure_faithfulness(
             views=preprocessing.test_time_views,
         )
     finally:
-        model.train(was_training)
+        network.train(was_training)
 
 
 def explain_inputs(
-    classifier, images: Sequence[str | Path] | str | Path | torch.Tensor, **options
+    classifier: Classifier, images: Sequence[str | Path] | str | Path | torch.Tensor, **options
 ) -> tuple[list[Explanation], list[tuple[str, str]]]:
     """Explanations of image files and folders (searched recursively; true labels from their class
     folders) or of a uint8 tensor (N, 3, S, S), and (path, reason) of the files skipped.

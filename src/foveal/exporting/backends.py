@@ -17,14 +17,14 @@ from typing import Literal
 import torch
 from torch import nn
 
-from foveal.classifier import Classifier
 from foveal.data.preprocess import TestTimeViews
 from foveal.errors import FovealError
 from foveal.exporting.graph import output_names, require
 from foveal.exporting.quantize import quantize_int8
 from foveal.exporting.to_onnx import write_onnx
-from foveal.inference import view_logits
-from foveal.onnx_model import INPUT, cpu_session
+from foveal.predictor.classifier import Classifier
+from foveal.predictor.inference import view_logits
+from foveal.predictor.onnx_network import INPUT, cpu_session
 
 BackendName = Literal["eager", "compile", "onnx-fp32", "onnx-int8"]
 NOT_INSTALLED = "not installed: pip install 'foveal[export]'"

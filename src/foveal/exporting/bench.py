@@ -27,7 +27,6 @@ from typing import Any
 
 import torch
 
-from foveal.classifier import Classifier, load
 from foveal.data.decode import decode_image
 from foveal.data.preprocess import Preprocessing
 from foveal.errors import ConfigError, FovealError
@@ -36,8 +35,9 @@ from foveal.exporting.bench_images import BenchImages, bench_images
 from foveal.exporting.timing import SETTLE_SECONDS, summarize, time_interleaved
 from foveal.io import atomic_write_json
 from foveal.machine import library_versions, load_average, machine
+from foveal.predictor.classifier import Classifier, load
+from foveal.predictor.saved import resolve_model_path
 from foveal.runtime import set_threads
-from foveal.saved import resolve_model_path
 
 BENCH_FORMAT = "foveal.bench/1"
 
@@ -102,7 +102,7 @@ def bench_model(
             "torch_inter_op": torch.get_num_interop_threads(),
             "onnxruntime_intra_op": threads,
             "onnxruntime_inter_op": 1,
-            "onnxruntime_spinning": False,  # see onnx_model.session_options
+            "onnxruntime_spinning": False,  # see predictor.onnx_network.session_options
             "pause_between_calls_ms": SETTLE_SECONDS * 1e3,
         },
         "images": {

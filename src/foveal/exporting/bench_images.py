@@ -19,8 +19,8 @@ from foveal.data.files import collect_images, decode_paths
 from foveal.data.sources import BUILTINS, HELD_OUT_NAMES
 from foveal.data.split import read_manifest
 from foveal.errors import FovealError
+from foveal.predictor.saved import resolve_model_path
 from foveal.runs import RunRecord
-from foveal.saved import resolve_model_path
 
 MAX_FILES = 64  # evenly spaced: enough to vary the input, few enough to decode up front in a second
 SYNTHETIC_FILES = 8

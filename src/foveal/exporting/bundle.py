@@ -23,7 +23,7 @@ from foveal.exporting.card import model_card
 from foveal.exporting.facts import BUNDLE_FORMAT, RunFacts, run_facts
 from foveal.io import atomic_write, atomic_write_json, atomic_write_text
 from foveal.models import config_to_dict
-from foveal.saved import ModelInfo, load_model, resolve_model_path
+from foveal.predictor.saved import ModelInfo, load_model, resolve_model_path
 
 
 def write_bundle(
@@ -75,7 +75,7 @@ def bundle_config(info: ModelInfo, facts: RunFacts, weights_sha256: str) -> dict
         "id2label": {str(i): label for i, label in enumerate(info.classes)},
         "label2id": {label: i for i, label in enumerate(info.classes)},
         "preprocessing": info.preprocessing.to_dict(),
-        # the open-set threshold (foveal/rejection.py); None for older models. The mahalanobis score's
+        # the open-set threshold (predictor/rejection.py); None for older models. The mahalanobis score's
         # class means and covariance are in the model files (model.onnx's metadata "rejection").
         "rejection": None if info.rejection is None else info.rejection.summary(),
         "weights": {"file": "model.safetensors", "sha256": weights_sha256},

@@ -8,7 +8,7 @@ import yaml
 from foveal.data.builtin import NATIVE_SIZE
 from foveal.evaluation.metrics import shows_top_k
 from foveal.exporting.facts import RunFacts
-from foveal.saved import ModelInfo
+from foveal.predictor.saved import ModelInfo
 
 
 def model_card(name: str, info: ModelInfo, facts: RunFacts, license: str) -> str:

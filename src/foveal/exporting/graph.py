@@ -1,5 +1,5 @@
 """The computation an exported model holds: Foveal's logits over the test-time views, the pooled
-features the open-set familiarity score reads (foveal/rejection.py), the attention-pooling weights
+features the open-set familiarity score reads (foveal/predictor/rejection.py), the attention-pooling weights
 that let a deployed model draw its heatmap, and on request the attention-rollout map."""
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from types import ModuleType
 import torch
 from torch import nn
 
-from foveal.classifier import Classifier
 from foveal.data.preprocess import TestTimeViews
 from foveal.errors import ConfigError, FovealError
-from foveal.explanation.maps import available_methods, read_out, rollout
-from foveal.inference import view_logits
-from foveal.onnx_model import MAP_OUTPUTS
+from foveal.models.maps import available_methods, read_out, rollout
+from foveal.predictor.classifier import Classifier
+from foveal.predictor.inference import view_logits
+from foveal.predictor.onnx_network import MAP_OUTPUTS
 
 BASE_OUTPUTS = ("logits", "pooled", "pool_weights")  # every graph's first outputs (pool_weights: if it pools)
 EXPORTABLE_MAPS = ("rollout",)  # extra map outputs; pool weights are always exported when the model has them

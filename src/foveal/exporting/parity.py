@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from foveal.classifier import Classifier
 from foveal.errors import FovealError
 from foveal.exporting.graph import ExportedModel, map_outputs, require
-from foveal.inference import predict_logits
-from foveal.onnx_model import INPUT
+from foveal.predictor.classifier import Classifier
+from foveal.predictor.inference import predict_logits
+from foveal.predictor.onnx_network import INPUT
 
 PARITY_BOUNDS = {
     "max_logit_difference": 1e-4,

@@ -70,7 +70,7 @@ def resize_and_crop(image: Image.Image, size: int) -> Image.Image:
 def familiarity(
     rejection: dict, logits: np.ndarray, pooled: np.ndarray, probabilities: np.ndarray
 ) -> np.ndarray:
-    """Open-set rejection as Foveal does it (foveal/rejection.py): a familiarity score (N,) below the
+    """Open-set rejection as Foveal does it (predictor/rejection.py): a familiarity score (N,) below the
     calibrated threshold means the image looks like none of the classes."""
     if rejection["score"] == "energy":  # logsumexp of the logits
         peak = logits.max(1, keepdims=True)

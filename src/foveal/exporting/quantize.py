@@ -29,7 +29,7 @@ from foveal.data.preprocess import Preprocessing
 from foveal.errors import FovealError
 from foveal.exporting.graph import require
 from foveal.exporting.timing import time_interleaved
-from foveal.onnx_model import INPUT, cpu_session
+from foveal.predictor.onnx_network import INPUT, cpu_session
 
 QUANTIZED_OPS = ("MatMul", "Gemm")
 MAX_ACCURACY_DROP = 1.0  # points of top-1; a larger loss refuses the INT8 model unless forced

@@ -24,7 +24,6 @@ from pathlib import Path
 import torch
 
 from foveal import __version__
-from foveal.classifier import Classifier
 from foveal.data.imageset import ImageSet
 from foveal.errors import FovealError
 from foveal.exporting.graph import ExportedModel, map_outputs, output_names, require
@@ -32,7 +31,8 @@ from foveal.exporting.parity import check_parity
 from foveal.exporting.quantize import MAX_ACCURACY_DROP, check_int8, quantize_int8
 from foveal.io import atomic_write, atomic_write_json
 from foveal.models import config_to_dict
-from foveal.onnx_model import INPUT
+from foveal.predictor.classifier import Classifier
+from foveal.predictor.onnx_network import INPUT
 
 OPSET = 18
 EXAMPLE = Path(__file__).with_name("predict_example.py")  # copied into the bundle as predict.py
@@ -79,7 +79,7 @@ def write_onnx(classifier: Classifier, path: str | Path, names: list[str]) -> Pa
         "token_grid": json.dumps(list(grid)),  # (h, w): pool_weights and maps are (B, h*w) on it
         "inputs": f"{INPUT}: float32 (batch, 3, {size}, {size}), normalised as `preprocessing` says",
     }
-    if classifier.rejection is not None:  # foveal/rejection.py: a threshold on the graph's logits
+    if classifier.rejection is not None:  # foveal/predictor/rejection.py: a threshold on the graph's logits
         metadata["rejection"] = json.dumps(classifier.rejection.to_dict())
     for key, value in metadata.items():
         entry = proto.metadata_props.add()

@@ -16,7 +16,6 @@ from statistics import median
 
 import torch
 
-from foveal.classifier import load
 from foveal.data.sources import DataSplits
 from foveal.errors import FovealError
 from foveal.evaluation.metrics import ClassificationMetrics
@@ -24,10 +23,11 @@ from foveal.evaluation.plots import plot_confusion_matrix, plot_training_curves
 from foveal.evaluation.run import Evaluation, evaluate
 from foveal.explanation.faithfulness import faithfulness_rows
 from foveal.explanation.run import explain_images, measure_faithfulness
-from foveal.inference import Outputs
 from foveal.io import atomic_write_text
 from foveal.messages import counted, say
-from foveal.rejection import Rejection
+from foveal.predictor.classifier import load
+from foveal.predictor.inference import Outputs
+from foveal.predictor.rejection import Rejection
 from foveal.reporting import page as html
 from foveal.reporting.calibration import Calibration, calibration
 from foveal.reporting.comparison import comparison_rows
@@ -75,7 +75,7 @@ def write_report(
         )
     if evaluation is None or evaluation.metrics.num_samples != len(val):
         say(f"report: evaluating the model on {len(val):,} held-out images", quiet)
-        evaluation = evaluate(classifier.model, val, classifier.preprocessing, device=classifier.device)
+        evaluation = evaluate(classifier.network, val, classifier.preprocessing, device=classifier.device)
     metrics, logits = evaluation.metrics, evaluation.logits
     with tempfile.TemporaryDirectory() as scratch:
         pictures = Path(scratch)

@@ -12,7 +12,7 @@ import numpy as np
 from foveal.evaluation.plots import new_figure, save_figure
 from foveal.explanation.faithfulness import CurveScores
 from foveal.explanation.render import overlay
-from foveal.rejection import Rejection
+from foveal.predictor.rejection import Rejection
 from foveal.reporting.calibration import Calibration
 
 

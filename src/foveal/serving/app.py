@@ -28,11 +28,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from foveal.classifier import Classifier, Prediction
-from foveal.explanation.maps import METHODS
 from foveal.explanation.result import Explanation
-from foveal.explanation.run import default_method
+from foveal.explanation.run import default_method, explain_images
 from foveal.models.config import config_to_dict
+from foveal.models.maps import METHODS
+from foveal.predictor.classifier import Classifier, Prediction
 from foveal.serving.batcher import QueueFull
 from foveal.serving.errors import CLIENT_CLOSED, ApiError, log, log_refusal, show_log
 from foveal.serving.host import ModelHost
@@ -159,7 +159,7 @@ def create_app(settings: ServeSettings, classifier: Classifier | None = None) ->
 
         def predict_and_explain(batch) -> tuple[Prediction, Explanation]:
             [prediction] = classifier.predict(batch, top_k, reject=reject)
-            [explained] = classifier.explain(batch, method=method, top_k=top_k)
+            [explained] = explain_images(classifier, batch, ["image"], method=method, top_k=top_k)
             return prediction, explained
 
         async def decode_and_run() -> tuple[Prediction, Explanation]:

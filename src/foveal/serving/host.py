@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from foveal.classifier import Classifier, load
 from foveal.errors import FovealError
-from foveal.inference import Outputs
+from foveal.predictor.classifier import Classifier, load
+from foveal.predictor.inference import Outputs
 from foveal.serving.batcher import DynamicBatcher
 from foveal.serving.errors import ApiError, log
 from foveal.serving.limits import RETRY_AFTER_S

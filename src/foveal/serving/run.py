@@ -11,7 +11,7 @@ import tempfile
 import uvicorn
 
 from foveal.errors import FovealError
-from foveal.saved import resolve_model_path
+from foveal.predictor.saved import resolve_model_path
 from foveal.serving.app import app_from_env, create_app
 from foveal.serving.host import resolve_served_model
 from foveal.serving.metrics import MULTIPROC_ENV

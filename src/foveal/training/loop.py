@@ -22,10 +22,10 @@ from foveal.errors import FovealError
 from foveal.evaluation.metrics import ClassificationMetrics, shows_top_k, top_k_for
 from foveal.evaluation.plots import plot_training_curves
 from foveal.evaluation.run import Evaluation, evaluate, save_evaluation
-from foveal.inference import predict_logits, predict_outputs
-from foveal.rejection import FIT_IMAGES, RejectionCount, calibrate
+from foveal.predictor.inference import predict_logits, predict_outputs
+from foveal.predictor.rejection import FIT_IMAGES, RejectionCount, calibrate
+from foveal.predictor.saved import ModelInfo, load_model, save_model
 from foveal.runtime import autocast_for, resolve_device
-from foveal.saved import ModelInfo, load_model, save_model
 from foveal.training import distributed, elastic
 from foveal.training.batches import Augmentation, EpochBatches, epoch_loader
 from foveal.training.budget import (

@@ -18,9 +18,9 @@ from foveal.io import atomic_write_json
 from foveal.messages import counted, quieted
 from foveal.models import build_model, config_to_dict, model_config
 from foveal.models.whitening import init_from_data
+from foveal.predictor.saved import ModelInfo
 from foveal.runs import RunRecord, next_run_dir
 from foveal.runtime import resolve_device, resolve_precision, seed_everything, set_threads, to_fast_layout
-from foveal.saved import ModelInfo
 from foveal.training import distributed, elastic
 from foveal.training.progress import say
 from foveal.training.recipe import fit_img_size_to_budget, measured_training_rate, resolve_recipe

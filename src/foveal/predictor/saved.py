@@ -15,7 +15,7 @@ from foveal.data.preprocess import Preprocessing
 from foveal.errors import FovealError, ModelFileError
 from foveal.io import atomic_write
 from foveal.models import ModelConfig, build_model, config_from_dict, config_to_dict
-from foveal.rejection import Rejection
+from foveal.predictor.rejection import Rejection
 from foveal.runtime import to_fast_layout
 
 FORMAT = "foveal.model/2"  # /1 (Foveal 0.1.0) kept the test-time flip among the training options

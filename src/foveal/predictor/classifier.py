@@ -1,4 +1,9 @@
-"""The Python face of a trained model: `foveal.load(path).predict(images)`."""
+"""The Python face of a trained model: `foveal.load(path).predict(images)`.
+
+A Classifier is a `Network` (predictor/network.py: PyTorch or onnxruntime, never asked which) with
+what was saved beside it (`ModelInfo`: classes, preprocessing, open-set threshold). Explaining its
+predictions is the explanation workflow's job, one layer up: `foveal.explain(classifier, images)`.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +17,13 @@ from foveal.data.decode import decode_image
 from foveal.data.files import check_image_tensor, decode_paths
 from foveal.data.preprocess import Preprocessing
 from foveal.errors import DataError
-from foveal.explanation.maps import TokenMaps, available_methods, compute_maps
-from foveal.explanation.result import Explanation
-from foveal.explanation.run import explain_inputs
-from foveal.inference import Outputs, predict_outputs
-from foveal.onnx_model import OnnxModel, load_onnx
-from foveal.rejection import UNKNOWN, Rejection
+from foveal.models.contract import FovealModel
+from foveal.predictor.inference import Outputs, predict_outputs
+from foveal.predictor.network import Network, TorchNetwork
+from foveal.predictor.onnx_network import load_onnx
+from foveal.predictor.rejection import UNKNOWN, Rejection
+from foveal.predictor.saved import ModelInfo, load_model, resolve_model_path
 from foveal.runtime import resolve_device
-from foveal.saved import ModelInfo, load_model, resolve_model_path
 
 ImageInput = str | Path | torch.Tensor
 
@@ -27,7 +31,7 @@ ImageInput = str | Path | torch.Tensor
 @dataclass
 class Prediction:
     """Top-k labels of one image, most probable first, and whether the image looks like none of the
-    classes (foveal/rejection.py)."""
+    classes (foveal/predictor/rejection.py)."""
 
     source: str  # the file path, or "tensor[i]" for tensors given directly
     labels: list[str]
@@ -49,12 +53,18 @@ class Classifier:
     """A loaded model with its class names and preprocessing, ready to predict and explain."""
 
     def __init__(
-        self, model: torch.nn.Module, info: ModelInfo, device: torch.device, source: Path | None = None
+        self, network: Network, info: ModelInfo, device: torch.device, source: Path | None = None
     ) -> None:
-        self.model = model
+        self.network = network
         self.info = info
         self.device = device
         self.source = source  # the saved model file it was loaded from
+
+    @property
+    def model(self) -> FovealModel:
+        """The PyTorch model, for what only PyTorch does (ONNX export, gradients, parameters); a
+        ConfigError naming the way out for a model run by onnxruntime."""
+        return self.network.torch_model
 
     @property
     def classes(self) -> list[str]:
@@ -70,7 +80,7 @@ class Classifier:
         included)."""
         batch = self._to_uint8(images)
         return predict_outputs(
-            self.model, batch, self.preprocessing, device=self.device, batch_size=batch_size
+            self.network, batch, self.preprocessing, device=self.device, batch_size=batch_size
         )
 
     def logits(self, images: Sequence[ImageInput] | torch.Tensor, batch_size: int = 256) -> torch.Tensor:
@@ -133,28 +143,10 @@ class Classifier:
             for src, val, idx, out, score in zip(sources, values, indices, unknown, scores)
         ]
 
-    def explain(
-        self, images: Sequence[ImageInput] | ImageInput, method: str | None = None, **options
-    ) -> list[Explanation]:
-        """Maps of where the model looked for each image (files, folders or a uint8 tensor); files
-        that do not decode are skipped. Options: see `foveal.explanation.run.explain_images`."""
-        return explain_inputs(self, images, method=method, **options)[0]
-
     @property
     def methods(self) -> list[str]:
         """The explanation methods this model can show (an ONNX model: the maps in its graph)."""
-        if isinstance(self.model, OnnxModel):
-            return self.model.methods
-        return available_methods(self.model)
-
-    def token_maps(
-        self, normalized: torch.Tensor, method: str, targets: torch.Tensor, **options
-    ) -> TokenMaps:
-        """Maps (B, h, w) of `method` for normalised images (B, 3, S, S), explaining `targets` (B,);
-        options: head_fusion, discard_ratio (see `foveal.explanation.maps.compute_maps`)."""
-        if isinstance(self.model, OnnxModel):
-            return self.model.token_maps(normalized, method, targets, **options)
-        return compute_maps(self.model, normalized, method, targets.to(self.device), **options)
+        return self.network.methods
 
     def check_tensor(self, images: torch.Tensor) -> torch.Tensor:
         """`images` if it is uint8 (N, 3, S, S) at the model's size (S), else a DataError saying so."""
@@ -172,11 +164,11 @@ def load(path: str | Path, device: str = "auto") -> Classifier:
     """Load a saved model (a run folder, a model folder or bundle, a .safetensors file, or a
     model.onnx Foveal exported, which runs on the CPU through onnxruntime) for prediction."""
     if Path(path).suffix == ".onnx":
-        model, info = load_onnx(Path(path))
-        return Classifier(model, info, torch.device("cpu"), Path(path))
+        network, info = load_onnx(Path(path))
+        return Classifier(network, info, torch.device("cpu"), Path(path))
     resolved = resolve_device(device)
     model, info = load_model(path, resolved)
-    return Classifier(model, info, resolved, resolve_model_path(path))
+    return Classifier(TorchNetwork(model), info, resolved, resolve_model_path(path))
 
 
 def predict_files(

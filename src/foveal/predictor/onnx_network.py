@@ -1,9 +1,9 @@
-"""A model exported to ONNX, run by onnxruntime behind the face of a PyTorch one.
+"""A model exported to ONNX, run by onnxruntime: a `Network` (predictor/network.py) in a graph.
 
-`foveal.load("bundle/model.onnx")` gives a Classifier whose model is an `OnnxModel`, so predict,
-evaluate and explain's labels go through the one inference path (`foveal.inference`). The graph
-already averages the test-time views, so that classifier's preprocessing asks for none. Maps come
-from the graph's own outputs: the pooling weights, and the rollout map when exported with
+`foveal.load("bundle/model.onnx")` gives a Classifier whose network is an `OnnxNetwork`, so predict,
+evaluate and explain's labels go through the one inference path (predictor/inference.py). The
+graph already averages the test-time views, so that classifier's preprocessing asks for none. Maps
+come from the graph's own outputs: the pooling weights, and the rollout map when exported with
 `--maps rollout`; methods that need gradients need the PyTorch model.
 """
 
@@ -18,9 +18,10 @@ from torch import nn
 
 from foveal.data.preprocess import Preprocessing
 from foveal.errors import ConfigError, FovealError, ModelFileError
-from foveal.explanation.maps import ExplainError, TokenMaps, to_grid
 from foveal.models import config_from_dict
-from foveal.saved import ModelInfo
+from foveal.models.contract import FovealModel
+from foveal.models.maps import ExplainError, TokenMaps, to_grid
+from foveal.predictor.saved import ModelInfo
 
 INPUT = "pixel_values"  # float32 (B, 3, S, S), normalised as the preprocessing says
 POOLED = "pooled"  # float32 (B, C): the features the head and the open-set familiarity read
@@ -28,8 +29,8 @@ MAP_OUTPUTS = {"pool": "pool_weights", "rollout": "rollout"}  # explanation meth
 METADATA_KEYS = ("preprocessing", "id2label", "architecture", "token_grid")
 
 
-class OnnxModel(nn.Module):
-    """An onnxruntime session as a module: normalised images (B, 3, S, S) -> logits (B, K) over the
+class OnnxNetwork(nn.Module):
+    """An onnxruntime session as a `Network`: normalised images (B, 3, S, S) -> logits (B, K) over the
     test-time views the graph was exported with; no parameters, CPU only."""
 
     def __init__(self, session, grid: tuple[int, int]) -> None:
@@ -50,6 +51,13 @@ class OnnxModel(nn.Module):
             return self(normalized), None
         logits, pooled = self.session.run(["logits", POOLED], {INPUT: _array(normalized)})
         return torch.from_numpy(logits), torch.from_numpy(pooled)
+
+    @property
+    def torch_model(self) -> FovealModel:
+        raise ConfigError(
+            "this is an ONNX model run by onnxruntime; what needs PyTorch (export, gradients, "
+            "parameters) needs the bundle's model.safetensors."
+        )
 
     def token_maps(
         self,
@@ -76,7 +84,7 @@ class OnnxModel(nn.Module):
         return TokenMaps(to_grid(torch.from_numpy(values).float(), self.grid), targets)
 
 
-def load_onnx(path: Path) -> tuple[OnnxModel, ModelInfo]:
+def load_onnx(path: Path) -> tuple[OnnxNetwork, ModelInfo]:
     """An ONNX file Foveal exported, ready to run; anything else raises ModelFileError."""
     try:
         import onnxruntime
@@ -114,7 +122,7 @@ def load_onnx(path: Path) -> tuple[OnnxModel, ModelInfo]:
         grid = tuple(json.loads(metadata["token_grid"]))
     except (ValueError, KeyError, TypeError, FovealError) as error:
         raise ModelFileError(f"{path}: its Foveal metadata cannot be read ({error}).") from None
-    return OnnxModel(session, grid).eval(), info
+    return OnnxNetwork(session, grid).eval(), info
 
 
 def _array(images: torch.Tensor) -> np.ndarray:

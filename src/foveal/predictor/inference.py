@@ -3,7 +3,7 @@
 Prediction, evaluation, per-epoch validation, explanation labels, the report, `compare` and the
 faithfulness curves all call these functions, so that a model answers the same everywhere. Beside
 the logits, `predict_outputs` keeps each image's pooled features (its own view's), which the
-open-set familiarity score reads (foveal/rejection.py).
+open-set familiarity score reads (foveal/predictor/rejection.py).
 """
 
 from __future__ import annotations

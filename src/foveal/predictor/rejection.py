@@ -6,7 +6,7 @@ held-out images: the threshold is the score below which the stated share of them
 rejection rate, 5% by default) falls. An image scoring below it is marked unknown.
 
 Scores, higher meaning more like the training classes, from what the one inference path gives
-(`foveal.inference.Outputs`: logits over the test-time views, pooled features of the image's own
+(`foveal.predictor.inference.Outputs`: logits over the test-time views, pooled features of the image's own
 view), so PyTorch and ONNX models reject alike:
 
     mahalanobis  minus the Mahalanobis distance of the pooled features to the nearest class mean,
@@ -34,7 +34,7 @@ import torch
 from foveal.errors import FovealError
 
 if TYPE_CHECKING:
-    from foveal.inference import Outputs
+    from foveal.predictor.inference import Outputs
 
 SCORES = ("mahalanobis", "msp", "energy")
 DEFAULT_SCORE = "mahalanobis"

@@ -50,7 +50,7 @@ def compute_maps(
     """Maps (B, h, w) of `method` for normalised `images` (B, C, H, W); `model` must be in eval mode.
 
     `targets` (B,) are the classes to explain. Callers that show labels pass the classes of the one
-    inference path (`foveal.inference`), so that a map explains the class the user is shown; None
+    inference path (`foveal.predictor.inference`), so that a map explains the class the user is shown; None
     explains the class this pass's own logits rank first (for a bare module).
     """
     if method not in METHODS:
