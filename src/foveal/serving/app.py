@@ -6,9 +6,9 @@
     GET  /info      labels, preprocessing, model config, weights sha256, limits
     GET  /metrics   Prometheus text            GET /        the web page (offline: no CDN)
 
-Every error is JSON, {"error": ..., "status": ...}, with the status that says whose fault it is (the
-README's serve section and /openapi.json list them per route). Bad input never gets a 500; a client
-that hangs up is counted as 499 and logged in one line.
+Every error is JSON, {"error": ..., "status": ...}, with the status that says whose fault it is
+(docs/serving.md and /openapi.json list them per route). Bad input never gets a 500; a client that
+hangs up is counted as 499 and logged in one line.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The server's answers other than 200: one JSON shape, one log line each.
 
 Every refusal is `{"error": "what went wrong and what to do", "status": N}` with the status that says
-whose fault it is (the README's serve section lists them). A refusal is the client's doing, so it is
-logged in one line, without a traceback; only a real fault of the server (a 500) logs a traceback.
+whose fault it is (docs/serving.md lists them). A refusal is the client's doing, so it is logged in
+one line, without a traceback; only a real fault of the server (a 500) logs a traceback.
 """
 
 from __future__ import annotations
