@@ -192,8 +192,9 @@ def test_counts_take_the_number_of_their_noun() -> None:
     assert counted(12000, "image") == "12,000 images"
 
 
-# --help at a glance, and the options generated from the settings objects (#31)
+# --help at a glance, docs/options.md, and the options generated from the settings objects (#31)
 
+DOCS_OPTIONS = Path(__file__).resolve().parents[1] / "docs" / "options.md"
 LONGEST_HELP = {"train": 150, "compare": 150}  # lines at 80 columns; every other command: 40
 
 
@@ -217,6 +218,48 @@ def test_every_help_is_short_at_80_columns(command: str) -> None:
     assert len(lines) <= LONGEST_HELP.get(command, 40), "\n".join(lines)
     if command:
         assert "Every option in full: docs/options.md" in [line.strip() for line in lines[-2:]]
+
+
+def test_docs_options_md_is_current() -> None:
+    from foveal.cli.reference import reference
+
+    assert DOCS_OPTIONS.read_text() == reference(), (
+        "docs/options.md is stale: python -m foveal.cli.reference > docs/options.md"
+    )
+
+
+def test_a_changed_help_text_makes_docs_options_md_stale(monkeypatch: pytest.MonkeyPatch) -> None:
+    from foveal.cli.reference import reference
+    from foveal.config import ConfigField
+
+    monkeypatch.setattr(ConfigField, "help", property(lambda f: f.field.metadata["help"] + " Changed."))
+    assert DOCS_OPTIONS.read_text() != reference()
+
+
+def test_docs_options_md_holds_every_option_with_its_whole_text() -> None:
+    from foveal.config import config_fields, settings_fields
+    from foveal.exporting.settings import BenchSettings, ExportSettings
+    from foveal.serving.settings import ServeSettings
+
+    text = DOCS_OPTIONS.read_text()
+    fields = [
+        f for settings in (ServeSettings, BenchSettings, ExportSettings) for f in settings_fields(settings)
+    ]
+    for f in fields + [f for f in config_fields() if f.flat != "data"]:  # DATA: train's argument
+        assert " ".join(f.help.split()) in text, f.flat
+    sections = [line.removeprefix("## foveal ") for line in text.splitlines() if line.startswith("## ")]
+    assert sections == [
+        "train",
+        "evaluate",
+        "predict",
+        "explain",
+        "report",
+        "compare",
+        "export",
+        "bench",
+        "serve",
+        "models",
+    ]
 
 
 def test_serve_options_are_its_settings(monkeypatch: pytest.MonkeyPatch) -> None:
