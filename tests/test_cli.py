@@ -210,7 +210,19 @@ def help_lines(*command: str) -> list[str]:
 
 @pytest.mark.parametrize(
     "command",
-    ["", "train", "compare", "evaluate", "predict", "explain", "report", "export", "bench", "serve"],
+    [
+        "",
+        "train",
+        "compare",
+        "evaluate",
+        "predict",
+        "explain",
+        "report",
+        "export",
+        "bench",
+        "serve",
+        "models",
+    ],
 )
 def test_every_help_is_short_at_80_columns(command: str) -> None:
     lines = help_lines(*filter(None, [command]))
