@@ -190,3 +190,177 @@ def test_counts_take_the_number_of_their_noun() -> None:
 
     assert [counted(n, "epoch") for n in (0, 1, 2)] == ["0 epochs", "1 epoch", "2 epochs"]
     assert counted(12000, "image") == "12,000 images"
+
+
+# --help at a glance, docs/options.md, and the options generated from the settings objects (#31)
+
+DOCS_OPTIONS = Path(__file__).resolve().parents[1] / "docs" / "options.md"
+LONGEST_HELP = {"train": 150, "compare": 150}  # lines at 80 columns; every other command: 40
+
+
+def help_lines(*command: str) -> list[str]:
+    from typer.testing import CliRunner
+
+    from foveal.cli.main import app
+
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "80"}, terminal_width=80)
+    assert result.exit_code == 0, result.output
+    return result.output.splitlines()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "",
+        "train",
+        "compare",
+        "evaluate",
+        "predict",
+        "explain",
+        "report",
+        "export",
+        "bench",
+        "serve",
+        "models",
+    ],
+)
+def test_every_help_is_short_at_80_columns(command: str) -> None:
+    lines = help_lines(*filter(None, [command]))
+    assert max(len(line) for line in lines) <= 80
+    assert len(lines) <= LONGEST_HELP.get(command, 40), "\n".join(lines)
+    if command:
+        assert "Every option in full: docs/options.md" in [line.strip() for line in lines[-2:]]
+
+
+def test_docs_options_md_is_current() -> None:
+    from foveal.cli.reference import reference
+
+    assert DOCS_OPTIONS.read_text() == reference(), (
+        "docs/options.md is stale: python -m foveal.cli.reference > docs/options.md"
+    )
+
+
+def test_a_changed_help_text_makes_docs_options_md_stale(monkeypatch: pytest.MonkeyPatch) -> None:
+    from foveal.cli.reference import reference
+    from foveal.config import ConfigField
+
+    monkeypatch.setattr(ConfigField, "help", property(lambda f: f.field.metadata["help"] + " Changed."))
+    assert DOCS_OPTIONS.read_text() != reference()
+
+
+def test_docs_options_md_holds_every_option_with_its_whole_text() -> None:
+    from foveal.config import config_fields, settings_fields
+    from foveal.exporting.settings import BenchSettings, ExportSettings
+    from foveal.serving.settings import ServeSettings
+
+    text = DOCS_OPTIONS.read_text()
+    fields = [
+        f for settings in (ServeSettings, BenchSettings, ExportSettings) for f in settings_fields(settings)
+    ]
+    for f in fields + [f for f in config_fields() if f.flat != "data"]:  # DATA: train's argument
+        assert " ".join(f.help.split()) in text, f.flat
+    sections = [line.removeprefix("## foveal ") for line in text.splitlines() if line.startswith("## ")]
+    assert sections == [
+        "train",
+        "evaluate",
+        "predict",
+        "explain",
+        "report",
+        "compare",
+        "export",
+        "bench",
+        "serve",
+        "models",
+    ]
+
+
+def test_serve_options_are_its_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    import foveal.serving.run
+    from foveal.serving.settings import ServeSettings
+
+    seen: list[ServeSettings] = []
+    monkeypatch.setattr(foveal.serving.run, "serve", seen.append)
+    assert foveal_cli("serve", "m").returncode == 0
+    given = (
+        "--port",
+        "9000",
+        "--timeout",
+        "5",
+        "--read-timeout",
+        "2",
+        "--runtime",
+        "onnx",
+        "--max-wait-ms",
+        "1",
+    )
+    assert foveal_cli("serve", "m", *given).returncode == 0
+    assert seen == [
+        ServeSettings(model="m"),
+        ServeSettings(
+            model="m", port=9000, timeout_s=5.0, read_timeout_s=2.0, runtime="onnx", max_wait_ms=1.0
+        ),
+    ]
+    done = foveal_cli("serve", "m", "--port", "0")  # the settings' own check, said as before
+    assert done.returncode == 1 and done.stderr == "error: port must be 1-65535, got 0.\n"
+
+
+def test_bench_options_are_its_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import foveal.exporting.bench
+    from foveal.exporting.settings import BenchSettings
+
+    seen: list[tuple] = []
+
+    def capture(model: str, settings: BenchSettings, *, images: str | None, command: str) -> None:
+        seen.append((settings, command))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(foveal.exporting.bench, "record_path", lambda model, out: tmp_path / "b.json")
+    monkeypatch.setattr(foveal.exporting.bench, "bench_model", capture)
+    assert foveal_cli("bench", "m").returncode == 0
+    assert foveal_cli("bench", "m", "--no-compile", "--samples", "3", "--threads", "2").returncode == 0
+    out = tmp_path / "b.json"
+    assert seen == [
+        (
+            BenchSettings(),
+            f"foveal bench m --out {out} --samples 200 --warmup 20 --batch-size 64 --batches 10",
+        ),
+        (
+            BenchSettings(samples=3, compile=False, threads=2),
+            f"foveal bench m --out {out} --samples 3 --warmup 20 --batch-size 64 --batches 10 --no-compile "
+            "--threads 2",
+        ),
+    ]
+    done = foveal_cli("bench", "m", "--warmup", "-1")
+    assert done.returncode == 1 and done.stderr == "error: --warmup must be >= 0, got -1.\n"
+
+
+def test_export_options_are_its_settings_and_the_library_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+    import inspect
+
+    import foveal.api
+    from foveal.exporting.settings import ExportSettings
+
+    library = inspect.signature(foveal.api.export).parameters
+    for f in dataclasses.fields(ExportSettings):  # foveal.export(...) and `foveal export` agree
+        assert library[f.name].default == f.default, f.name
+    seen: list[dict] = []
+
+    def capture(model: str, **settings: object) -> None:
+        seen.append({"model": model, **settings})
+        raise SystemExit(0)
+
+    monkeypatch.setattr(foveal.api, "export", capture)
+    assert foveal_cli("export", "m").returncode == 0
+    given = ("--format", "onnx", "--maps", "rollout", "--force", "--parity-images", "5", "--out", "b")
+    assert foveal_cli("export", "m", *given).returncode == 0
+    assert seen[0] == {"model": "m", **dataclasses.asdict(ExportSettings())}
+    assert seen[1] == {
+        "model": "m",
+        **dataclasses.asdict(ExportSettings()),
+        "format": "onnx",
+        "maps": ["rollout"],
+        "force": True,
+        "parity_images": 5,
+        "out": "b",
+    }

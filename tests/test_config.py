@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from foveal.cli.main import app
-from foveal.cli.options import option_flag
+from foveal.cli.options import option_flag, without_none
 from foveal.config import (
     GROUPS,
     TrainConfig,
@@ -35,17 +35,28 @@ def test_every_setting_has_one_flat_name_a_help_text_and_a_group() -> None:
     assert len(flat) == len(set(flat)) == 48
     assert {f.group for f in FIELDS} == set(GROUPS)
     assert all(f.help.strip() for f in FIELDS)
+    # --help's line: one short line, its whole text in docs/options.md
+    for f in FIELDS:
+        assert "\n" not in f.summary and len(f.summary) <= 50, f"{f.flat}'s summary is long: {f.summary!r}"
+
+
+def shown(f) -> str:
+    """How --help writes a setting's flag: --epochs, or --[no-]hflip for an on/off pair."""
+    flag = option_flag(f)
+    return f"--[no-]{flag[2:]}" if without_none(f.type) is bool else flag
 
 
 def test_every_setting_is_an_option_of_train_and_the_help_reads_at_80_columns() -> None:
     text = help_text("train")
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= 80
+    assert len(lines) <= 150  # it was 324 lines of 20-character columns (#31)
     for f in FIELDS:
         if f.flat != "data":  # DATA is the command's argument
-            assert option_flag(f) in text, f"{option_flag(f)} is missing or cut off"
+            assert f"│ {shown(f)} " in text, f"{shown(f)} is missing or cut off"
     # Defaults are shown (Rich would have eaten a "[default: ...]" it read as markup).
     assert text.count("[default:") >= 20
+    assert "docs/options.md" in text  # where the whole texts are
     panels = [line.split("─ ", 1)[1].split(" ")[0] for line in lines if line.startswith("╭─ ")]
     assert panels == [
         "Arguments",
@@ -59,11 +70,22 @@ def test_every_setting_is_an_option_of_train_and_the_help_reads_at_80_columns() 
     ]
 
 
+def test_an_option_takes_one_line_of_help_where_its_name_leaves_room() -> None:
+    lines = help_text("train").splitlines()
+    for f in FIELDS:
+        if f.flat != "data" and len(f"{shown(f)} {f.summary} [default: {f.default}]") <= 70:
+            (row,) = [i for i, line in enumerate(lines) if line.startswith(f"│ {shown(f)} ")]
+            assert not lines[row + 1].startswith("│  "), (
+                f"{shown(f)}'s help wraps:\n{lines[row]}\n{lines[row + 1]}"
+            )
+
+
 def test_compare_takes_the_same_training_options() -> None:
     text = help_text("compare")
+    assert len(text.splitlines()) <= 150
     for f in FIELDS:
         if f.flat not in ("data", "model", "name"):  # compare's own: DATA, --models, the folder --name
-            assert option_flag(f) in text
+            assert shown(f) in text
     assert "--img-size" in text and "--models" in text
 
 

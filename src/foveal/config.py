@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,10 +39,20 @@ PANELS = {  # group -> the help panel its options are listed under
 }
 
 
-def option(default: Any, help: str, **cli: Any) -> Any:
-    """A config field with its command-line help. `cli` keys: flag (the option's name when it is
-    not the field's), parse (a function from the option's text), metavar."""
-    return field(default=default, metadata={"help": help, **cli})
+def option(default: Any, help: str, *, summary: str | None = None, **cli: Any) -> Any:
+    """A settings field with its command-line help: `summary`, one line for --help (default: the
+    first sentence of `help`), and `help`, the whole explanation, for docs/options.md. `cli` keys:
+    flag (the option's name when it is not the field's), negatable (False: a bool is a switch with no
+    --no- form), parse ("duration": the text 90s, 10m, 1.5h), metavar, flat (see below)."""
+    summary = summary if summary is not None else first_sentence(help)
+    return field(default=default, metadata={"help": help, "summary": summary, **cli})
+
+
+def first_sentence(text: str) -> str:
+    """The text up to its first full stop followed by a space (or all of it); "e.g." and "et al."
+    end no sentence."""
+    match = re.search(r"(?<!e\.g)(?<!i\.e)(?<! al)\. ", text)
+    return text if match is None else text[: match.start() + 1]
 
 
 # None below means "the recipe decides" (training/recipe.py): fixed defaults with `epochs`, chosen
@@ -57,23 +68,40 @@ class DataConfig:
         "Built-in name (digits, cifar10), a root with train/ and val/ (or test/), "
         "or a folder of class folders.",
         flat="data",
+        summary="A built-in name, data set root or class folders.",
     )
     img_size: int | None = option(
         None,
         "Input side in pixels [default: the data's median shorter side; with --time, lowered when the "
         "budget is short for it].",
+        summary="Input side in pixels [default: the data's].",
     )
-    val_fraction: float = option(0.1, "Share of each class held out when a single folder is auto-split.")
-    split_manifest: str | None = option(None, "Reuse the train/val split of an earlier run (its split.json).")
+    val_fraction: float = option(
+        0.1,
+        "Share of each class held out when a single folder is auto-split.",
+        summary="Share held out by an auto-split.",
+    )
+    split_manifest: str | None = option(
+        None,
+        "Reuse the train/val split of an earlier run (its split.json).",
+        summary="Reuse an earlier run's train/val split.json.",
+    )
     max_image_pixels: int = option(
-        89_478_485, "Refuse larger images as decompression bombs (Pillow's limit)."
+        89_478_485,
+        "Refuse larger images as decompression bombs (Pillow's limit).",
+        summary="Refuse larger images.",
     )
     data_storage: Literal["auto", "memory", "disk"] = option(
         "auto",
         "Decoded images in memory, or memory-mapped from the decode cache (auto: disk when "
         "larger than half the available memory).",
+        summary="Decoded images in memory or memory-mapped.",
     )
-    workers: int = option(0, "Processes preparing batches ahead (0: in the training process).")
+    workers: int = option(
+        0,
+        "Processes preparing batches ahead (0: in the training process).",
+        summary="Batch-preparing processes (0: none).",
+    )
 
     def __post_init__(self) -> None:
         _check(
@@ -96,76 +124,117 @@ class ModelChoice:
         "Model preset, see `foveal models` [default: foveal-small; with --time, "
         "the recipe's choice for the budget].",
         flat="model",
+        summary="Model preset, see `foveal models`.",
     )
-    drop_path_rate: float | None = option(None, "Stochastic depth rate [default: the preset's].")
+    drop_path_rate: float | None = option(
+        None,
+        "Stochastic depth rate [default: the preset's].",
+        summary="Stochastic depth rate [default: the preset's].",
+    )
 
 
 @dataclass(frozen=True)
 class OptimConfig:
     """How long and how the weights are updated."""
 
-    epochs: int = option(20, "Passes over the training images.")  # digits: >= 98% by epoch 20
+    epochs: int = option(
+        20, "Passes over the training images.", summary="Passes over the training images."
+    )  # digits: >= 98% by epoch 20
     time_budget: float | None = option(
         None,
         "Train for a wall-clock budget instead of --epochs: 90s, 10m, 1.5h.",
         flag="--time",
         parse="duration",
         metavar="DURATION",
+        summary="Train for a time, not --epochs: 90s, 10m, 1.5h.",
     )
     batch_size: int | None = option(
-        None, "Images per training step [default: 64; with --time, the recipe's]."
+        None,
+        "Images per training step [default: 64; with --time, the recipe's].",
+        summary="Images per training step [default: 64].",
     )
     optimizer: Literal["adamw", "adam", "sgd", "muon"] | None = option(
         None,
         "adamw, adam, sgd (Nesterov momentum 0.9, as the fastest CIFAR-10 CNN recipes use), or muon "
         "(the hybrid and airbench models: their batch-normed conv filters orthogonalised by Muon at "
         "--muon-lr, the rest sgd) [default: adamw; with --time, muon for the hybrid and airbench models].",
+        summary="The optimizer [default: adamw].",
     )
-    muon_lr: float = option(MUON_LR, "Peak learning rate of the conv filters under --optimizer muon.")
+    muon_lr: float = option(
+        MUON_LR,
+        "Peak learning rate of the conv filters under --optimizer muon.",
+        summary="Peak lr of muon's conv filters.",
+    )
     muon_matrix_lr: float = option(
         MUON_MATRIX_LR,
         "Peak learning rate of the attention blocks' weight matrices under --optimizer muon, which then "
         "steps them too; 0 leaves them to its sgd part.",
+        summary="Muon's attention-matrix lr (0: off).",
     )
     lr: float | None = option(
-        None, "Peak learning rate, after warmup [default: 1e-3; with --time, the recipe's]."
+        None,
+        "Peak learning rate, after warmup [default: 1e-3; with --time, the recipe's].",
+        summary="Peak learning rate [default: 1e-3].",
     )
     weight_decay: float | None = option(
         None,
         "Weight decay of the weight matrices [default: 0.05 with adamw (decoupled, Loshchilov & Hutter "
         "2019), 5e-4 with sgd (L2)].",
+        summary="Weight decay [default: 0.05 adamw, 5e-4 sgd].",
     )
     bias_lr_scale: float | None = option(
         None,
         "Learning-rate multiplier for batch-norm biases (their weight decay divided by it, so the decay "
         "stays the same size) [default: 1; airbench's 64 measured no better, docs/benchmarks.md].",
+        summary="Batch-norm biases' lr multiplier [default: 1].",
     )
     warmup_epochs: float | None = option(
-        None, "Linear warmup before cosine decay [default: 3; with --time, 0.3]."
+        None,
+        "Linear warmup before cosine decay [default: 3; with --time, 0.3].",
+        summary="Linear warmup before the decay [default: 3].",
     )
     lr_decay: Literal["cosine", "linear"] | None = option(
         None,
         "After warmup: cosine decay to lr x --min-lr-ratio, or linear decay to zero [default: cosine; "
         "with --time, linear for the hybrid and airbench models].",
+        summary="The decay after warmup [default: cosine].",
     )
-    min_lr_ratio: float = option(0.01, "The cosine decay ends at lr times this.")
+    min_lr_ratio: float = option(
+        0.01, "The cosine decay ends at lr times this.", summary="Cosine decay ends at lr times this."
+    )
     label_smoothing: float | None = option(
         None,
         "Cross-entropy label smoothing (Szegedy et al. 2016) [default: 0.1, as CCT; with --time, 0.2 for "
         "the hybrid and airbench models, as airbench].",
+        summary="Label smoothing [default: 0.1].",
     )
     lookahead: bool | None = option(
         None,
         "Lookahead (Zhang et al. 2019) as airbench schedules it: a slow copy of the weights, synced every "
         "5 steps from a quarter of the run on, held to a longer average as the run ends, and kept at the "
         "end [default: off; measured no better at 10 minutes, docs/benchmarks.md].",
+        summary="Lookahead, as airbench [default: off].",
     )
     ema_decay: float | None = option(
-        None, "Validate and save an EMA of the weights with this decay, e.g. 0.999 (0: off) [default: off]."
+        None,
+        "Validate and save an EMA of the weights with this decay, e.g. 0.999 (0: off) [default: off].",
+        summary="Keep an EMA of the weights, e.g. 0.999.",
     )
-    grad_clip: float = option(1.0, "Largest global gradient norm (0: no clipping).")
-    patience: int | None = option(None, "Stop after this many epochs without a better val top-1.")
-    max_bad_steps: int = option(5, "Stop after this many non-finite steps in a row.")
+    grad_clip: float = option(
+        1.0,
+        "Largest global gradient norm (0: no clipping).",
+        summary="Largest gradient norm (0: off).",
+    )
+    patience: int | None = option(
+        None,
+        "Stop after this many epochs without a better val top-1.",
+        summary="Stop after N epochs without a better top-1.",
+    )
+    max_bad_steps: int = option(
+        5,
+        "Stop after this many non-finite steps in a row.",
+        summary="Stop at N non-finite steps in a row.",
+    )
 
     def __post_init__(self) -> None:
         _check(
@@ -228,35 +297,54 @@ class AugmentConfig:
     """What each training image goes through, and the views a prediction averages."""
 
     hflip: bool | None = option(
-        None, "Random horizontal flips [default: on, off where a flip changes the label (digits)]."
+        None,
+        "Random horizontal flips [default: on, off where a flip changes the label (digits)].",
+        summary="Random horizontal flips [default: on].",
     )
     alternate_flips: bool | None = option(
         None,
         "Derandomised flips (Jordan 2024): each image is mirrored at random in the first epoch, then "
         "every other epoch, so consecutive epochs see both sides [default: off; with --time, on for the "
         "hybrid and airbench models].",
+        summary="Derandomised flips (Jordan 2024) [default: off].",
     )
-    crop_padding: int | None = option(None, "Pixels of padding for random crops [default: img_size // 8].")
+    crop_padding: int | None = option(
+        None,
+        "Pixels of padding for random crops [default: img_size // 8].",
+        summary="Random crops' padding [default: img_size // 8].",
+    )
     auto_augment: Literal["none", "trivial", "rand"] = option(
-        "none", "TrivialAugment (trivial) or RandAugment (rand), from torchvision."
+        "none",
+        "TrivialAugment (trivial) or RandAugment (rand), from torchvision.",
+        summary="TrivialAugment or RandAugment.",
     )
     random_erase: float = option(
-        0.0, "Probability of erasing a random rectangle of each image (Zhong et al. 2020)."
+        0.0,
+        "Probability of erasing a random rectangle of each image (Zhong et al. 2020).",
+        summary="Probability of random erasing.",
     )
-    mixup_alpha: float = option(0.0, "MixUp Beta(alpha, alpha) (Zhang et al. 2018); 0: off.")
+    mixup_alpha: float = option(
+        0.0,
+        "MixUp Beta(alpha, alpha) (Zhang et al. 2018); 0: off.",
+        summary="MixUp Beta(alpha, alpha); 0: off.",
+    )
     cutmix_alpha: float = option(
-        0.0, "CutMix Beta(alpha, alpha) (Yun et al. 2019); 0: off. With both on, each batch uses one."
+        0.0,
+        "CutMix Beta(alpha, alpha) (Yun et al. 2019); 0: off. With both on, each batch uses one.",
+        summary="CutMix Beta(alpha, alpha); 0: off.",
     )
     tta_flip: bool | None = option(
         None,
         "Validate, evaluate and predict on each image and its mirror, averaged "
         "(saved with the model as its test-time views) [default: off; with --time, on for the hybrid "
         "and airbench models].",
+        summary="Test-time views: image, mirror [default: off].",
     )
     tta_shift: bool = option(
         False,
         "Like --tta-flip, and also the image and its mirror shifted one pixel up-left and "
         "down-right: six views averaged, as airbench does (Jordan 2024).",
+        summary="Six test-time views (flip, shifts).",
     )
 
     def __post_init__(self) -> None:
@@ -288,11 +376,21 @@ class AugmentConfig:
 class CheckpointConfig:
     """When the full training state is saved for --resume."""
 
-    checkpoint_every_steps: int | None = option(None, "Also save the full training state every N steps.")
-    checkpoint_every_minutes: float | None = option(
-        10.0, "Save the full training state at least this often (and after every epoch)."
+    checkpoint_every_steps: int | None = option(
+        None,
+        "Also save the full training state every N steps.",
+        summary="Also save the training state every N steps.",
     )
-    keep_checkpoints: int = option(2, "Newest training-state checkpoints kept; older ones are deleted.")
+    checkpoint_every_minutes: float | None = option(
+        10.0,
+        "Save the full training state at least this often (and after every epoch).",
+        summary="Save the training state this often.",
+    )
+    keep_checkpoints: int = option(
+        2,
+        "Newest training-state checkpoints kept; older ones are deleted.",
+        summary="Training-state checkpoints kept.",
+    )
 
     def __post_init__(self) -> None:
         _check(
@@ -308,23 +406,35 @@ class CheckpointConfig:
 class RunConfig:
     """Where the run goes and what it runs on."""
 
-    out: str = option("runs", "Folder for run folders (runs/train, runs/train2, ...).")
-    name: str = option("train", "Run folder name.")
-    seed: int = option(0, "Random seed: same seed, same result on a CPU.")
-    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps.")
-    threads: int | None = option(None, "CPU threads [default: all cores].")
+    out: str = option(
+        "runs", "Folder for run folders (runs/train, runs/train2, ...).", summary="Folder for run folders."
+    )
+    name: str = option("train", "Run folder name.", summary="Run folder name.")
+    seed: int = option(0, "Random seed: same seed, same result on a CPU.", summary="Random seed.")
+    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps.", summary="auto, cpu, cuda, cuda:N or mps.")
+    threads: int | None = option(
+        None, "CPU threads [default: all cores].", summary="CPU threads [default: all cores]."
+    )
     precision: Literal["auto", "bf16", "fp32"] = option(
         "auto",
         "Training arithmetic: bf16 autocast or fp32. auto: bf16 where the hardware has bf16 "
         "instructions (a CUDA GPU with bf16, a CPU with AVX-512 BF16 or AMX), else fp32.",
+        summary="Training arithmetic (auto: bf16 if fast).",
     )
-    eval_batch_size: int = option(256, "Images per batch when validating (lower it for large images).")
+    eval_batch_size: int = option(
+        256,
+        "Images per batch when validating (lower it for large images).",
+        summary="Images per validation batch.",
+    )
     epoch_val_images: int | None = option(
         None,
         "Validate each epoch on at most this many evenly spaced "
         "held-out images [default: all; 2,000 with --time, in one view each].",
+        summary="Validate each epoch on at most N images.",
     )
-    report: bool = option(True, "Write report.html into the run folder at the end.")
+    report: bool = option(
+        True, "Write report.html into the run folder at the end.", summary="Write report.html at the end."
+    )
 
     def __post_init__(self) -> None:
         _check(
@@ -362,17 +472,34 @@ class ConfigField:
 
     @property
     def help(self) -> str:
+        """The whole explanation (docs/options.md)."""
         return self.field.metadata["help"]
+
+    @property
+    def summary(self) -> str:
+        """One line for --help."""
+        return self.field.metadata.get("summary") or first_sentence(self.help)
+
+    @property
+    def panel(self) -> str | None:
+        """The --help panel the option is listed under (None: the command's Options)."""
+        return PANELS.get(self.group)
 
 
 def config_fields() -> list[ConfigField]:
     """Every setting of TrainConfig, group by group, in declaration order."""
-    fields = []
-    for group, cls in GROUPS.items():
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            fields.append(ConfigField(group, f.name, f.metadata.get("flat", f.name), f, hints[f.name]))
-    return fields
+    return [f for group, cls in GROUPS.items() for f in settings_fields(cls, group)]
+
+
+def settings_fields(cls: type, group: str = "") -> list[ConfigField]:
+    """The fields of the settings dataclass `cls` that have a help text (made by `option`), in
+    declaration order: what a command's options are generated from (cli/options.py)."""
+    hints = typing.get_type_hints(cls)
+    return [
+        ConfigField(group, f.name, f.metadata.get("flat", f.name), f, hints[f.name])
+        for f in dataclasses.fields(cls)
+        if "help" in f.metadata
+    ]
 
 
 @dataclass(frozen=True)

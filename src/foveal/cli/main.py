@@ -9,23 +9,30 @@ from __future__ import annotations
 import json
 import platform
 import sys
+from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from foveal.cli.options import given, with_training_options
+from foveal.cli.help import ShortHelp
+from foveal.cli.options import given, with_options, with_training_options
 from foveal.cli.output import print_predictions, print_table
+from foveal.config import settings_fields
 from foveal.errors import FovealError, TrainingInterrupted
+from foveal.exporting.settings import BenchSettings, ExportSettings
 from foveal.messages import counted
 from foveal.serving.settings import ServeSettings
 
 DEFAULT_COMPARE_SECONDS = 600.0  # `foveal compare` without --time or --epochs: 10 minutes a model
+# A help text's first paragraph is its line in --help; the whole text is in docs/options.md.
 REJECT_HELP = (
-    "Mark images unlike every class the model knows as unknown (below the familiarity threshold "
-    "calibrated on its held-out images); --no-reject: always answer a class."
+    'Answer "unknown" for unfamiliar images.\n\nAn image unlike every class the model knows (below the '
+    "familiarity threshold calibrated on its held-out images) is unknown; --no-reject: always answer "
+    "a class."
 )
+MODEL_HELP = "A run folder, .safetensors file, bundle or model.onnx."
 
 app = typer.Typer(
     add_completion=False,
@@ -53,30 +60,20 @@ def _options(
     """Foveal: train, evaluate and use attention-based image classifiers."""
 
 
-@app.command(context_settings={"max_content_width": 80})
+@app.command(cls=ShortHelp)
 @with_training_options(exclude=("data",))
 def train(
     data: Annotated[
         str | None,
-        typer.Argument(
-            help="Built-in name (digits, cifar10), a root with train/ and val/ (or test/), or a folder "
-            "of class folders (auto-split). Omit with --resume, or to take it from --config.",
-            show_default=False,
-        ),
+        typer.Argument(help="A built-in name, data set root or class folders.", show_default=False),
     ] = None,
     resume: Annotated[
         str | None,
-        typer.Option(
-            help="Continue this run folder from its newest checkpoint, exactly.", rich_help_panel="Run"
-        ),
+        typer.Option(help="Continue a run folder from its newest checkpoint.", rich_help_panel="Run"),
     ] = None,
     config: Annotated[
         str | None,
-        typer.Option(
-            help="Start from the settings in this JSON or YAML file (a run folder's config.json works "
-            "as it is); the options given here override it.",
-            rich_help_panel="Run",
-        ),
+        typer.Option(help="Start from a JSON or YAML settings file.", rich_help_panel="Run"),
     ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print only the final summary.", rich_help_panel="Run")
@@ -84,15 +81,18 @@ def train(
     devices: Annotated[
         int | None,
         typer.Option(
-            help="Train on N processes of this machine, one per GPU (or sharing the CPU cores): starts "
-            "torchrun for you. --batch-size stays the global batch. See docs/distributed.md.",
-            rich_help_panel="Run",
-            show_default=False,
+            help="Train on N processes (torchrun), one per GPU.", rich_help_panel="Run", show_default=False
         ),
     ] = None,
     **options: Any,
 ) -> None:
-    """Train a classifier on DATA and save it in a new run folder (or --resume one)."""
+    """Train a classifier on DATA in a new run folder (or --resume one).
+
+    DATA is a built-in name (digits, cifar10), a root with train/ and val/ (or test/), or a folder of
+    class folders (auto-split); omit it with --resume, or to take it from --config. A --config file
+    (a run folder's config.json works as it is) is overridden by the options given; --resume
+    continues a run exactly, from its newest checkpoint. --devices N starts torchrun for you, one
+    process per GPU (or sharing the CPU cores); --batch-size stays the global batch (docs/distributed.md)."""
     from foveal.api import train as run_training
     from foveal.config import TrainConfig, load_config_file
     from foveal.runtime import process_start
@@ -130,16 +130,14 @@ def train(
     )
 
 
-@app.command()
+@app.command(cls=ShortHelp)
 def evaluate(
-    model: Annotated[
-        str, typer.Argument(help="A run folder, a saved .safetensors model, a bundle or a model.onnx.")
-    ],
+    model: Annotated[str, typer.Argument(help=MODEL_HELP)],
     data: Annotated[
         str,
         typer.Argument(
-            help="A folder of class folders (all of it), a data set root "
-            "(its val/ or test/), or a built-in name (its held-out split)."
+            help="Labelled images: class folders, a data set root or a built-in name.\n\nAll of a "
+            "folder of class folders; a data set root's val/ or test/; a built-in's held-out split."
         ),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
@@ -147,20 +145,24 @@ def evaluate(
         bool | None,
         typer.Option(
             "--tta-flip/--no-tta-flip",
-            help="Average each image with its mirror image (default: as the model was trained).",
+            help="Average each image with its mirror [default: as trained].",
+            show_default=False,
         ),
     ] = None,
     out: Annotated[
         str | None,
         typer.Option(
-            help="Folder for metrics.json and confusion_matrix.png (default: runs/evaluate, numbered)."
+            help="Output folder [default: runs/evaluate, numbered].\n\nFor metrics.json and "
+            "confusion_matrix.png."
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     reject: Annotated[bool, typer.Option(help=REJECT_HELP)] = True,
 ) -> None:
-    """Measure a model on labelled images: top-1/top-5, per-class precision/recall/F1, confusion matrix."""
+    """Measure a model on labelled images: accuracy, F1, confusions.
+
+    Top-1 and top-k accuracy, per-class precision, recall and F1, a confusion matrix."""
     from foveal.api import evaluate as evaluate_model
     from foveal.evaluation.run import save_evaluation
     from foveal.runs import next_run_dir
@@ -180,11 +182,9 @@ def evaluate(
     print(f"saved {folder}/metrics.json and {folder}/confusion_matrix.png")
 
 
-@app.command()
+@app.command(cls=ShortHelp)
 def predict(
-    model: Annotated[
-        str, typer.Argument(help="A run folder, a saved .safetensors model, a bundle or a model.onnx.")
-    ],
+    model: Annotated[str, typer.Argument(help=MODEL_HELP)],
     images: Annotated[list[str], typer.Argument(help="Image files and/or folders (searched recursively).")],
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Labels per image.")] = 5,
     format: Annotated[str, typer.Option(help="table, json or csv.")] = "table",
@@ -192,8 +192,9 @@ def predict(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     reject: Annotated[bool, typer.Option(help=REJECT_HELP)] = True,
 ) -> None:
-    """Predict the top-k labels, with probabilities, of each image; "unknown" for an image unlike
-    every class the model knows."""
+    """Predict the top-k labels, with probabilities, of each image.
+
+    An image unlike every class the model knows is "unknown" (--no-reject: always a class)."""
     from foveal.data.files import collect_images
     from foveal.predictor.classifier import load, predict_files
 
@@ -208,50 +209,64 @@ def predict(
     print_predictions(predictions, failed, format, classifier.rejection if reject else None)
 
 
-@app.command()
+@app.command(cls=ShortHelp)
 def explain(
-    model: Annotated[
-        str, typer.Argument(help="A run folder, a saved .safetensors model, a bundle or a model.onnx.")
-    ],
+    model: Annotated[str, typer.Argument(help=MODEL_HELP)],
     images: Annotated[
         list[str],
         typer.Argument(
-            help="Image files and/or folders (searched recursively); with --faithfulness, a data set "
-            "(a folder of class folders, a root with val/ or test/, or a built-in name)."
+            help="Image files and/or folders (searched recursively).\n\nWith --faithfulness, a data "
+            "set (a folder of class folders, a root with val/ or test/, or a built-in name)."
         ),
     ],
     method: Annotated[
         str | None,
-        typer.Option(help="pool, rollout, grad-rollout or gradcam (default: rollout; gradcam for a CNN)."),
+        typer.Option(help="pool, rollout, grad-rollout or gradcam.\n\nDefault: rollout; gradcam for a CNN."),
     ] = None,
     target: Annotated[
         str | None,
-        typer.Option("--class", help="Class to explain, by name or index (default: the predicted one)."),
+        typer.Option("--class", help="Class to explain [default: the predicted one].\n\nBy name or index."),
     ] = None,
     out: Annotated[
-        str | None, typer.Option(help="Folder for the PNGs and JSON (default: runs/explain, numbered).")
+        str | None,
+        typer.Option(help="Output folder [default: runs/explain, numbered].\n\nFor the PNGs and JSON."),
     ] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Labels shown per image.")] = 5,
-    head_fusion: Annotated[str, typer.Option(help="Rollout: fuse heads by mean, max or min.")] = "mean",
+    head_fusion: Annotated[str, typer.Option(help="Rollout: fuse heads by mean, max, min.")] = "mean",
     discard_ratio: Annotated[
-        float, typer.Option(help="Rollout: drop this share of each token's weakest links, 0 to 0.99.")
+        float,
+        typer.Option(
+            help="Rollout: share of weak links dropped.\n\nThis share of each token's weakest links, "
+            "from 0 to 0.99."
+        ),
     ] = 0.0,
     faithfulness: Annotated[
         bool,
         typer.Option(
             "--faithfulness",
-            help="Measure deletion/insertion curves of every method against random maps on the data set.",
+            help="Score every method's maps on a data set.\n\nDeletion and insertion curves of every "
+            "method, against random maps.",
         ),
     ] = False,
     limit: Annotated[
-        int, typer.Option("--images", help="With --faithfulness: evenly spaced images to measure on.")
+        int,
+        typer.Option(
+            "--images",
+            help="Faithfulness: images measured on.\n\nEvenly spaced over the data set.",
+        ),
     ] = 500,
     deletion_fill: Annotated[
-        str, typer.Option(help="With --faithfulness: deleted pixels take the mean colour or a blur.")
+        str,
+        typer.Option(
+            help="Deleted pixels' fill: mean or blur.\n\nWith --faithfulness: the mean colour, or the "
+            "image blurred."
+        ),
     ] = "mean",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
 ) -> None:
-    """Show where the model looks: a heatmap per image (PNG + JSON), a contact sheet for several."""
+    """Show where the model looks: a heatmap per image (PNG + JSON).
+
+    A contact sheet for several; with --faithfulness, how faithful each method's maps are."""
     from foveal.explanation.run import explain_inputs, save_explanations
     from foveal.predictor.classifier import load
     from foveal.runs import next_run_dir
@@ -324,18 +339,20 @@ def _print_faithfulness(
     print(f"saved {folder}/faithfulness.json")
 
 
-@app.command()
+@app.command(cls=ShortHelp)
 def report(
     run_folder: Annotated[str, typer.Argument(help="A run folder that `foveal train` created.")],
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
 ) -> None:
-    """(Re)write RUN_FOLDER/report.html: data, curves, per-class scores, calibration, worst mistakes."""
+    """(Re)write RUN_FOLDER/report.html: data, curves, scores, mistakes.
+
+    The data, the training curves, per-class scores, calibration and the worst mistakes."""
     from foveal.reporting import write_report
 
     print(f"saved {write_report(run_folder, device=device)}")
 
 
-@app.command(context_settings={"max_content_width": 80})
+@app.command(cls=ShortHelp)
 @with_training_options(exclude=("data", "model", "name"))
 def compare(
     data: Annotated[
@@ -354,9 +371,10 @@ def compare(
     ] = False,
     **options: Any,
 ) -> None:
-    """Train each model with the same settings (split, augmentation, budget or epochs, seed) and
-    compare accuracy, size and speed. The options are train's; without --time or --epochs each
-    model trains for 10 minutes."""
+    """Train each model alike; compare accuracy, size and speed.
+
+    Same split, augmentation, budget or epochs and seed for each. The options are train's; without
+    --time or --epochs each model trains for 10 minutes."""
     from foveal.compare import compare as run_comparison
     from foveal.compare import markdown_table, parse_models
     from foveal.config import TrainConfig
@@ -370,57 +388,21 @@ def compare(
     print(f"saved {result['folder']}/comparison.json, comparison.md and a report.html per model")
 
 
-@app.command()
+@app.command(cls=ShortHelp)
+@with_options(settings_fields(ExportSettings))
 def export(
-    model: Annotated[str, typer.Argument(help="A run folder, a saved .safetensors model or a bundle.")],
-    out: Annotated[
-        str | None,
-        typer.Option(help="The bundle folder (default: beside MODEL, named MODEL-bundle)."),
-    ] = None,
-    format: Annotated[
-        str,
-        typer.Option(
-            help="bundle; onnx: the bundle plus model.onnx and its parity.json; int8: also "
-            "model.int8.onnx and its accuracy and speed against fp32 (int8.json)."
-        ),
-    ] = "bundle",
-    maps: Annotated[
-        list[str] | None,
-        typer.Option(help="ONNX: extra map outputs beside the pooling weights: rollout."),
-    ] = None,
-    data: Annotated[
-        str | None,
-        typer.Option(
-            help="ONNX: images to check parity (and INT8 accuracy) on, as for evaluate (default: the "
-            "run's held-out ones)."
-        ),
-    ] = None,
-    parity_images: Annotated[int, typer.Option(help="ONNX: at most this many images, evenly spaced.")] = 1000,
-    max_accuracy_drop: Annotated[
-        float, typer.Option(help="INT8: refuse it if it loses more top-1 points than this.")
-    ] = 1.0,
-    force: Annotated[bool, typer.Option("--force", help="INT8: keep it even if it loses more.")] = False,
-    license: Annotated[str, typer.Option(help="The model card's license, e.g. apache-2.0 or mit.")] = "other",
-    name: Annotated[
-        str | None, typer.Option(help="The model's name on its card (default: the folder's).")
-    ] = None,
+    model: Annotated[str, typer.Argument(help="A run folder, .safetensors file or bundle.")],
+    **options: Any,
 ) -> None:
-    """Package a model as a bundle: config.json (classes, preprocessing), weights and a model card;
-    optionally ONNX (checked against Foveal on real images) and INT8 (with its accuracy cost)."""
+    """Package a model as a bundle (and ONNX, INT8) with a model card.
+
+    A bundle is config.json (classes, preprocessing), the weights and a model card; optionally
+    ONNX (checked against Foveal on real images) and INT8 (with its accuracy cost)."""
     from foveal.api import export as export_model
 
-    folder = export_model(
-        model,
-        out,
-        format=format,
-        maps=maps or (),
-        data=data,
-        parity_images=parity_images,
-        max_accuracy_drop=max_accuracy_drop,
-        force=force,
-        license=license,
-        name=name,
-    )
+    settings = ExportSettings(**given(options))
+    folder = export_model(model, **asdict(settings))
+    format = settings.format
     print(f"saved {folder}/config.json, model.safetensors and README.md (the model card)")
     if format in ("onnx", "int8"):
         parity = json.loads((folder / "parity.json").read_text())
@@ -443,50 +425,43 @@ def export(
         print(f"saved {folder}/model.int8.onnx: {check.summary} on this CPU (int8.json)")
 
 
-@app.command()
+@app.command(cls=ShortHelp)
+@with_options(settings_fields(BenchSettings))
 def bench(
-    model: Annotated[str, typer.Argument(help="A run folder, a saved .safetensors model or a bundle.")],
+    model: Annotated[str, typer.Argument(help="A run folder, .safetensors file or bundle.")],
     out: Annotated[
         str | None,
         typer.Option(
-            help="The JSON record (default: bench.json in MODEL's folder; beside a model file, "
-            "NAME.bench.json). A file that is not a bench record is never overwritten."
+            help="The JSON record [default: MODEL's folder's bench.json, or NAME.bench.json].",
+            show_default=False,
         ),
     ] = None,
     images: Annotated[
         str | None,
-        typer.Option(
-            help="Images timed end to end: a folder (searched recursively) or a file (default: the "
-            "run's held-out files, else 8 synthetic JPEGs)."
-        ),
+        typer.Option(help="Images timed end to end [default: the run's held-out ones].", show_default=False),
     ] = None,
-    samples: Annotated[
-        int, typer.Option(help="Timed batch-1 runs per backend (model-only, end to end).")
-    ] = 200,
-    warmup: Annotated[int, typer.Option(help="Untimed runs before them.")] = 20,
-    batch_size: Annotated[int, typer.Option(help="The batch size of the throughput.")] = 64,
-    batches: Annotated[int, typer.Option(help="Timed batches per backend (the throughput's median).")] = 10,
-    compile: Annotated[
-        bool,
-        typer.Option("--compile/--no-compile", help="Also time torch.compile (compiling takes a while)."),
-    ] = True,
-    threads: Annotated[
-        int | None, typer.Option(help="CPU threads of PyTorch and onnxruntime alike (default: PyTorch's).")
-    ] = None,
+    **options: Any,
 ) -> None:
-    """Time the model in eager PyTorch, torch.compile and ONNX Runtime fp32 and INT8, interleaved:
-    batch-1 latency p50/p90/p99, throughput, end-to-end time per image (decode + preprocess + infer)."""
+    """Time the model in PyTorch and ONNX Runtime, fp32 and INT8.
+
+    Eager PyTorch, torch.compile and ONNX Runtime fp32 and INT8, interleaved: batch-1 latency
+    p50/p90/p99, throughput, end-to-end time per image (decode + preprocess + infer). The record goes
+    to --out; a file that is not a bench record is never overwritten. --images is a folder
+    (searched recursively) or a file; without it, the run's held-out files, else 8 synthetic JPEGs."""
     import shlex
 
-    from foveal.exporting.bench import BenchSettings, bench_model, record_path, write_record
+    from foveal.exporting.bench import bench_model, record_path, write_record
     from foveal.exporting.bench_summary import speedup_lines, summary_line, table
 
-    settings = BenchSettings(samples, warmup, batch_size, batches, compile, threads)
+    settings = BenchSettings(**given(options))
     path = record_path(model, out)  # checked before minutes of measuring
-    command = ["foveal", "bench", model, "--out", str(path), "--samples", str(samples)]
-    command += ["--warmup", str(warmup), "--batch-size", str(batch_size), "--batches", str(batches)]
-    command += ([] if images is None else ["--images", images]) + ([] if compile else ["--no-compile"])
-    command += [] if threads is None else ["--threads", str(threads)]
+    command = ["foveal", "bench", model, "--out", str(path), "--samples", str(settings.samples)]
+    command += ["--warmup", str(settings.warmup), "--batch-size", str(settings.batch_size)]
+    command += ["--batches", str(settings.batches)]
+    command += ([] if images is None else ["--images", images]) + (
+        [] if settings.compile else ["--no-compile"]
+    )
+    command += [] if settings.threads is None else ["--threads", str(settings.threads)]
     record = bench_model(model, settings, images=images, command=shlex.join(command))
     write_record(record, path)
     print(summary_line(record))
@@ -495,84 +470,30 @@ def bench(
     print(f"saved {path}")
 
 
-@app.command()
+@app.command(cls=ShortHelp)
+@with_options(settings_fields(ServeSettings))
 def serve(
-    model: Annotated[
-        str, typer.Argument(help="A run folder, a saved .safetensors model, a bundle, or a model.onnx.")
-    ],
-    host: Annotated[
-        str, typer.Option(help="Address to listen on; 0.0.0.0 makes it public.")
-    ] = ServeSettings.host,
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = ServeSettings.port,
-    runtime: Annotated[
-        str | None,
-        typer.Option(
-            help="torch, or onnx (onnxruntime; a model.onnx, or the bundle `foveal export` made).",
-            metavar="torch|onnx",
-        ),
-    ] = None,
-    workers: Annotated[
-        int, typer.Option(help="Server processes, each with its own copy of the model.")
-    ] = ServeSettings.workers,
-    threads: Annotated[
-        int | None, typer.Option(help="Threads the model uses (default: the cores shared by the workers).")
-    ] = None,
-    max_bytes: Annotated[
-        int, typer.Option(help="Largest request body; larger ones get 413 unread.")
-    ] = ServeSettings.max_bytes,
-    max_pixels: Annotated[
-        int, typer.Option(help="Largest image (width x height) decoded; larger ones get 422.")
-    ] = ServeSettings.max_pixels,
-    max_queue: Annotated[
-        int, typer.Option(help="Requests waiting beyond this get 503 with Retry-After.")
-    ] = ServeSettings.max_queue,
-    max_batch: Annotated[
-        int, typer.Option(help="Dynamic batching: requests run together, up to this many (1: off).")
-    ] = ServeSettings.max_batch,
-    max_wait_ms: Annotated[
-        float, typer.Option(help="How long a batch waits for more requests.")
-    ] = ServeSettings.max_wait_ms,
-    timeout: Annotated[
-        float, typer.Option(help="Seconds from a body's arrival to its answer (decoding, model) before 504.")
-    ] = ServeSettings.timeout_s,
-    read_timeout: Annotated[
-        float, typer.Option(help="Seconds a request's headers, then its body, may take to arrive (408).")
-    ] = ServeSettings.read_timeout_s,
-    max_uploads: Annotated[
-        int, typer.Option(help="Bodies arriving at once beyond this get 503 with Retry-After.")
-    ] = ServeSettings.max_uploads,
+    model: Annotated[str, typer.Argument(help=MODEL_HELP)],
+    **options: Any,
 ) -> None:
-    """Serve a model over HTTP: POST /predict and /explain, a web page at /, /docs, /metrics."""
+    """Serve a model over HTTP: predictions, explanations, a web page.
+
+    POST /predict and /explain, a web page at /, the API at /docs, Prometheus metrics at /metrics."""
     try:
         from foveal.serving.run import serve as serve_model
     except ImportError as error:  # FastAPI, uvicorn...: an optional extra
         raise FovealError(f"foveal serve needs {error.name}: pip install 'foveal[serve]'") from None
 
-    serve_model(
-        ServeSettings(
-            model=model,
-            host=host,
-            port=port,
-            runtime=runtime,
-            workers=workers,
-            threads=threads,
-            max_bytes=max_bytes,
-            max_pixels=max_pixels,
-            max_queue=max_queue,
-            max_batch=max_batch,
-            max_wait_ms=max_wait_ms,
-            timeout_s=timeout,
-            read_timeout_s=read_timeout,
-            max_uploads=max_uploads,
-        )
-    )
+    serve_model(ServeSettings(model=model, **given(options)))
 
 
-@app.command()
+@app.command(cls=ShortHelp)
 def models(
     pattern: Annotated[str, typer.Argument(help="Shell-style filter, e.g. 'cct-*'.")] = "*",
 ) -> None:
-    """List the model presets: size, what each is for, and which the default recipes train."""
+    """List the model presets: size, purpose, the recipes' defaults.
+
+    Each preset's size, what it is for, and which the default recipes train."""
     from fnmatch import fnmatch
 
     from foveal.cli.preset_facts import PRESETS, recipe_mark

@@ -1,8 +1,11 @@
-"""The training options of `foveal train` and `foveal compare`, generated from TrainConfig's fields.
+"""Command options generated from settings dataclasses: TrainConfig's fields for `foveal train` and
+`foveal compare`, ServeSettings' for `foveal serve`, BenchSettings' and ExportSettings' for `foveal
+bench` and `foveal export`.
 
-Each option's name, type, choices, help text and shown default come from the field (config.py), so
-the command line and the library can never disagree. Every option defaults to None, "not given",
-so that an option left out keeps the value of a --config file, and only then the field's default.
+Each option's name, type, choices, help text and shown default come from the field (declared with
+config.option), so the command line and the library can never disagree. Every option defaults to
+None, "not given", so that an option left out keeps the value of a --config file, and only then the
+field's default.
 """
 
 from __future__ import annotations
@@ -14,9 +17,8 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import typer
-from rich.markup import escape
 
-from foveal.config import PANELS, ConfigField, config_fields
+from foveal.config import ConfigField, config_fields
 
 
 def option_flag(f: ConfigField) -> str:
@@ -25,8 +27,17 @@ def option_flag(f: ConfigField) -> str:
 
 
 def with_training_options(*, exclude: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
-    """Decorator: add one keyword parameter per TrainConfig field (by flat name, except `exclude`)
-    to a Typer command, after its own parameters. The command receives them in `**options`."""
+    """Decorator: TrainConfig's fields (by flat name, except `exclude`) as options (see `with_options`)."""
+    return with_options(config_fields(), exclude=exclude)
+
+
+def with_options(
+    fields: list[ConfigField], *, exclude: tuple[str, ...] = ()
+) -> Callable[[Callable], Callable]:
+    """Decorator: add one keyword parameter per field (by flat name, except `exclude`) to a Typer
+    command, after its own parameters. The command receives them in `**options`; `given` picks out
+    those the user gave. The fields are kept as the command's `option_fields` (cli/reference.py)."""
+    chosen = [f for f in fields if f.flat not in exclude]
 
     def decorate(command: Callable) -> Callable:
         signature = inspect.signature(command)
@@ -40,35 +51,45 @@ def with_training_options(*, exclude: tuple[str, ...] = ()) -> Callable[[Callabl
         # (keyword-only, so the signature stays valid), which join the last panel (Run).
         arguments = [p for p in own if _is_argument(p)]
         rest = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own if not _is_argument(p)]
-        parameters = arguments + [_parameter(f) for f in config_fields() if f.flat not in exclude] + rest
+        parameters = arguments + [_parameter(f) for f in chosen] + rest
         command.__signature__ = signature.replace(parameters=parameters)
         command.__annotations__ = {p.name: p.annotation for p in parameters}
+        command.option_fields = {f.flat: f for f in chosen}  # type: ignore[attr-defined]
         return command
 
     return decorate
 
 
 def given(options: dict[str, Any]) -> dict[str, Any]:
-    """The training options the user gave (those not None), by flat name."""
-    flat = {f.flat for f in config_fields()}
-    return {k: v for k, v in options.items() if k in flat and v is not None}
+    """The generated options the user gave (those not None), by flat name."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def shown_default(f: ConfigField) -> str | None:
+    """The field's default as --help and docs/options.md say it (None: none to say)."""
+    if isinstance(f.default, bool):  # a switch with no --no- form says nothing
+        return ("on" if f.default else "off") if f.field.metadata.get("negatable", True) else None
+    return None if f.default in (None, ()) else str(f.default)
 
 
 def _parameter(f: ConfigField) -> inspect.Parameter:
-    base = _without_none(f.type)
-    settings: dict[str, Any] = {"rich_help_panel": PANELS[f.group], "show_default": False}
+    base = without_none(f.type)
+    metadata = f.field.metadata
+    shown = shown_default(f)
+    summary = f.summary if shown is None else f"{f.summary} [default: {shown}]"
+    settings: dict[str, Any] = {"rich_help_panel": f.panel, "show_default": False, "help": summary}
     flag = option_flag(f)
-    shown = ("on" if f.default else "off") if isinstance(f.default, bool) else f.default
-    # The default goes into the help text (escaped: Rich would read "[...]" as markup).
-    settings["help"] = escape(f.help if shown is None else f"{f.help} [default: {shown}]")
-    if f.field.metadata.get("parse") == "duration":
+    if metadata.get("parse") == "duration":
         base = str
-    if typing.get_origin(base) is Literal:  # text, checked by the config: one clear line for a typo
+    if typing.get_origin(base) is Literal:  # text, checked by the settings: one clear line for a typo
         settings["metavar"] = "|".join(str(v) for v in typing.get_args(base))
         base = str
-    decls = [f"{flag}/--no-{flag[2:]}"] if base is bool else [flag]
-    if "metavar" in f.field.metadata:
-        settings["metavar"] = f.field.metadata["metavar"]
+    if typing.get_origin(base) is tuple:  # tuple[str, ...]: the option given once per value
+        base = list[typing.get_args(base)[0]]
+    negatable = base is bool and metadata.get("negatable", True)
+    decls = [f"{flag}/--no-{flag[2:]}"] if negatable else [flag]
+    if "metavar" in metadata:
+        settings["metavar"] = metadata["metavar"]
     annotation = Annotated[typing.Optional[base], typer.Option(*decls, **settings)]  # noqa: UP045
     return inspect.Parameter(f.flat, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
 
@@ -79,7 +100,7 @@ def _is_argument(parameter: inspect.Parameter) -> bool:
     return any(type(m).__name__ == "ArgumentInfo" for m in metadata)
 
 
-def _without_none(annotation: Any) -> Any:
+def without_none(annotation: Any) -> Any:
     """int | None -> int; other annotations as they are."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]

@@ -20,7 +20,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from foveal.data.preprocess import Preprocessing
 from foveal.errors import ConfigError, FovealError
 from foveal.exporting.backends import Backend, compiled_backend, eager_backend, onnx_backends
 from foveal.exporting.bench_images import BenchImages, bench_images
+from foveal.exporting.settings import BenchSettings
 from foveal.exporting.timing import SETTLE_SECONDS, summarize, time_interleaved
 from foveal.io import atomic_write_json
 from foveal.machine import library_versions, load_average, machine
@@ -40,27 +41,6 @@ from foveal.predictor.saved import resolve_model_path
 from foveal.runtime import set_threads
 
 BENCH_FORMAT = "foveal.bench/1"
-
-
-@dataclass(frozen=True)
-class BenchSettings:
-    """How much `foveal bench` measures. Stored in every record."""
-
-    samples: int = 200  # timed batch-1 runs per backend, model-only and end to end: p99 needs ~100+
-    warmup: int = 20  # untimed runs first (allocator, caches, lazy initialisation); 2 batches at most
-    batch_size: int = 64  # the batch the throughput is measured at: a typical offline batch
-    batches: int = 10  # timed batches per backend; the throughput is from their median
-    compile: bool = True  # torch.compile takes tens of seconds to compile, even for a small model
-    threads: int | None = None  # CPU threads of PyTorch and onnxruntime alike [default: PyTorch's]
-
-    def __post_init__(self) -> None:
-        for name in ("samples", "batch_size", "batches"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}.")
-        if self.warmup < 0:
-            raise ConfigError(f"--warmup must be >= 0, got {self.warmup}.")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"--threads must be >= 1, got {self.threads}.")
 
 
 def bench_model(

@@ -28,11 +28,11 @@ from foveal.data.imageset import ImageSet
 from foveal.data.preprocess import Preprocessing
 from foveal.errors import FovealError
 from foveal.exporting.graph import require
+from foveal.exporting.settings import MAX_ACCURACY_DROP
 from foveal.exporting.timing import time_interleaved
 from foveal.predictor.onnx_network import INPUT, cpu_session
 
 QUANTIZED_OPS = ("MatMul", "Gemm")
-MAX_ACCURACY_DROP = 1.0  # points of top-1; a larger loss refuses the INT8 model unless forced
 LATENCY_SAMPLES = 200  # batch-1 runs per model, interleaved, after a warm-up of 20
 
 
