@@ -18,7 +18,7 @@ from foveal.evaluation.run import Evaluation, save_evaluation
 from foveal.evaluation.run import evaluate as evaluate_images
 from foveal.explanation.result import Explanation
 from foveal.explanation.run import explain_inputs, save_explanations
-from foveal.exporting import add_to_bundle_config, write_bundle
+from foveal.exporting.bundle import add_to_bundle_config, write_bundle
 from foveal.exporting.graph import check_maps
 from foveal.exporting.quantize import MAX_ACCURACY_DROP
 from foveal.exporting.to_onnx import export_onnx
