@@ -17,7 +17,7 @@ from foveal.evaluation.run import evaluate, save_evaluation
 from foveal.explanation.maps import METHODS, available_methods
 from foveal.inference import view_logits
 from foveal.models import model_config
-from foveal.models.output import Features, ModelOutput
+from foveal.models.layers.output import Features, ModelOutput
 from foveal.saved import ModelInfo, load_model, save_model
 
 ALL_MODELS = foveal.list_models()

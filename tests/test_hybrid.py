@@ -15,7 +15,7 @@ from foveal.data.preprocess import Preprocessing
 from foveal.errors import ConfigError
 from foveal.explanation.maps import METHODS, ExplainError, available_methods, compute_maps
 from foveal.models import HybridConfig, build_model, config_from_dict, config_to_dict, model_config
-from foveal.models.whitening import init_from_data
+from foveal.models.layers.whitening import init_from_data
 from foveal.runtime import to_fast_layout
 from foveal.saved import ModelInfo, load_model, save_model
 

@@ -10,7 +10,7 @@ from foveal.models.config import (
     config_from_dict,
     config_to_dict,
 )
-from foveal.models.output import ModelOutput
+from foveal.models.layers.output import ModelOutput
 from foveal.models.registry import build_model, create_model, list_models, model_config
 
 __all__ = [

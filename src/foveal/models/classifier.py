@@ -7,11 +7,11 @@ from torch import nn
 
 from foveal.models.config import AttentionConfig
 from foveal.models.contract import FovealModel
-from foveal.models.encoder import encoder_blocks, init_weights
-from foveal.models.output import Features
-from foveal.models.pooling import AttentionPool
-from foveal.models.position import position_embedding
-from foveal.models.tokenizer import build_tokenizer
+from foveal.models.layers.encoder import encoder_blocks, init_weights
+from foveal.models.layers.output import Features
+from foveal.models.layers.pooling import AttentionPool
+from foveal.models.layers.position import position_embedding
+from foveal.models.layers.tokenizer import build_tokenizer
 
 
 class AttentionClassifier(FovealModel):

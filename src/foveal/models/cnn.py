@@ -7,7 +7,7 @@ from torch import nn
 
 from foveal.models.config import CNNConfig
 from foveal.models.contract import FovealModel
-from foveal.models.output import Features
+from foveal.models.layers.output import Features
 
 
 class BasicBlock(nn.Module):

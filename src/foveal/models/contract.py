@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from foveal.models.output import Features, ModelOutput
+from foveal.models.layers.output import Features, ModelOutput
 
 
 class FovealModel(nn.Module):

@@ -11,11 +11,11 @@ from torch import nn
 
 from foveal.models.config import HybridConfig
 from foveal.models.contract import FovealModel
-from foveal.models.encoder import encoder_blocks, init_weights
-from foveal.models.output import Features
-from foveal.models.pooling import AttentionPool
-from foveal.models.position import position_embedding
-from foveal.models.trunk import ConvTrunk
+from foveal.models.layers.encoder import encoder_blocks, init_weights
+from foveal.models.layers.output import Features
+from foveal.models.layers.pooling import AttentionPool
+from foveal.models.layers.position import position_embedding
+from foveal.models.layers.trunk import ConvTrunk
 
 
 class HybridClassifier(FovealModel):

@@ -24,8 +24,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from foveal.models.encoder import EncoderBlock
-from foveal.models.trunk import ConvGroup
+from foveal.models.layers.encoder import EncoderBlock
+from foveal.models.layers.trunk import ConvGroup
 
 NEWTON_SCHULZ_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # Jordan's quintic: fast at the cost of exactness
 NEWTON_SCHULZ_STEPS = 5

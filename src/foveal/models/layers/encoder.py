@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from foveal.models.attention import Attention
+from foveal.models.layers.attention import Attention
 
 
 class DropPath(nn.Module):
