@@ -33,7 +33,7 @@ class AttentionConfig:
     tokenizer_stride: int = 1  # conv stride; 2 for ImageNet-size inputs (CCT-14/7x2)
     tokenizer_channels: int = 64  # width of the inner conv stages (CCT uses 64)
     tokenizer_norm: Literal["none", "batch"] = "none"  # CCT: none; batch norm after each conv trains faster
-    tokenizer_whitened: bool = False  # first conv set to whitening filters of the data, frozen (whitening.py)
+    tokenizer_whitened: bool = False  # first conv: the data's whitening filters, frozen (layers/whitening.py)
     patch_size: int = 4  # only for tokenizer="patch"
     pos_embed: Literal["learnable", "sincos", "none"] = "learnable"
     embed_dim: int = 128
