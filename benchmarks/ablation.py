@@ -270,7 +270,8 @@ def last_epoch_lr(run_dir: Path) -> float:
 def _register_variant(variant: str, model: str, changes: dict[str, Any]) -> str:
     """Preset `model` with `changes`, registered as ablation-<variant>; returns that name."""
     name = f"ablation-{variant}"
-    register_model(name)(lambda: replace_config(model_config(model), **changes))
+    description = f"{model} with {changes}"
+    register_model(name, description)(lambda: replace_config(model_config(model), **changes))
     return name
 
 

@@ -14,8 +14,8 @@ from foveal.data.imageset import ImageSet
 from foveal.data.preprocess import Preprocessing
 from foveal.evaluation.run import evaluate, save_evaluation
 from foveal.models import model_config
+from foveal.models.layers.output import Features, ModelOutput
 from foveal.models.maps import METHODS, available_methods
-from foveal.models.output import Features, ModelOutput
 from foveal.predictor.classifier import Classifier
 from foveal.predictor.inference import view_logits
 from foveal.predictor.network import TorchNetwork

@@ -10,12 +10,16 @@ import torch
 from safetensors.torch import load_file
 
 import foveal
+from foveal.models import AirbenchCNNConfig, HybridConfig
 from foveal.predictor.inference import predict_logits
 from foveal.predictor.saved import load_model
 
 GOLDEN = Path(__file__).parent / "golden"
 V1 = load_file(str(GOLDEN / "v1-expected.safetensors"))  # written by Foveal 0.1.0 (make_v1_models.py)
 V2 = load_file(str(GOLDEN / "v2-expected.safetensors"))
+V2_HYBRID = load_file(
+    str(GOLDEN / "v2-hybrid-expected.safetensors")
+)  # written before #31 (make_v2_hybrid.py)
 V1_MODELS = {"v1-attention-flip": "flip", "v1-attention": "none", "v1-vit": "none", "v1-cnn-flip": "flip"}
 
 
@@ -48,3 +52,23 @@ def test_the_current_format_gives_its_golden_logits() -> None:
     assert info.preprocessing.test_time_views == "flip"
     logits = predict_logits(model, V1["inputs"], info.preprocessing)
     torch.testing.assert_close(logits, V2["v2-attention-flip.logits"], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("stem", "family"), [("v2-hybrid", "hybrid"), ("v2-cnn-airbench", "cnn-airbench")])
+def test_a_saved_hybrid_gives_its_golden_outputs(stem: str, family: str) -> None:
+    model, info = load_model(GOLDEN / f"{stem}.safetensors")
+    # v2-cnn-airbench was saved as family "hybrid", before the airbench CNNs had a family of their own.
+    assert info.config.family == family and isinstance(info.config, HybridConfig)
+    assert isinstance(info.config, AirbenchCNNConfig) == (family == "cnn-airbench")
+    logits = predict_logits(model, V1["inputs"], info.preprocessing)
+    torch.testing.assert_close(logits, V2_HYBRID[f"{stem}.logits"], atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        explained = model.forward_explained(V1["inputs"].float() / 255)
+    attentions = {f"{stem}.attention.{i}": probs for i, probs in enumerate(explained.attentions)}
+    if explained.pool_weights is not None:
+        attentions[f"{stem}.pool_weights"] = explained.pool_weights
+    assert sorted(attentions) == sorted(
+        k for k in V2_HYBRID if k.startswith(f"{stem}.") and k != f"{stem}.logits"
+    )
+    for key, value in attentions.items():
+        torch.testing.assert_close(value, V2_HYBRID[key], atol=1e-6, rtol=1e-5)

@@ -8,14 +8,23 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from test_whitening import correlated_images
 
 import foveal
 from foveal.data.preprocess import Preprocessing
 from foveal.errors import ConfigError
-from foveal.models import HybridConfig, build_model, config_from_dict, config_to_dict, model_config
+from foveal.models import (
+    AirbenchCNNConfig,
+    HybridConfig,
+    build_model,
+    config_from_dict,
+    config_to_dict,
+    model_config,
+)
+from foveal.models.layers.whitening import init_from_data
 from foveal.models.maps import METHODS, ExplainError, available_methods, compute_maps
-from foveal.models.whitening import init_from_data
 from foveal.predictor.saved import ModelInfo, load_model, save_model
 from foveal.runtime import to_fast_layout
 
@@ -102,9 +111,43 @@ def test_save_and_load_give_bit_identical_logits(tmp_path: Path) -> None:
         with torch.no_grad():
             assert torch.equal(loaded(images), model(images))
     saved = config_to_dict(model_config("cnn-airbench", num_classes=5))
-    assert saved["family"] == "hybrid" and config_from_dict(json.loads(json.dumps(saved))) == model_config(
-        "cnn-airbench", num_classes=5
-    )
+    assert saved["family"] == "cnn-airbench" and config_from_dict(
+        json.loads(json.dumps(saved))
+    ) == model_config("cnn-airbench", num_classes=5)
+
+
+def saved_before_issue_31(path: Path) -> Path:
+    """Rewrite a saved model's config as Foveal wrote it before #31: an airbench CNN's family "hybrid"."""
+    with safe_open(path, "pt") as handle:
+        metadata, state = handle.metadata(), {k: handle.get_tensor(k) for k in handle.keys()}
+    info = json.loads(metadata["foveal"])
+    assert info["model"]["family"] == "cnn-airbench"
+    info["model"]["family"] = "hybrid"
+    save_file(state, path, metadata={"foveal": json.dumps(info)})
+    return path
+
+
+@pytest.mark.parametrize("name", ["cnn-airbench-half", "cnn-airbench"])
+def test_an_airbench_cnn_saved_as_a_hybrid_loads_as_its_family_now(name: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = to_fast_layout(foveal.create_model(name, num_classes=3, img_size=16).eval())  # as loaded
+    info = ModelInfo(model.config, ["a", "b", "c"], Preprocessing(16))
+    path = saved_before_issue_31(save_model(tmp_path / "old.safetensors", model, info))
+    loaded, loaded_info = load_model(path)
+    assert loaded_info.config == model.config and isinstance(loaded_info.config, AirbenchCNNConfig)
+    assert loaded_info.config.family == "cnn-airbench" and type(loaded) is type(model)
+    assert loaded.state_dict().keys() == model.state_dict().keys()
+    images = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(loaded(images), model(images))
+
+
+def test_only_renamed_presets_change_family_on_loading() -> None:
+    # A hybrid without attention blocks saved from a hybrid preset stays a hybrid: same config back.
+    plain = model_config("hybrid-nano", depth=0, pool="max")
+    assert config_from_dict(config_to_dict(plain)) == plain and type(plain) is HybridConfig
+    with pytest.raises(ConfigError, match="unknown model family 'transformer'"):
+        config_from_dict({**config_to_dict(plain), "family": "transformer"})
 
 
 @pytest.mark.parametrize("img_size", [16, 128])  # a 2x2 stem of stride 1, and a 4x4 stem of stride 4

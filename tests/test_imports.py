@@ -32,7 +32,7 @@ LAZY_ALLOWED = {"cli"}  # the command line imports its commands' libraries on us
 
 
 def part_of(module: str) -> str:
-    """foveal.models.attention -> models; foveal.predictor.saved -> saved."""
+    """foveal.models.layers.attention -> models; foveal.errors -> errors."""
     return module.split(".")[1] if module.count(".") >= 1 else "foveal"
 
 
@@ -178,3 +178,27 @@ def test_the_layer_check_fails_on_an_edge_up_or_across() -> None:
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": {"c"}}) is None
+
+
+def layers_importing_families(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """(layer, module) pairs where a building block of models/layers/ imports a family file or the
+    registry: layers may import other layers and the model contract only, as timm's do."""
+    allowed = ("foveal.models.layers", "foveal.models.contract")
+    return sorted(
+        (module, target)
+        for module, targets in graph.items()
+        if module.startswith("foveal.models.layers.")
+        for target in targets
+        if target.startswith("foveal.models") and not target.startswith(allowed)
+    )
+
+
+def test_model_layers_import_no_family() -> None:
+    graph, _ = import_graph("module")
+    assert any(module.startswith("foveal.models.layers.") for module in graph)
+    assert layers_importing_families(graph) == []
+
+
+def test_the_layer_rule_finds_a_planted_family_import() -> None:
+    planted = {"foveal.models.layers.trunk": {"foveal.models.hybrid", "foveal.models.layers.output"}}
+    assert layers_importing_families(planted) == [("foveal.models.layers.trunk", "foveal.models.hybrid")]

@@ -1,5 +1,5 @@
 """`foveal models`: quick (no model built, no torch imported), and every fact it lists is the built
-model's, so the recorded facts (cli/preset_facts.py) cannot go stale."""
+model's or its registration's, so the recorded facts (cli/preset_facts.py) cannot go stale."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from clirun import foveal_cli, foveal_cli_subprocess
 
 import foveal
+import foveal.models
 from foveal.cli.preset_facts import EPOCHS_DEFAULT, PRESETS, TIME_LADDER, PresetFacts
 from foveal.training.recipe import BUDGET_LADDER, EPOCH_DEFAULTS
 
@@ -29,7 +30,7 @@ def test_the_listed_facts_are_the_built_models(name: str) -> None:
         family=model.config.family,
         img_size=model.config.img_size,
         params=sum(p.numel() for p in model.parameters()),
-        purpose=PRESETS[name].purpose if name in PRESETS else "...",
+        purpose=foveal.models.model_description(name),
     )
     assert PRESETS.get(name) == built, f"cli/preset_facts.py needs: {name!r}: {built!r}"
 

@@ -7,8 +7,21 @@ import torch
 
 import foveal
 from foveal.errors import ConfigError
-from foveal.models import build_model, config_from_dict, config_to_dict, model_config
-from foveal.models.registry import register_model
+from foveal.models import (
+    AirbenchCNNConfig,
+    AttentionClassifier,
+    AttentionConfig,
+    CNNConfig,
+    HybridClassifier,
+    HybridConfig,
+    ResNetClassifier,
+    build_model,
+    config_from_dict,
+    config_to_dict,
+    model_config,
+)
+from foveal.models.layers import AttentionStack
+from foveal.models.registry import register_family, register_model
 
 ALL_MODELS = foveal.list_models()
 ATTENTION_MODELS = [n for n in ALL_MODELS if getattr(model_config(n), "depth", 0) > 0]  # hybrids too
@@ -51,7 +64,7 @@ def expected_frozen(model: torch.nn.Module) -> list[str]:
     """The parameters a preset never trains: a whitened first conv, and the hybrid trunk's batch-norm
     scales (fixed at 1, as in airbench)."""
     config = model.config
-    if config.family != "hybrid":
+    if not isinstance(config, HybridConfig):
         return ["tokenizer.stages.0.weight"] if getattr(config, "tokenizer_whitened", False) else []
     scales = [f"{n}.weight" for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
     return (["trunk.stem.conv.weight"] if config.stem_whitened else []) + scales
@@ -128,7 +141,38 @@ def test_bad_model_options_fail_loudly() -> None:
 
 def test_duplicate_registration_is_an_error() -> None:
     with pytest.raises(ValueError, match="already registered"):
-        register_model("foveal-tiny")(lambda: model_config("foveal-tiny"))
+        register_model("foveal-tiny", "a second foveal-tiny")(lambda: model_config("foveal-tiny"))
+    with pytest.raises(ValueError, match="already registered"):
+        register_family("hybrid", HybridConfig, HybridClassifier)
+    with pytest.raises(ValueError, match="already registered"):  # one config class, one family
+        register_family("hybrid-again", HybridConfig, HybridClassifier)
+
+
+@pytest.mark.parametrize(
+    ("name", "config_class", "module_class"),
+    [
+        ("foveal-tiny", AttentionConfig, AttentionClassifier),
+        ("vit-tiny-4", AttentionConfig, AttentionClassifier),
+        ("cnn-resnet8", CNNConfig, ResNetClassifier),
+        ("hybrid-nano", HybridConfig, HybridClassifier),
+        ("cnn-airbench-half", AirbenchCNNConfig, HybridClassifier),  # the hybrid's module, no attention
+    ],
+)
+def test_each_family_builds_its_registered_module(name: str, config_class: type, module_class: type) -> None:
+    config = model_config(name)
+    assert type(config) is config_class and type(build_model(config)) is module_class
+    assert config_from_dict(config_to_dict(config)) == config
+
+
+def test_the_attention_and_hybrid_families_share_the_attention_stack() -> None:
+    """The stack's parts are attributes of the model, not a submodule: saved weights keep their names."""
+    stack = {"pos_embed", "blocks", "norm", "attention_pool", "head"}
+    for name in ("foveal-tiny", "hybrid-nano"):
+        model = foveal.create_model(name)
+        assert isinstance(model, AttentionStack) and stack <= {n for n, _ in model.named_children()}
+        assert {"blocks.0.attn.qkv.weight", "attention_pool.score.weight", "head.weight"} <= set(
+            model.state_dict()
+        )
 
 
 def test_build_model_rejects_a_non_config() -> None:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from foveal.data.preprocess import Preprocessing
 from foveal.models import create_model
-from foveal.models.whitening import whiten_first_conv, whitening_weights
+from foveal.models.layers.whitening import whiten_first_conv, whitening_weights
 
 
 def correlated_images(n: int = 400, size: int = 16) -> torch.Tensor:

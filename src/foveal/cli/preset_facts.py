@@ -1,11 +1,12 @@
-"""What `foveal models` says about each preset, written down so that listing builds no model and
+"""What `foveal models` says about each preset, copied here so that listing builds no model and
 imports no torch: building all of them to count their parameters took most of the command's
-seconds, and importing torch alone takes over one.
+seconds, and importing torch alone takes over one (and every family file imports it).
 
-These are measured facts, not a second source of truth: tests/test_model_list.py builds every
-registered preset and checks its line here (family, image size, parameter count), and checks the
-recipe marks against training/recipe.py's BUDGET_LADDER and EPOCH_DEFAULTS. A preset added or
-changed without its line here fails that test, which prints the line to write.
+A copy, not a second source of truth: a preset's description is the one its `@register_model`
+carries (models/<family>.py). tests/test_model_list.py builds every registered preset and checks
+its line here (family, image size, parameter count, description), and checks the recipe marks
+against training/recipe.py's BUDGET_LADDER and EPOCH_DEFAULTS. A preset added or changed without
+its line here fails that test, which prints the line to write.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from dataclasses import dataclass
 class PresetFacts:
     """One preset as `foveal models` lists it."""
 
-    family: str  # its ModelConfig's family: attention, hybrid (conv trunk + attention) or cnn
+    family: str  # its config's family: attention, hybrid (conv trunk + attention), cnn or cnn-airbench
     img_size: int  # px, the preset's default input side
     params: int  # parameters of the model built for 10 classes, frozen ones (a whitening stem) included
-    purpose: str  # what it is for, in a few words
+    purpose: str  # what it is for, in a few words: its registration's description
 
 
 PRESETS: dict[str, PresetFacts] = {
@@ -29,8 +30,10 @@ PRESETS: dict[str, PresetFacts] = {
     "cct-4-3x2": PresetFacts("attention", 32, 482_123, "CCT paper's CIFAR shape, 4 blocks"),
     "cct-7-3x1": PresetFacts("attention", 32, 3_760_139, "CCT paper's CIFAR-10 model"),
     "cct-7-3x2": PresetFacts("attention", 32, 3_853_259, "CCT paper's CIFAR shape, 2-stage tokenizer"),
-    "cnn-airbench": PresetFacts("hybrid", 32, 1_972_802, "airbench94's CNN: hybrid-airbench's baseline"),
-    "cnn-airbench-half": PresetFacts("hybrid", 32, 498_114, "CNN baseline of hybrid-airbench-half"),
+    "cnn-airbench": PresetFacts(
+        "cnn-airbench", 32, 1_972_802, "airbench94's CNN: hybrid-airbench's baseline"
+    ),
+    "cnn-airbench-half": PresetFacts("cnn-airbench", 32, 498_114, "CNN baseline of hybrid-airbench-half"),
     "cnn-resnet18": PresetFacts("cnn", 32, 11_173_962, "ResNet-18 CNN baseline, bigger budgets"),
     "cnn-resnet20": PresetFacts("cnn", 32, 272_474, "CIFAR ResNet-20 CNN baseline"),
     "cnn-resnet8": PresetFacts("cnn", 32, 308_650, "CIFAR ResNet-8 CNN baseline, fastest"),

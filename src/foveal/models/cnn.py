@@ -1,13 +1,42 @@
-"""The convolutional baseline: a ResNet (He et al. 2016) scaled for small images."""
+"""The convolutional baseline family: a ResNet (He et al. 2016) scaled for small images. Its config, its
+module and its presets. (The airbench CNNs, built on the hybrid's trunk, are cnn_airbench.py.)"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from foveal.models.config import CNNConfig
+from foveal.errors import ConfigError
+from foveal.models.config import check_common
 from foveal.models.contract import FovealModel
-from foveal.models.output import Features
+from foveal.models.layers.output import Features
+from foveal.models.registry import register_family, register_model
+
+
+@dataclass(frozen=True)
+class CNNConfig:
+    """A ResNet-style convolutional baseline, scaled for small images."""
+
+    name: str = "custom-cnn"
+    img_size: int = 32
+    in_chans: int = 3
+    num_classes: int = 10
+    widths: tuple[int, ...] = (16, 32, 64)  # channels per stage; each stage after the first halves H, W
+    blocks: tuple[int, ...] = (3, 3, 3)  # basic blocks per stage (3,3,3 = ResNet-20, He et al. 2016)
+    stem_stride: int = 1  # 1 for 32-px images; 4 (stride-2 conv + max-pool) for ImageNet sizes
+    drop_rate: float = 0.0  # dropout before the head
+    family: str = "cnn"  # registry.py: the family a saved config is read back as
+
+    def __post_init__(self) -> None:
+        check_common(self)
+        if len(self.widths) != len(self.blocks) or not self.widths:
+            raise ConfigError(
+                f"widths {self.widths} and blocks {self.blocks} must be non-empty and of equal length"
+            )
+        object.__setattr__(self, "widths", tuple(self.widths))
+        object.__setattr__(self, "blocks", tuple(self.blocks))
 
 
 class BasicBlock(nn.Module):
@@ -71,3 +100,22 @@ class ResNetClassifier(FovealModel):
 
     def forward_head(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.head(self.drop(pooled))
+
+
+register_family("cnn", CNNConfig, ResNetClassifier)
+
+
+# The CNN baseline: CIFAR ResNets (He et al. 2016), and ResNet-18 widths for bigger budgets.
+@register_model("cnn-resnet8", "CIFAR ResNet-8 CNN baseline, fastest")
+def cnn_resnet8() -> CNNConfig:
+    return CNNConfig(widths=(32, 64, 128), blocks=(1, 1, 1))
+
+
+@register_model("cnn-resnet20", "CIFAR ResNet-20 CNN baseline")
+def cnn_resnet20() -> CNNConfig:
+    return CNNConfig(widths=(16, 32, 64), blocks=(3, 3, 3))
+
+
+@register_model("cnn-resnet18", "ResNet-18 CNN baseline, bigger budgets")
+def cnn_resnet18() -> CNNConfig:
+    return CNNConfig(widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2))

@@ -13,13 +13,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from foveal.models.output import Features, ModelOutput
+from foveal.models.layers.output import Features, ModelOutput
 
 
 class FovealModel(nn.Module):
     """Base class of every family; subclasses define `forward_features`, `pool` and `forward_head`."""
 
-    config: object  # the family's frozen config dataclass (models/config.py), stored with the weights
+    config: object  # the family's frozen config dataclass (models/<family>.py), stored with the weights
 
     def forward_features(self, images: torch.Tensor, *, need_weights: bool = False) -> Features:
         """Images (B, C, H, W) -> Features; with `need_weights`, the attention probabilities too."""

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from foveal.errors import ConfigError, FovealError
-from foveal.models.output import ModelOutput
+from foveal.models.layers.output import ModelOutput
 
 METHODS = ("pool", "rollout", "grad-rollout", "gradcam")
 ATTENTION_METHODS = ("pool", "rollout", "grad-rollout")

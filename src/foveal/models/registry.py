@@ -1,28 +1,72 @@
-"""Named model presets: register, list, create. A duplicate name is an error."""
+"""The registry: model families (config class -> module class) and named presets (name -> config).
+
+A family file registers itself once, and each preset with a decorator carrying its one-line description:
+
+    register_family("hybrid", HybridConfig, HybridClassifier)
+
+    @register_model("hybrid-nano", "8x8 token grid (finer maps), smallest")
+    def hybrid_nano() -> HybridConfig:
+        return HybridConfig(widths=(32, 64), depth=1, num_heads=2)
+
+A duplicate family or preset name is an error.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 from fnmatch import fnmatch
 from typing import Any
 
 from foveal.errors import ConfigError, suggest
-from foveal.models.classifier import AttentionClassifier
-from foveal.models.cnn import ResNetClassifier
-from foveal.models.config import AttentionConfig, CNNConfig, HybridConfig, ModelConfig, replace_config
+from foveal.models.config import FamilyConfig, replace_config
 from foveal.models.contract import FovealModel
-from foveal.models.hybrid import HybridClassifier
-
-_PRESETS: dict[str, Callable[[], ModelConfig]] = {}
 
 
-def register_model(name: str) -> Callable[[Callable[[], ModelConfig]], Callable[[], ModelConfig]]:
-    """Decorator: register a function returning the preset's ModelConfig under `name`."""
+@dataclass(frozen=True)
+class Family:
+    """A registered family: its config dataclass and the module built from it."""
 
-    def add(fn: Callable[[], ModelConfig]) -> Callable[[], ModelConfig]:
+    name: str  # what its configs' `family` field says, and saved models' config.json
+    config_class: type
+    module_class: Callable[..., FovealModel]  # called as module_class(config=config)
+    formerly: tuple[str, ...] = ()  # family names its presets were saved under before (see config_from_dict)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A registered preset: the function returning its config, and what `foveal models` says it is for."""
+
+    make_config: Callable[[], Any]
+    description: str
+
+
+_FAMILIES: dict[str, Family] = {}  # by family name
+_BY_CONFIG: dict[type, Family] = {}  # by config class
+_PRESETS: dict[str, Preset] = {}
+
+
+def register_family(
+    name: str, config_class: type, module_class: Callable[..., FovealModel], *, formerly: tuple[str, ...] = ()
+) -> None:
+    """Register family `name`: `build_model` makes a `module_class` from a `config_class`, and
+    `config_from_dict` reads a saved config whose family is `name` as a `config_class`."""
+    if name in _FAMILIES or config_class in _BY_CONFIG:
+        raise ValueError(f"model family {name!r} ({config_class.__name__}) is already registered")
+    family = Family(name, config_class, module_class, formerly)
+    _FAMILIES[name] = family
+    _BY_CONFIG[config_class] = family
+
+
+def register_model(name: str, description: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+    """Decorator: register a function returning the preset's config under `name`, with the
+    `description` `foveal models` lists (what it is for, in 60 characters at most)."""
+
+    def add(fn: Callable[[], Any]) -> Callable[[], Any]:
         if name in _PRESETS:
             raise ValueError(f"model {name!r} is already registered")
-        _PRESETS[name] = fn
+        _PRESETS[name] = Preset(fn, description)
         return fn
 
     return add
@@ -33,25 +77,32 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(name for name in _PRESETS if fnmatch(name, pattern))
 
 
-def model_config(name: str, **overrides: Any) -> ModelConfig:
+def model_description(name: str) -> str:
+    """What preset `name` is for, as its registration says (what `foveal models` lists)."""
+    return _preset(name).description
+
+
+def model_config(name: str, **overrides: Any) -> FamilyConfig:
     """The config of preset `name` with `overrides` (field names of its config) applied."""
+    config = replace_config(_preset(name).make_config(), name=name)
+    return replace_config(config, **overrides) if overrides else config
+
+
+def _preset(name: str) -> Preset:
     if name not in _PRESETS:
         raise ConfigError(
             f"unknown model {name!r}.{suggest(name, _PRESETS)} Available: {', '.join(list_models())}"
         )
-    config = replace_config(_PRESETS[name](), name=name)
-    return replace_config(config, **overrides) if overrides else config
+    return _PRESETS[name]
 
 
-def build_model(config: ModelConfig) -> FovealModel:
+def build_model(config: FamilyConfig) -> FovealModel:
     """Instantiate the module a config describes (fresh, randomly initialised weights)."""
-    if isinstance(config, AttentionConfig):
-        return AttentionClassifier(config=config)
-    if isinstance(config, CNNConfig):
-        return ResNetClassifier(config=config)
-    if isinstance(config, HybridConfig):
-        return HybridClassifier(config=config)
-    raise ConfigError(f"expected an AttentionConfig, CNNConfig or HybridConfig, got {type(config).__name__}")
+    family = _BY_CONFIG.get(type(config))
+    if family is None:
+        expected = ", ".join(cls.__name__ for cls in _BY_CONFIG)
+        raise ConfigError(f"expected a model config ({expected}), got {type(config).__name__}")
+    return family.module_class(config=config)
 
 
 def create_model(
@@ -67,8 +118,36 @@ def create_model(
         **overrides: any other config field, e.g. `depth=4`; a misspelled one raises ConfigError.
 
     Returns:
-        The model; `model.config` holds its full ModelConfig.
+        The model; `model.config` holds its full config.
     """
     if img_size is not None:
         overrides["img_size"] = img_size
     return build_model(model_config(name, num_classes=num_classes, in_chans=in_chans, **overrides))
+
+
+def config_from_dict(data: dict[str, Any]) -> FamilyConfig:
+    """Rebuild a config saved by `config_to_dict`; an unknown family or key raises ConfigError."""
+    family = _FAMILIES.get(_saved_family(data))
+    if family is None:
+        raise ConfigError(
+            f"unknown model family {data.get('family')!r}; expected one of {', '.join(sorted(_FAMILIES))}"
+        )
+    known = {f.name for f in dataclasses.fields(family.config_class)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown model config keys {unknown}; this model was saved by a newer Foveal?")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    values["family"] = family.name
+    return family.config_class(**values)
+
+
+def _saved_family(data: dict[str, Any]) -> str:
+    """The family a saved config is read as: its own, unless it was saved from a preset whose family has
+    since been renamed (the airbench CNNs were "hybrid" models before #31; their modules are the same)."""
+    saved = data.get("family", "attention")  # configs saved before families had names were attention
+    preset = _PRESETS.get(data.get("name", ""))
+    if preset is not None:
+        family = _BY_CONFIG.get(type(preset.make_config()))
+        if family is not None and saved in family.formerly:
+            return family.name
+    return saved

@@ -5,7 +5,7 @@ moves toward the model by 1 - decay, and the model is set back to it. decay grow
 the planned steps taken (BASE ** EVERY x share ** POWER), so early on the model runs free and near
 the end it is held to a long average; after the last planned step the model becomes the slow copy.
 Measured in airbench's ablations: 94% on CIFAR-10 in 12 epochs instead of 13.5, together with its
-fast batch-norm statistics (models/trunk.py).
+fast batch-norm statistics (models/layers/trunk.py).
 """
 
 from __future__ import annotations

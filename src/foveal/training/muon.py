@@ -5,7 +5,7 @@ one schedule, one checkpoint and one resume cover them.
 Two kinds of matrix, two kinds of Muon step, each along the Nesterov momentum orthogonalised by a
 Newton-Schulz iteration:
 - the trunk's conv filters, as airbench's Muon run steps them: a batch norm follows each conv of the
-  trunk's groups (models/trunk.py), so the filters' scale is free; it is held fixed and the step is a
+  trunk's groups (models/layers/trunk.py), so the filters' scale is free; it is held fixed and the step is a
   rotation of lr-sized angle. torch.optim.Muon takes 2-D weights only; a conv's (C_out, C_in, k, k)
   filters are orthogonalised here as a (C_out, C_in k k) matrix.
 - the attention blocks' weight matrices (q k v, the output projection, the MLP's two), when given a
@@ -24,8 +24,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from foveal.models.encoder import EncoderBlock
-from foveal.models.trunk import ConvGroup
+from foveal.models.layers.encoder import EncoderBlock
+from foveal.models.layers.trunk import ConvGroup
 
 NEWTON_SCHULZ_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # Jordan's quintic: fast at the cost of exactness
 NEWTON_SCHULZ_STEPS = 5

@@ -25,7 +25,7 @@ import torch
 
 from foveal.config import TrainConfig
 from foveal.data.sources import count_folder_images
-from foveal.models import CNNConfig, create_model, model_config
+from foveal.models import CNNConfig, HybridConfig, create_model, model_config
 from foveal.models.flops import forward_flops
 from foveal.training import distributed, speed
 from foveal.training.footprint import largest_batch_in_memory
@@ -48,7 +48,7 @@ ADAMW_RECIPE: dict[str, Any] = {
 # the filters 5.1 points better than SGD alone at 3 minutes, 1.5 at 10 and 0.3 at 30 (AMD EPYC,
 # bf16); the mirror view 1.0 point more for hybrid-airbench-half at 10. airbench's other choices are
 # options, measured at 3 minutes without a gain beyond noise (round 2): 64x batch-norm bias lr,
-# identity-initialised trunk convs (models/trunk.py), 2-px crops; lookahead, at 10 minutes neither.
+# identity-initialised trunk convs (models/layers/trunk.py), 2-px crops; lookahead, at 10 minutes neither.
 HYBRID_RECIPE: dict[str, Any] = {
     "optimizer": "muon",  # its SGD part at SGD_LR; the filters at config.MUON_LR
     "lr_decay": "linear",
@@ -86,7 +86,7 @@ class Rung:
 # choice costs little either way, so that the choice there does not flip with the drift.
 FULL_WIDTH_MIN_PASSES = 6.0
 
-# Smallest to largest: attention models on an airbench trunk (models/presets.py). min_epochs is in
+# Smallest to largest: attention models on an airbench trunk (models/hybrid.py). min_epochs is in
 # estimated passes (the real ones were 15% more for the full width at 30 minutes on the AMD EPYC).
 BUDGET_LADDER: tuple[Rung, ...] = (
     Rung("hybrid-airbench-half", 0.0, 256),
@@ -199,7 +199,7 @@ def budget_choices(
     in_memory = largest_batch_in_memory(trained, img_size, num_classes, device)
     while in_memory is not None and batch_size > 1 and batch_size > in_memory:
         batch_size //= 2
-    recipe = HYBRID_RECIPE if model_config(trained).family == "hybrid" else ADAMW_RECIPE
+    recipe = HYBRID_RECIPE if isinstance(model_config(trained), HybridConfig) else ADAMW_RECIPE
     return {
         "model": rung.model,
         "batch_size": batch_size,

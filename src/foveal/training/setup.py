@@ -17,7 +17,7 @@ from foveal.errors import FovealError
 from foveal.io import atomic_write_json
 from foveal.messages import counted, quieted
 from foveal.models import build_model, config_to_dict, model_config
-from foveal.models.whitening import init_from_data
+from foveal.models.layers.whitening import init_from_data
 from foveal.predictor.saved import ModelInfo
 from foveal.runs import RunRecord, next_run_dir
 from foveal.runtime import resolve_device, resolve_precision, seed_everything, set_threads, to_fast_layout

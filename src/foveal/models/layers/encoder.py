@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from foveal.models.attention import Attention
+from foveal.models.layers.attention import Attention
 
 
 class DropPath(nn.Module):
@@ -64,21 +64,26 @@ class EncoderBlock(nn.Module):
         return x, probs
 
 
-def encoder_blocks(config) -> nn.ModuleList:
-    """`config.depth` EncoderBlocks of width `config.embed_dim`, stochastic depth rising linearly
-    from 0 to `config.drop_path_rate` (an AttentionConfig or a HybridConfig)."""
-    rates = (
-        torch.linspace(0, config.drop_path_rate, config.depth).tolist()
-        if config.depth > 1
-        else [config.drop_path_rate] * config.depth
-    )
+def encoder_blocks(
+    *,
+    depth: int,
+    embed_dim: int,
+    num_heads: int,
+    mlp_ratio: float,
+    drop_rate: float,
+    attn_drop_rate: float,
+    drop_path_rate: float,
+) -> nn.ModuleList:
+    """`depth` EncoderBlocks of width `embed_dim`, stochastic depth rising linearly from 0 to
+    `drop_path_rate` over the blocks."""
+    rates = torch.linspace(0, drop_path_rate, depth).tolist() if depth > 1 else [drop_path_rate] * depth
     return nn.ModuleList(
         EncoderBlock(
-            embed_dim=config.embed_dim,
-            num_heads=config.num_heads,
-            mlp_ratio=config.mlp_ratio,
-            drop_rate=config.drop_rate,
-            attn_drop_rate=config.attn_drop_rate,
+            embed_dim=embed_dim,
+            num_heads=num_heads,
+            mlp_ratio=mlp_ratio,
+            drop_rate=drop_rate,
+            attn_drop_rate=attn_drop_rate,
             drop_path_rate=rate,
         )
         for rate in rates

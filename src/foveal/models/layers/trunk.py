@@ -9,8 +9,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from foveal.models.config import HybridConfig
-
 BATCH_NORM_MOMENTUM = 0.4  # torch's convention; airbench's: running statistics keep up within a few epochs
 
 
@@ -23,25 +21,28 @@ class ScaleFreeBatchNorm(nn.BatchNorm2d):
 
 
 class WhiteningStem(nn.Module):
-    """A stem_kernel x stem_kernel conv of stride `stem_stride`, its filters set to whitening filters of
-    the training images by models/whitening.py and then frozen (with `stem_whitened`); its bias learns.
+    """A kernel_size x kernel_size conv of stride `stride` to `channels` maps, its filters set to whitening
+    filters of the training images by models/layers/whitening.py and then frozen (with `whitened`); its
+    bias learns.
 
     At stride 1 (images near 32 px) the 2x2 conv is padded on the right and bottom so the grid keeps its
     size; at stride s > 1 it reads non-overlapping s x s patches (a strided stem for large images).
     """
 
-    def __init__(self, *, config: HybridConfig) -> None:
+    def __init__(
+        self, *, in_chans: int, channels: int, kernel_size: int, stride: int, whitened: bool
+    ) -> None:
         super().__init__()
-        k, s = config.stem_kernel, config.stem_stride
+        k, s = kernel_size, stride
         # (left, right, top, bottom): keeps H x W at stride 1; above it, H / s is floored
         self.pad = nn.ZeroPad2d((0, k - 1, 0, k - 1)) if s == 1 else nn.Identity()
-        self.conv = nn.Conv2d(config.in_chans, config.stem_channels, k, stride=s, bias=True)
+        self.conv = nn.Conv2d(in_chans, channels, k, stride=s, bias=True)
         self.act = nn.GELU()
-        if config.stem_whitened:
+        if whitened:
             self.conv.weight.requires_grad_(False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.act(self.conv(self.pad(images)))  # (B, stem_channels, H / s, W / s)
+        return self.act(self.conv(self.pad(images)))  # (B, channels, H / s, W / s)
 
 
 class ConvGroup(nn.Module):
@@ -64,14 +65,29 @@ class ConvGroup(nn.Module):
 
 class ConvTrunk(nn.Module):
     """The whitening stem, then one ConvGroup per entry of `widths`: (B, C, H, W) -> (B, widths[-1], h, w)
-    with (h, w) = config.grid_size for an img_size input (models/config.py: hybrid_grid)."""
+    with h = H // (stem_stride * 2 ** len(widths)) (models/hybrid.py: hybrid_grid), w likewise."""
 
-    def __init__(self, *, config: HybridConfig) -> None:
+    def __init__(
+        self,
+        *,
+        in_chans: int,
+        stem_channels: int,
+        stem_kernel: int,
+        stem_stride: int,
+        stem_whitened: bool,
+        widths: tuple[int, ...],
+    ) -> None:
         super().__init__()
-        self.stem = WhiteningStem(config=config)
-        c_ins = (config.stem_channels,) + config.widths[:-1]
+        self.stem = WhiteningStem(
+            in_chans=in_chans,
+            channels=stem_channels,
+            kernel_size=stem_kernel,
+            stride=stem_stride,
+            whitened=stem_whitened,
+        )
+        c_ins = (stem_channels,) + tuple(widths[:-1])
         self.groups = nn.Sequential(
-            *(ConvGroup(c_in=c_in, c_out=c_out) for c_in, c_out in zip(c_ins, config.widths))
+            *(ConvGroup(c_in=c_in, c_out=c_out) for c_in, c_out in zip(c_ins, widths))
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
