@@ -1,7 +1,7 @@
 """Run the `foveal` command as a user would: in this process (fast) or in a child process (the real
 entry point, `python -m foveal`).
 
-Most tests use `foveal_cli`, which calls the console-script entry point `foveal.cli.main.run` here:
+Most tests use `foveal_cli`, which calls the console-script entry point `foveal.cli.main.main` here:
 the same argument parsing, error handling and exit codes, without paying several seconds of Python
 and torch start-up per call. A few smoke tests use `foveal_cli_subprocess` so that the real entry
 point, its exit status and its stderr stay tested end to end.
@@ -33,7 +33,7 @@ class CliResult:
 
 
 def foveal_cli(*args: str, cwd: Path | str | None = None) -> CliResult:
-    """`foveal ARGS...` in this process: `foveal.cli.main.run(ARGS)`, which always ends in SystemExit.
+    """`foveal ARGS...` in this process: `foveal.cli.main.main(ARGS)`, which always ends in SystemExit.
 
     stdout and stderr are captured, `cwd` is the working directory for the call, and the torch thread
     count that a command may set (--threads) is restored afterwards. Warnings are filtered as in a
@@ -43,7 +43,7 @@ def foveal_cli(*args: str, cwd: Path | str | None = None) -> CliResult:
     command would have printed a traceback: it propagates and fails the test.
     """
     from foveal import runtime
-    from foveal.cli.main import run
+    from foveal.cli.main import main
 
     stdout, stderr = io.StringIO(), io.StringIO()
     threads, here = torch.get_num_threads(), os.getcwd()
@@ -58,11 +58,11 @@ def foveal_cli(*args: str, cwd: Path | str | None = None) -> CliResult:
             python_default_warning_filters()
             warnings.showwarning = show_warning_on_stderr
             try:
-                run(list(args))
+                main(list(args))
             except SystemExit as exit:
                 code = exit.code
             else:
-                raise AssertionError("foveal.cli.main.run returned instead of exiting")
+                raise AssertionError("foveal.cli.main.main returned instead of exiting")
     finally:
         os.chdir(here)
         torch.set_num_threads(threads)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import foveal.training.state as state_module
-from foveal.cli.main import run
+from foveal.cli.main import main
 from foveal.io import atomic_write
 
 CHUNKS, PAUSE_S = 16, 0.01
@@ -45,4 +45,4 @@ def patched(path, write):  # same signature as foveal.io.atomic_write
 MODE = sys.argv.pop(1)
 state_module.atomic_write = patched
 sys.argv[0] = "foveal"
-run()
+main()

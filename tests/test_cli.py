@@ -275,11 +275,11 @@ def test_docs_options_md_holds_every_option_with_its_whole_text() -> None:
 
 
 def test_serve_options_are_its_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    import foveal.serving.run
+    import foveal.serving.server
     from foveal.serving.settings import ServeSettings
 
     seen: list[ServeSettings] = []
-    monkeypatch.setattr(foveal.serving.run, "serve", seen.append)
+    monkeypatch.setattr(foveal.serving.server, "serve", seen.append)
     assert foveal_cli("serve", "m").returncode == 0
     given = (
         "--port",

@@ -66,7 +66,7 @@ def test_a_map_that_does_not_fit_the_grid_is_refused() -> None:
 def test_explaining_many_images_says_how_far_it_is(
     trained: tuple[Path, Path], capsys: pytest.CaptureFixture
 ) -> None:
-    from foveal.explanation.run import explain_images
+    from foveal.explanation.workflow import explain_images
 
     run, data = trained
     classifier = foveal.load(run, device="cpu")

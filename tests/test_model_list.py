@@ -61,7 +61,7 @@ def test_the_listing_says_what_each_preset_is_for() -> None:
 def test_listing_imports_no_torch() -> None:
     """The cause of a slow listing, checked where timing cannot be flaky."""
     probe = (
-        "import sys\nfrom foveal.cli.main import run\ntry:\n    run(['models'])\n"
+        "import sys\nfrom foveal.cli.main import main\ntry:\n    main(['models'])\n"
         "except SystemExit:\n    pass\nprint(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)

@@ -65,7 +65,7 @@ def test_explain_on_model_onnx_draws_the_pytorch_maps(
 def test_faithfulness_of_model_onnx_is_the_pytorch_models(exported: tuple[Path, Path, Path]) -> None:
     """The curves re-run the network on altered images: onnxruntime's answers are PyTorch's."""
     from foveal.data.files import decode_paths
-    from foveal.explanation.run import measure_faithfulness
+    from foveal.explanation.workflow import measure_faithfulness
 
     run, data, bundle = exported
     torch_model, onnx_model = foveal.load(run, device="cpu"), foveal.load(bundle / "model.onnx")

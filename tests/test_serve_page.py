@@ -11,7 +11,7 @@ from browser import launch_chromium, needs_chromium, record_errors
 from synthetic import tiny_run, with_threshold
 
 import foveal
-from foveal.explanation.run import default_method
+from foveal.explanation.workflow import default_method
 from foveal.serving.process import ServerProcess
 
 SCREENSHOT = os.environ.get("FOVEAL_SCREENSHOT")  # where to keep the page's picture (docs/images/...)

@@ -1,5 +1,5 @@
 """`python -m foveal` runs the command line."""
 
-from foveal.cli.main import run
+from foveal.cli.main import main
 
-run()
+main()

@@ -11,13 +11,14 @@ from typing import Any, Literal
 
 import torch
 
+from foveal import training
 from foveal.data.imageset import ImageSet
 from foveal.data.sources import load_evaluation_data
 from foveal.errors import ConfigError
 from foveal.evaluation.run import Evaluation, save_evaluation
 from foveal.evaluation.run import evaluate as evaluate_images
 from foveal.explanation.result import Explanation
-from foveal.explanation.run import explain_inputs, save_explanations
+from foveal.explanation.workflow import explain_inputs, save_explanations
 from foveal.exporting.bundle import add_to_bundle_config, write_bundle
 from foveal.exporting.graph import check_maps
 from foveal.exporting.quantize import MAX_ACCURACY_DROP
@@ -27,7 +28,6 @@ from foveal.predictor.rejection import RejectionCount
 from foveal.reporting import write_report
 from foveal.runs import RunRecord
 from foveal.training import TrainConfig, TrainResult
-from foveal.training import train as run_training
 from foveal.training.distributed import world_from_env
 from foveal.training.progress import say
 from foveal.training.records import append_event
@@ -50,7 +50,7 @@ def train(
         started: `time.perf_counter()` value a time budget counts from (default: now).
         **options: TrainConfig fields by name; a misspelled one raises ConfigError.
     """
-    result = run_training(config, resume=resume, quiet=quiet, started=started, **options)
+    result = training.train(config, resume=resume, quiet=quiet, started=started, **options)
     if result.config.run.report and world_from_env().is_main:  # under torchrun: rank 0's to write
         _write_report(result, quiet)
     # The images served the report; the caller need not hold on to them.

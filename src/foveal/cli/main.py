@@ -93,7 +93,7 @@ def train(
     (a run folder's config.json works as it is) is overridden by the options given; --resume
     continues a run exactly, from its newest checkpoint. --devices N starts torchrun for you, one
     process per GPU (or sharing the CPU cores); --batch-size stays the global batch (docs/distributed.md)."""
-    from foveal.api import train as run_training
+    from foveal import api
     from foveal.config import TrainConfig, load_config_file
     from foveal.runtime import process_start
     from foveal.training.distributed import world_from_env
@@ -109,7 +109,7 @@ def train(
             raise FovealError(
                 "a resumed run keeps the settings it started with; give only --resume RUN_FOLDER."
             )
-        result = run_training(resume=resume, quiet=quiet, started=process_start())
+        result = api.train(resume=resume, quiet=quiet, started=process_start())
     else:
         if data is None and config is None:
             raise FovealError(
@@ -118,7 +118,7 @@ def train(
             )
         base = load_config_file(config) if config is not None else TrainConfig()
         settings = base.replace(**chosen, **({} if data is None else {"data": data}))
-        result = run_training(settings, quiet=quiet, started=process_start())
+        result = api.train(settings, quiet=quiet, started=process_start())
     if not world_from_env().is_main:  # under torchrun, rank 0 reports for all
         return
     metrics = result.metrics
@@ -267,7 +267,7 @@ def explain(
     """Show where the model looks: a heatmap per image (PNG + JSON).
 
     A contact sheet for several; with --faithfulness, how faithful each method's maps are."""
-    from foveal.explanation.run import explain_inputs, save_explanations
+    from foveal.explanation.workflow import explain_inputs, save_explanations
     from foveal.predictor.classifier import load
     from foveal.runs import next_run_dir
 
@@ -303,7 +303,7 @@ def _print_faithfulness(
 
     from foveal.data.sources import load_evaluation_data
     from foveal.explanation.faithfulness import DELETION_FILLS, faithfulness_table
-    from foveal.explanation.run import measure_faithfulness
+    from foveal.explanation.workflow import measure_faithfulness
     from foveal.io import atomic_write_json
     from foveal.runs import next_run_dir
 
@@ -480,7 +480,7 @@ def serve(
 
     POST /predict and /explain, a web page at /, the API at /docs, Prometheus metrics at /metrics."""
     try:
-        from foveal.serving.run import serve as serve_model
+        from foveal.serving.server import serve as serve_model
     except ImportError as error:  # FastAPI, uvicorn...: an optional extra
         raise FovealError(f"foveal serve needs {error.name}: pip install 'foveal[serve]'") from None
 
@@ -507,7 +507,7 @@ def models(
     print_table(["model", "family", "params (10 classes)", "img size", "for", "default for"], rows)
 
 
-def run(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app on `argv` (default: the command line), turning
     Foveal errors into one clear line. Always ends in SystemExit with the exit code."""
     try:

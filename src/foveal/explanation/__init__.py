@@ -1,7 +1,12 @@
 """Where a model looks: attention maps, Grad-CAM, and how faithful each is."""
 
 from foveal.explanation.result import Explanation
-from foveal.explanation.run import explain_images, explain_inputs, measure_faithfulness, save_explanations
+from foveal.explanation.workflow import (
+    explain_images,
+    explain_inputs,
+    measure_faithfulness,
+    save_explanations,
+)
 from foveal.models.maps import METHODS, ExplainError, TokenMaps, compute_maps, rollout
 
 __all__ = [

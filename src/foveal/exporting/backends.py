@@ -33,10 +33,10 @@ ONNX_FILES = {"onnx-fp32": "model.onnx", "onnx-int8": "model.int8.onnx"}  # in a
 
 @dataclass
 class Backend:
-    """One way to run the model: `run` maps normalised images (B, 3, S, S) to logits float32 (B, K)."""
+    """One way to run the model: `logits` maps normalised images (B, 3, S, S) to logits float32 (B, K)."""
 
     name: BackendName
-    run: Callable[[torch.Tensor], torch.Tensor] | None  # None: the backend could not be made
+    logits: Callable[[torch.Tensor], torch.Tensor] | None  # None: the backend could not be made
     source: str  # what it runs, in words (e.g. "model.onnx of the bundle")
     setup_seconds: float = 0.0  # making it ready: compiling, exporting, quantising, loading (not timed)
     error: str | None = None
@@ -61,11 +61,11 @@ def eager_backend(classifier: Classifier) -> Backend:
     """The PyTorch model in eval mode under inference_mode, through Foveal's one inference path."""
     model, views = classifier.model.eval(), classifier.preprocessing.test_time_views
 
-    def run(normalized: torch.Tensor) -> torch.Tensor:
+    def logits_of(normalized: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             return view_logits(model, normalized, views)
 
-    return Backend("eager", run, "PyTorch eager, eval mode, inference_mode")
+    return Backend("eager", logits_of, "PyTorch eager, eval mode, inference_mode")
 
 
 def compiled_backend(classifier: Classifier, examples: list[torch.Tensor]) -> Backend:
@@ -73,17 +73,17 @@ def compiled_backend(classifier: Classifier, examples: list[torch.Tensor]) -> Ba
     (the batch shapes it will see); its error in one line when compilation fails."""
     compiled = torch.compile(ViewLogits(classifier.model, classifier.preprocessing.test_time_views).eval())
 
-    def run(normalized: torch.Tensor) -> torch.Tensor:
+    def logits_of(normalized: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             return compiled(normalized)
 
     started = time.perf_counter()
     try:
         for example in examples:  # the first call of each shape compiles
-            run(example)
+            logits_of(example)
     except Exception as error:  # noqa: BLE001  (the compiler raises many kinds; the record needs one line)
         return Backend("compile", None, "torch.compile (inductor)", error=_one_line(error))
-    return Backend("compile", run, "torch.compile (inductor)", time.perf_counter() - started)
+    return Backend("compile", logits_of, "torch.compile (inductor)", time.perf_counter() - started)
 
 
 def onnx_backends(classifier: Classifier, model: Path, scratch: Path, threads: int) -> list[Backend]:
@@ -138,12 +138,12 @@ def _session_backend(
     except Exception as error:  # noqa: BLE001  (onnxruntime raises its own kinds; the record needs one line)
         return Backend(name, None, source, error=_one_line(error))
 
-    def run(normalized: torch.Tensor) -> torch.Tensor:
+    def logits_of(normalized: torch.Tensor) -> torch.Tensor:
         pixels = normalized.contiguous().numpy()  # a copy only for a channels-last batch (end to end)
         return torch.from_numpy(session.run(["logits"], {INPUT: pixels})[0])
 
     seconds += time.perf_counter() - started
-    return Backend(name, run, source, seconds, memory_format=torch.contiguous_format)
+    return Backend(name, logits_of, source, seconds, memory_format=torch.contiguous_format)
 
 
 def _one_line(error: BaseException) -> str:

@@ -154,26 +154,26 @@ def measure(
     classifier: Classifier, backends: list[Backend], pictures: BenchImages, settings: BenchSettings
 ) -> dict[str, dict[str, Any]]:
     """Every working backend's figures, interleaved phase by phase; the others' errors."""
-    pre, ready = classifier.preprocessing, [b for b in backends if b.run is not None]
+    pre, ready = classifier.preprocessing, [b for b in backends if b.logits is not None]
     normalized = pre.normalize(pictures.pixels)  # (N, 3, S, S), channels-last
     singles = {b.name: [_as(b, normalized[i : i + 1]) for i in range(len(normalized))] for b in ready}
     batches = {b.name: _as(b, _batch(normalized, settings.batch_size)) for b in ready}
     files = pictures.files
 
     latency = time_interleaved(
-        {b.name: lambda r, b=b: b.run(singles[b.name][r % len(files)]) for b in ready},
+        {b.name: lambda r, b=b: b.logits(singles[b.name][r % len(files)]) for b in ready},
         settings.samples,
         settings.warmup,
     )
     throughput = time_interleaved(
-        {b.name: lambda r, b=b: b.run(batches[b.name]) for b in ready},
+        {b.name: lambda r, b=b: b.logits(batches[b.name]) for b in ready},
         settings.batches,
         min(settings.warmup, 2),
     )
     end_to_end = time_interleaved(
         {b.name: _from_file(b, files, pre) for b in ready}, settings.samples, settings.warmup
     )
-    reference = torch.cat([ready[0].run(x) for x in singles[ready[0].name]])  # eager: (N, K)
+    reference = torch.cat([ready[0].logits(x) for x in singles[ready[0].name]])  # eager: (N, K)
     results = {b.name: {"source": b.source, "error": b.error} for b in backends}
     for b in ready:
         median_batch_ms = statistics.median(throughput[b.name])
@@ -183,7 +183,7 @@ def measure(
             "batch_ms": summarize(throughput[b.name]),
             "throughput_images_per_second": round(settings.batch_size / median_batch_ms * 1e3, 1),
             "end_to_end_ms": summarize(end_to_end[b.name]),
-            "vs_eager": agreement(torch.cat([b.run(x) for x in singles[b.name]]), reference),
+            "vs_eager": agreement(torch.cat([b.logits(x) for x in singles[b.name]]), reference),
         }
     return results
 
@@ -230,7 +230,7 @@ def model_facts(classifier: Classifier, model: Path) -> dict[str, Any]:
 
 def _from_file(backend: Backend, files: list[Path], pre: Preprocessing) -> Callable[[int], torch.Tensor]:
     """Round r, end to end: decode the r-th file (resize, crop), normalise it, infer: (1, K)."""
-    return lambda r: backend.run(pre.normalize(decode_image(files[r % len(files)], pre.img_size)[None]))
+    return lambda r: backend.logits(pre.normalize(decode_image(files[r % len(files)], pre.img_size)[None]))
 
 
 def _check_model(model: Path) -> None:

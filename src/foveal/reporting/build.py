@@ -22,7 +22,7 @@ from foveal.evaluation.metrics import ClassificationMetrics
 from foveal.evaluation.plots import plot_confusion_matrix, plot_training_curves
 from foveal.evaluation.run import Evaluation, evaluate
 from foveal.explanation.faithfulness import faithfulness_rows
-from foveal.explanation.run import explain_images, measure_faithfulness
+from foveal.explanation.workflow import explain_images, measure_faithfulness
 from foveal.io import atomic_write_text
 from foveal.messages import counted, say
 from foveal.predictor.classifier import load

@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from foveal.explanation.result import Explanation
-from foveal.explanation.run import default_method, explain_images
+from foveal.explanation.workflow import default_method, explain_images
 from foveal.models.config import config_to_dict
 from foveal.models.maps import METHODS
 from foveal.predictor.classifier import Classifier, Prediction

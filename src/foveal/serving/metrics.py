@@ -24,7 +24,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from foveal.serving.errors import ApiError, log
 from foveal.serving.limits import ASGIApp, Message, Receive, Send, send_error
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set before the worker processes start (serving/run.py)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set before the worker processes start (serving/server.py)
 ROUTES = ("/predict", "/explain", "/livez", "/readyz", "/info", "/metrics", "/")  # others count as "other"
 
 
