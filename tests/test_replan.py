@@ -62,7 +62,7 @@ def made_up_run(tmp_path: Path, budget: float = 24.0) -> SimpleNamespace:
     config = make_train_config(data="digits", time_budget=budget, batch_size=2, warmup_epochs=1.0)
     data = SimpleNamespace(train=[None] * 33, val=[None] * 3)
     info = SimpleNamespace(preprocessing=SimpleNamespace(view_count=1))
-    return SimpleNamespace(config=config, data=data, info=info, run_dir=tmp_path)
+    return SimpleNamespace(config=config, data=data, info=info, run_dir=tmp_path, steps_per_epoch=17)
 
 
 def made_up_trainer(clock: FakeClock, steps: int, step_seconds: float, **progress: int) -> SimpleNamespace:

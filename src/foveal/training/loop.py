@@ -99,6 +99,8 @@ def _train(
     trainer = build_trainer(run, started, clock)
     if run_dir is not None:
         restore(run, trainer, quiet)
+        if trainer.progress.planned_steps:  # a time-budget run keeps the plan it had
+            replan.apply_plan(run, trainer)
     trainer.replica = distributed.wrap(run.model, run.device)  # after the restore: DDP copies rank 0's
     _fit(run, trainer, quiet)
     evaluation = final.finish(run, trainer.progress)
@@ -113,7 +115,7 @@ def epoch_label(run: RunSetup, trainer: Trainer, epoch: int) -> str:
     planned = trainer.progress.planned_steps
     if not planned:
         return f"epoch {epoch}"
-    return f"epoch {epoch}/~{math.ceil(planned / replan.steps_per_epoch(run))}"
+    return f"epoch {epoch}/~{math.ceil(planned / run.steps_per_epoch)}"
 
 
 def _fit(run: RunSetup, trainer: Trainer, quiet: bool) -> None:

@@ -7,9 +7,7 @@ deadline guard may end the run early. Every time is read from the trainer's cloc
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from foveal.config import TrainConfig
 from foveal.data.preprocess import VIEW_COUNTS
@@ -19,9 +17,7 @@ from foveal.training.budget import BudgetClock, calibrated, past_deadline, plan_
 from foveal.training.records import append_event
 from foveal.training.setup import RunSetup
 from foveal.training.state import Progress
-
-if TYPE_CHECKING:
-    from foveal.training.trainer import Trainer
+from foveal.training.trainer import Trainer
 
 
 @dataclass(frozen=True)
@@ -93,7 +89,7 @@ def replan(run: RunSetup, trainer: Trainer) -> None:
     """Set the run's total step count so that it ends, evaluated and saved, when the budget does."""
     progress = trainer.progress
     clock = measured_budget(run, trainer)
-    progress.planned_steps = plan_total_steps(clock, progress.global_step, steps_per_epoch(run))
+    progress.planned_steps = plan_total_steps(clock, progress.global_step, run.steps_per_epoch)
     apply_plan(run, trainer)
 
 
@@ -131,8 +127,4 @@ def apply_plan(run: RunSetup, trainer: Trainer) -> None:
     than a fifth of a short budget."""
     total = trainer.progress.planned_steps
     trainer.plan.total_steps = total
-    trainer.plan.warmup_steps = min(round(run.config.optim.warmup_epochs * steps_per_epoch(run)), total // 5)
-
-
-def steps_per_epoch(run: RunSetup) -> int:
-    return math.ceil(len(run.data.train) / run.config.optim.batch_size)
+    trainer.plan.warmup_steps = min(round(run.config.optim.warmup_epochs * run.steps_per_epoch), total // 5)

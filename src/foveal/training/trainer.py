@@ -17,7 +17,6 @@ from foveal.training.ema import make_ema
 from foveal.training.lookahead import Lookahead
 from foveal.training.progress import say
 from foveal.training.records import append_event
-from foveal.training.replan import apply_plan, steps_per_epoch
 from foveal.training.schedule import StepPlan, build_optimizer, lr_schedule
 from foveal.training.setup import RunSetup
 from foveal.training.state import Progress, latest_checkpoint, restore_rng, save_checkpoint
@@ -54,7 +53,7 @@ def build_trainer(run: RunSetup, started: float, clock: Clock) -> Trainer:
     optimizer = build_optimizer(run.model, config.optim)
     # With a time budget the total is provisional until the step time is measured (replan.py).
     plan = StepPlan(
-        steps_per_epoch(run) * config.optim.epochs, round(config.optim.warmup_epochs * steps_per_epoch(run))
+        run.steps_per_epoch * config.optim.epochs, round(config.optim.warmup_epochs * run.steps_per_epoch)
     )
     scheduler = lr_schedule(optimizer, plan, config.optim)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.optim.label_smoothing)
@@ -66,7 +65,8 @@ def build_trainer(run: RunSetup, started: float, clock: Clock) -> Trainer:
 
 
 def restore(run: RunSetup, trainer: Trainer, quiet: bool) -> None:
-    """Load the newest checkpoint into the model, optimizer, schedule, RNG and progress."""
+    """Load the newest checkpoint into the model, optimizer, schedule, RNG and progress (a time-budget
+    run's plan is then laid out again: replan.apply_plan)."""
     if distributed.is_main():
         for stale in run.checkpoints.glob(".*.tmp"):  # a write that a crash interrupted: never used
             stale.unlink(missing_ok=True)
@@ -86,8 +86,6 @@ def restore(run: RunSetup, trainer: Trainer, quiet: bool) -> None:
     restore_rng(state)
     trainer.progress = progress
     trainer.resumed = True
-    if progress.planned_steps:  # a time-budget run keeps the plan it had (see replan.py)
-        apply_plan(run, trainer)
     if distributed.is_main():
         append_event(run.run_dir, f"resumed from {path.name}")
     say(f"resuming {run.run_dir} at epoch {progress.epoch}, step {progress.step} ({path.name})", quiet)

@@ -3,17 +3,13 @@ config says), timed for the budget's plan, and the epoch's results.csv row and l
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from torch import nn
 
 from foveal.evaluation.metrics import shows_top_k, top_k_for
 from foveal.evaluation.run import evaluate
 from foveal.training.progress import say
 from foveal.training.setup import RunSetup
-
-if TYPE_CHECKING:
-    from foveal.training.trainer import Trainer
+from foveal.training.trainer import Trainer
 
 
 def epoch_row(run: RunSetup, trainer: Trainer) -> dict[str, float]:
