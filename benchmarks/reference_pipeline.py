@@ -28,7 +28,7 @@ import foveal
 from foveal.config import make_train_config, parse_duration
 from foveal.data.preprocess import Preprocessing, channel_stats
 from foveal.data.sources import load_evaluation_data, load_training_data
-from foveal.evaluation.run import evaluate
+from foveal.evaluation.workflow import evaluate
 from foveal.models.layers.whitening import init_from_data
 from foveal.runtime import to_fast_layout
 from foveal.training.budget import CALIBRATION_STEPS

@@ -21,7 +21,7 @@ from common import load_average, save
 import foveal
 from foveal.data.preprocess import TEST_TIME_VIEWS
 from foveal.data.sources import load_evaluation_data
-from foveal.evaluation.run import evaluate as evaluate_images
+from foveal.evaluation.workflow import evaluate as evaluate_images
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import torch
 from clirun import foveal_cli_subprocess
 from safetensors.torch import load_file
 from synthetic import make_class_folder
-from test_budget import StepClock, budgeted_run, stopped_under_final_plan
+from test_budget import StepCosts, budgeted_run, stopped_under_final_plan
 
 from foveal.predictor.saved import load_model
 from foveal.training import speed, train
@@ -58,7 +58,7 @@ def test_large_images_with_slow_steps_end_inside_the_budget(
     """Each step takes a quarter of the budget: the 20-step calibration alone would take 5 budgets."""
     slow_device(monkeypatch)
     budget = 30.0
-    result, elapsed = budgeted_run(photo_folder, options, budget, None, StepClock(0.25 * budget), monkeypatch)
+    result, elapsed = budgeted_run(photo_folder, options, budget, None, StepCosts(0.25 * budget), monkeypatch)
     assert elapsed <= budget, elapsed
     assert_saved_and_evaluated(result.run_dir)
     assert trained_size(result.run_dir) < NATIVE
@@ -72,8 +72,8 @@ def test_the_deadline_holds_before_the_first_plan(
     monkeypatch.setattr("foveal.training.budget.CALIBRATION_STEPS", 10**6)
     monkeypatch.setattr("foveal.training.budget.CALIBRATION_SHARE", 10.0)
     budget = 20.0
-    clock = StepClock(0.05 * budget, real=False)  # 20 steps would take the whole budget
-    result, elapsed = budgeted_run(photo_folder, {**options, "img_size": 32}, budget, 1, clock, monkeypatch)
+    costs = StepCosts(0.05 * budget)  # 20 steps would take the whole budget
+    result, elapsed = budgeted_run(photo_folder, {**options, "img_size": 32}, budget, 1, costs, monkeypatch)
     assert elapsed <= budget, elapsed
     assert_saved_and_evaluated(result.run_dir)
     assert "to keep the deadline" in (result.run_dir / "events.log").read_text()
@@ -84,8 +84,8 @@ def test_calibration_ends_by_time(photo_folder: Path, options: dict, monkeypatch
     """Steps of 2% of the budget: the first plan comes after 2 steps (3% of it), not 20."""
     budget = 100.0
     checkpointed = {**options, "img_size": 32, "checkpoint_every_steps": 1, "keep_checkpoints": 1000}
-    clock = StepClock(0.02 * budget, real=False)
-    run = budgeted_run(photo_folder, checkpointed, budget, 1, clock, monkeypatch)[0].run_dir
+    costs = StepCosts(0.02 * budget)
+    run = budgeted_run(photo_folder, checkpointed, budget, 1, costs, monkeypatch)[0].run_dir
     planned = {
         state["global_step"]: state["planned_steps"]
         for state in (load_checkpoint(p)["progress"] for p in list_checkpoints(run / "checkpoints"))
@@ -125,7 +125,7 @@ def test_a_given_image_size_is_kept(
     photo_folder: Path, options: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     slow_device(monkeypatch)  # the budget alone would train at 32 px
-    run = budgeted_run(photo_folder, {**options, "img_size": 64}, 10.0, None, StepClock(1.0), monkeypatch)[0]
+    run = budgeted_run(photo_folder, {**options, "img_size": 64}, 10.0, None, StepCosts(1.0), monkeypatch)[0]
     assert trained_size(run.run_dir) == 64
 
 
@@ -138,7 +138,8 @@ def test_a_resumed_run_keeps_the_chosen_resolution(
     recorded the size only with its preprocessing."""
     slow_device(monkeypatch)
     checkpointed = {**options, "checkpoint_every_steps": 1, "keep_checkpoints": 1000}
-    full = budgeted_run(photo_folder, checkpointed, 10.0, 2, StepClock(0.15), monkeypatch)[0].run_dir
+    costs = StepCosts(0.15, validation_seconds=0.1)
+    full = budgeted_run(photo_folder, checkpointed, 10.0, 2, costs, monkeypatch)[0].run_dir
     size = trained_size(full)
     resumed = stopped_under_final_plan(full, tmp_path / "resumed")
     if not recorded:
@@ -146,7 +147,7 @@ def test_a_resumed_run_keeps_the_chosen_resolution(
         record["train"]["data"]["img_size"] = None
         (resumed / "config.json").write_text(json.dumps(record))
     slow_device(monkeypatch, gflops=1e6)  # now the budget would train at 112 px
-    train(resume=resumed, quiet=True)
+    train(resume=resumed, quiet=True, clock=costs.clock)
     _, info = load_model(resumed / "weights" / "best.safetensors", torch.device("cpu"))
     assert info.preprocessing.img_size == size
     expected, got = (load_file(str(run / "weights/last.safetensors")) for run in (full, resumed))

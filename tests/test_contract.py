@@ -12,7 +12,7 @@ import torch
 import foveal
 from foveal.data.imageset import ImageSet
 from foveal.data.preprocess import Preprocessing
-from foveal.evaluation.run import evaluate, save_evaluation
+from foveal.evaluation.workflow import evaluate, save_evaluation
 from foveal.models import model_config
 from foveal.models.layers.output import Features, ModelOutput
 from foveal.models.maps import METHODS, available_methods

@@ -12,10 +12,9 @@ import pytest
 import torch
 from clirun import foveal_cli
 
-import foveal.training.loop as loop
 from foveal.errors import FovealError, ModelFileError
 from foveal.predictor.saved import load_model
-from foveal.training import train
+from foveal.training import train, validation
 from foveal.training.loop import TrainingDiverged
 from foveal.training.state import list_checkpoints, load_checkpoint
 
@@ -78,7 +77,7 @@ def test_the_cli_reports_divergence_in_one_line(class_folder: Path, tmp_path: Pa
 def test_a_nan_metric_is_never_best(
     class_folder: Path, tiny_train_options: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_validate = loop._validate
+    real_validate = validation.validate
     calls = []
 
     def validate(run, model):  # epoch 2 produces a NaN accuracy
@@ -86,7 +85,7 @@ def test_a_nan_metric_is_never_best(
         metrics = real_validate(run, model)
         return {**metrics, "val_top1": math.nan} if len(calls) == 2 else metrics
 
-    monkeypatch.setattr(loop, "_validate", validate)
+    monkeypatch.setattr(validation, "validate", validate)
     result = train(data=str(class_folder), quiet=True, **{**tiny_train_options, "epochs": 3})
     assert result.best_epoch != 2 and math.isfinite(result.best_top1)
 

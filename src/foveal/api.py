@@ -15,8 +15,8 @@ from foveal import training
 from foveal.data.imageset import ImageSet
 from foveal.data.sources import load_evaluation_data
 from foveal.errors import ConfigError
-from foveal.evaluation.run import Evaluation, save_evaluation
-from foveal.evaluation.run import evaluate as evaluate_images
+from foveal.evaluation.workflow import Evaluation, save_evaluation
+from foveal.evaluation.workflow import evaluate as evaluate_images
 from foveal.explanation.result import Explanation
 from foveal.explanation.workflow import explain_inputs, save_explanations
 from foveal.exporting.bundle import add_to_bundle_config, write_bundle

@@ -164,7 +164,7 @@ def evaluate(
 
     Top-1 and top-k accuracy, per-class precision, recall and F1, a confusion matrix."""
     from foveal.api import evaluate as evaluate_model
-    from foveal.evaluation.run import save_evaluation
+    from foveal.evaluation.workflow import save_evaluation
     from foveal.runs import next_run_dir
 
     result = evaluate_model(model, data, device=device, batch_size=batch_size, flip=tta_flip, reject=reject)

@@ -20,7 +20,7 @@ from foveal.data.sources import DataSplits
 from foveal.errors import FovealError
 from foveal.evaluation.metrics import ClassificationMetrics
 from foveal.evaluation.plots import plot_confusion_matrix, plot_training_curves
-from foveal.evaluation.run import Evaluation, evaluate
+from foveal.evaluation.workflow import Evaluation, evaluate
 from foveal.explanation.faithfulness import faithfulness_rows
 from foveal.explanation.workflow import explain_images, measure_faithfulness
 from foveal.io import atomic_write_text

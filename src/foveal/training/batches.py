@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from foveal.config import TrainConfig
 from foveal.data.augment import auto_augment, crop_and_flip, mix_batch, random_erase
 from foveal.data.imageset import ImageSet
 from foveal.data.randomness import epoch_order, mix
@@ -40,6 +41,20 @@ class Augmentation:
     @property
     def mixes(self) -> bool:
         return self.mixup_alpha > 0 or self.cutmix_alpha > 0
+
+
+def augmentation_for(config: TrainConfig, img_size: int, flip_safe: bool) -> Augmentation:
+    """The run's augmentation: the config's, with its defaults resolved for `img_size`-px images
+    (crop padding an eighth of the side) and the data (flips only where `flip_safe`)."""
+    return Augmentation(
+        padding=config.augment.crop_padding if config.augment.crop_padding is not None else img_size // 8,
+        flip=flip_safe if config.augment.hflip is None else config.augment.hflip,
+        alternate_flips=config.augment.alternate_flips,
+        auto_augment=config.augment.auto_augment,
+        erase=config.augment.random_erase,
+        mixup_alpha=config.augment.mixup_alpha,
+        cutmix_alpha=config.augment.cutmix_alpha,
+    )
 
 
 def rank_slice(rank: int, world_size: int, batch: int) -> slice:

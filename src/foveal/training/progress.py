@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 from foveal.messages import say
+from foveal.training.clock import SYSTEM_CLOCK, Clock
 
 T = TypeVar("T")
 
@@ -26,13 +26,16 @@ class EpochBar:
     loss, accuracy, images/s); otherwise a plain line every PLAIN_LINE_EVERY_S seconds, so a log
     shows a long epoch moving; nothing when quiet."""
 
-    def __init__(self, batches: Iterable[T], total: int, label: str, quiet: bool = False) -> None:
-        """label: which epoch, e.g. "epoch 3/20" (loop.epoch_label)."""
+    def __init__(
+        self, batches: Iterable[T], total: int, label: str, quiet: bool = False, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
+        """label: which epoch, e.g. "epoch 3/20" (loop.epoch_label); clock: the run's (clock.py)."""
         self.live = is_terminal() and not quiet
         self.plain = not quiet and not self.live
         self.batches, self.total, self.label = batches, total, label
         self.bar = None
-        self.started = self.last_line = time.monotonic()
+        self.clock = clock
+        self.started = self.last_line = clock.now()
         self.steps = self.images = 0
         if self.live:
             from tqdm import tqdm
@@ -54,7 +57,7 @@ class EpochBar:
         """After a step of `images` images with this loss and top-1 accuracy."""
         self.steps += 1
         self.images += images
-        now = time.monotonic()
+        now = self.clock.now()
         rate = self.images / max(now - self.started, 1e-9)
         if self.bar is not None:
             self.bar.set_postfix(

@@ -96,7 +96,7 @@ ADAMW_BUDGET_LR, ADAMW_BUDGET_LR_BATCH = 4e-3, 256  # AdamW under a budget: the 
 PROBE_SHARE = 0.005  # of the budget, for measuring this machine's training speed (planning_gflops)
 PROBE_CLASSES = 10  # the probe's head: a rate in GFLOP/s does not depend on the data's classes
 TRAINING_SHARE = 0.9  # of the budget, spent in training steps: the rest decodes, validates, saves, reports
-BUDGET_WARMUP_EPOCHS = 0.3  # warmup under a budget (and at most a fifth of the steps, see loop._apply_plan)
+BUDGET_WARMUP_EPOCHS = 0.3  # warmup under a budget (and at most a fifth of the steps, see replan.apply_plan)
 STEPS_PER_EPOCH_MIN = 20  # small data sets get a smaller batch, so that an epoch has this many steps
 MIN_BUDGET_PASSES = 8.0  # a budget that buys fewer estimated passes at the data's size trains at a lower
 # one (3 when the passes were estimated from a matmul, which read a third to a quarter of the real ones)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import time
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from foveal.predictor.saved import ModelInfo
 from foveal.runs import RunRecord, next_run_dir
 from foveal.runtime import resolve_device, resolve_precision, seed_everything, set_threads, to_fast_layout
 from foveal.training import distributed, elastic
+from foveal.training.clock import SYSTEM_CLOCK, Clock
 from foveal.training.progress import say
 from foveal.training.recipe import fit_img_size_to_budget, measured_training_rate, resolve_recipe
 from foveal.training.records import write_skipped
@@ -43,9 +44,16 @@ class RunSetup:
     def checkpoints(self) -> Path:
         return self.run_dir / "checkpoints"
 
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.data.train) / self.config.optim.batch_size)
 
-def prepare_run(config: TrainConfig, quiet: bool, run_dir: Path | None = None) -> RunSetup:
-    """Set up a new run (a new numbered folder), or an existing `run_dir` being resumed."""
+
+def prepare_run(
+    config: TrainConfig, quiet: bool, run_dir: Path | None = None, clock: Clock = SYSTEM_CLOCK
+) -> RunSetup:
+    """Set up a new run (a new numbered folder), or an existing `run_dir` being resumed; the data's
+    seconds are read from `clock`, the run's (clock.py)."""
     threads = set_threads(config.run.threads or distributed.threads_per_rank())
     device = distributed.rank_device(resolve_device(config.run.device))
     seed_everything(config.run.seed)
@@ -64,7 +72,7 @@ def prepare_run(config: TrainConfig, quiet: bool, run_dir: Path | None = None) -
     img_size = distributed.from_main(chosen_size)
     config = config.replace(img_size=img_size)  # recorded: a resumed run decodes at this size again
     overrides = {} if config.model.drop_path_rate is None else {"drop_path_rate": config.model.drop_path_rate}
-    started = time.perf_counter()
+    started = clock.now()
     with quieted(quiet):  # a first decoding of a large folder says how far it is, unless quiet
         data = load_training_data(
             config.data.source,
@@ -74,7 +82,7 @@ def prepare_run(config: TrainConfig, quiet: bool, run_dir: Path | None = None) -
             max_pixels=config.data.max_image_pixels,
             storage=config.data.data_storage,
         )
-    data_seconds = time.perf_counter() - started
+    data_seconds = clock.now() - started
     config, budget_estimate = distributed.from_main(
         resolve_recipe(config, len(data.train), device, img_size, len(data.classes), training_gflops)
     )

@@ -12,7 +12,6 @@ yardsticks moved by 1.4-1.6x within a minute (benchmarks/planning_rate.py).
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +19,7 @@ from torch import nn
 
 from foveal.models import create_model
 from foveal.runtime import autocast_for, to_fast_layout
+from foveal.training.clock import SYSTEM_CLOCK, Clock
 from foveal.training.step import train_step
 
 PROBE_BATCH = 64  # images per timed step: a quarter of the ladder's batch, so that a slow machine's
@@ -50,11 +50,14 @@ def measure_training_speed(
     *,
     batch: int = PROBE_BATCH,
     seconds: float = PROBE_SECONDS,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> StepSpeed:
     """Images per second `model_name` trains at on `device` now: the median of timed `train_step`s
     (forward, loss, backward, SGD step) on a random (batch, C, img_size, img_size) batch under
     `precision`'s autocast, after one untimed step (kernel choice, allocation). Takes about
-    `seconds` plus the warm-up, and at least PROBE_MIN_STEPS steps however slow they are."""
+    `seconds` plus the warm-up, and at least PROBE_MIN_STEPS steps however slow they are, on `clock`
+    (the machine's: a run's FakeClock does not reach here, as no fake clock can measure a machine;
+    tests that need a given speed stand in for this function)."""
     model = to_fast_layout(create_model(model_name, num_classes=num_classes, img_size=img_size).to(device))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # the update's cost, the weights kept
     images = torch.randn(batch, model.config.in_chans, img_size, img_size, device=device)
@@ -64,13 +67,13 @@ def measure_training_speed(
     autocast = autocast_for(device, precision)  # one context, entered every step, as the loop's
 
     def step() -> float:  # seconds; train_step reads the loss back, which waits for a GPU
-        started = time.perf_counter()
+        started = clock.now()
         train_step(model, images, targets, optimizer, criterion, autocast=autocast)
-        return time.perf_counter() - started
+        return clock.now() - started
 
     step()
     times: list[float] = []
-    deadline = time.perf_counter() + seconds
-    while len(times) < PROBE_MIN_STEPS or (time.perf_counter() < deadline and len(times) < PROBE_MAX_STEPS):
+    deadline = clock.now() + seconds
+    while len(times) < PROBE_MIN_STEPS or (clock.now() < deadline and len(times) < PROBE_MAX_STEPS):
         times.append(step())
     return StepSpeed(model_name, img_size, batch, len(times), batch / statistics.median(times))
