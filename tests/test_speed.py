@@ -3,12 +3,14 @@ the ladder's choice."""
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
 import torch
 
 from foveal.training import speed
+from foveal.training.clock import FakeClock
 from foveal.training.distributed import World
 from foveal.training.recipe import BUDGET_LADDER, budget_choices, planning_gflops
 
@@ -29,18 +31,25 @@ def test_the_probe_times_real_training_steps_and_keeps_to_its_time() -> None:
 
 
 def test_a_slower_step_is_measured_slower(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The rate is the steps' own: a machine whose steps take 0.1 s longer reads at most batch / 0.1."""
-    torch.set_num_threads(1)
+    """The rate is the steps' own, their median: on a clock that each real step moves by a set cost,
+    steps of 0.01 s read batch / 0.01 and steps of 0.11 s batch / 0.11, whatever the machine does."""
     real_step = speed.train_step
 
-    def slow_step(*args, **kwargs):
-        time.sleep(0.1)
-        return real_step(*args, **kwargs)
+    def measure(cost: float) -> float:
+        clock = FakeClock()
 
-    fast = speed.measure_training_speed(PROBED, 32, 10, CPU, "fp32", batch=8, seconds=0.2)
-    monkeypatch.setattr("foveal.training.speed.train_step", slow_step)
-    slow = speed.measure_training_speed(PROBED, 32, 10, CPU, "fp32", batch=8, seconds=0.2)
-    assert slow.images_per_second <= 8 / 0.1 < fast.images_per_second
+        def step_costing(*args, **kwargs):
+            clock.advance(cost)
+            return real_step(*args, **kwargs)
+
+        monkeypatch.setattr("foveal.training.speed.train_step", step_costing)
+        measured = speed.measure_training_speed(
+            PROBED, 32, 10, CPU, "fp32", batch=8, seconds=0.2, clock=clock
+        )
+        assert measured.steps == max(speed.PROBE_MIN_STEPS, min(speed.PROBE_MAX_STEPS, math.ceil(0.2 / cost)))
+        return measured.images_per_second
+
+    assert measure(0.01) == pytest.approx(800) and measure(0.11) == pytest.approx(8 / 0.11)
 
 
 def probe_at(images_per_second: float):
