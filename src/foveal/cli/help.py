@@ -107,7 +107,16 @@ def line(param: Parameter, ctx: Context) -> str:
     """The one-line help, with the default where Typer would show one."""
     text = (getattr(param, "help", None) or "").split("\n\n")[0]  # the rest: docs/options.md
     shown = shown_default(param, ctx)
-    return text if shown is None else f"{text} [default: {shown}]".strip()
+    return with_default(text, shown).strip()
+
+
+def with_default(text: str, shown: str | None) -> str:
+    """`text` with its default inside its full stop, as the hand-written ones say it:
+    "Passes over the training images [default: 20]." (None: `text` as it is)."""
+    if shown is None:
+        return text
+    body, stop = (text[:-1], ".") if text.endswith(".") else (text, "")
+    return f"{body} [default: {shown}]{stop}"
 
 
 def shown_default(param: Parameter, ctx: Context) -> str | None:

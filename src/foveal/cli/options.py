@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
+from foveal.cli.help import with_default
 from foveal.config import ConfigField, config_fields
 
 
@@ -76,7 +77,7 @@ def _parameter(f: ConfigField) -> inspect.Parameter:
     base = without_none(f.type)
     metadata = f.field.metadata
     shown = shown_default(f)
-    summary = f.summary if shown is None else f"{f.summary} [default: {shown}]"
+    summary = with_default(f.summary, shown)
     settings: dict[str, Any] = {"rich_help_panel": f.panel, "show_default": False, "help": summary}
     flag = option_flag(f)
     if metadata.get("parse") == "duration":

@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from foveal.cli.help import names, panels, shown_default, usage
+from foveal.cli.help import names, panels, shown_default, usage, with_default
 from foveal.cli.options import shown_default as field_default
 from foveal.config import ConfigField
 
@@ -59,7 +59,7 @@ def whole_help(param: Any, ctx: Any, field: ConfigField | None) -> str:
     else:
         text, default = getattr(param, "help", None) or "", shown_default(param, ctx)
     text = " ".join(text.split())
-    return text if default is None or "[default:" in text else f"{text} [default: {default}]"
+    return text if "[default:" in text else with_default(text, default)
 
 
 if __name__ == "__main__":
