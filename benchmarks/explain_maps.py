@@ -21,9 +21,9 @@ from common import load_average, save
 
 import foveal
 from foveal.data.sources import load_evaluation_data
-from foveal.explanation import explain_images, measure_faithfulness
 from foveal.explanation.faithfulness import faithfulness_table
 from foveal.explanation.render import render_method_comparison
+from foveal.explanation.workflow import explain_images, measure_faithfulness
 from foveal.models.maps import available_methods
 
 

@@ -13,10 +13,9 @@ from synthetic import make_class_folder
 from torch import nn
 
 import foveal
-from foveal.explanation import ExplainError, compute_maps, rollout
 from foveal.explanation.faithfulness import area_under, faithfulness_table, probability_curves
 from foveal.explanation.pixels import upsample
-from foveal.models.maps import to_grid
+from foveal.models.maps import ExplainError, compute_maps, rollout, to_grid
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,14 @@ import torch
 from PIL import Image
 
 from foveal.errors import FovealError
-from foveal.evaluation import (
+from foveal.evaluation.metrics import (
     ClassificationMetrics,
     MetricAccumulator,
     compute_metrics,
-    plot_confusion_matrix,
-    plot_training_curves,
+    shows_top_k,
+    top_k_for,
 )
-from foveal.evaluation.metrics import shows_top_k, top_k_for
+from foveal.evaluation.plots import plot_confusion_matrix, plot_training_curves
 
 NAMES3 = ["cat", "dog", "bird"]
 

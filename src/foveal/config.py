@@ -42,8 +42,9 @@ PANELS = {  # group -> the help panel its options are listed under
 def option(default: Any, help: str, *, summary: str | None = None, **cli: Any) -> Any:
     """A settings field with its command-line help: `summary`, one line for --help (default: the
     first sentence of `help`), and `help`, the whole explanation, for docs/options.md. `cli` keys:
-    flag (the option's name when it is not the field's), negatable (False: a bool is a switch with no
-    --no- form), parse ("duration": the text 90s, 10m, 1.5h), metavar, flat (see below)."""
+    flag (the option's name when it is not the field's), short (a one-letter alias, "-k"),
+    negatable (False: a bool is a switch with no --no- form), parse ("duration": the text 90s, 10m,
+    1.5h), metavar, flat (see below)."""
     summary = summary if summary is not None else first_sentence(help)
     return field(default=default, metadata={"help": help, "summary": summary, **cli})
 
@@ -104,7 +105,7 @@ class DataConfig:
     )
 
     def __post_init__(self) -> None:
-        _check(
+        check(
             (
                 self.img_size is None or 4 <= self.img_size <= 4096,
                 f"img_size must be between 4 and 4096 pixels, got {self.img_size}",
@@ -237,7 +238,7 @@ class OptimConfig:
     )
 
     def __post_init__(self) -> None:
-        _check(
+        check(
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (
                 self.time_budget is None or self.time_budget > 0,
@@ -348,7 +349,7 @@ class AugmentConfig:
     )
 
     def __post_init__(self) -> None:
-        _check(
+        check(
             (
                 self.auto_augment in ("none", "trivial", "rand"),
                 f"auto_augment must be none, trivial or rand, got {self.auto_augment!r}",
@@ -393,7 +394,7 @@ class CheckpointConfig:
     )
 
     def __post_init__(self) -> None:
-        _check(
+        check(
             (
                 self.checkpoint_every_steps is None or self.checkpoint_every_steps >= 1,
                 f"checkpoint_every_steps must be >= 1, got {self.checkpoint_every_steps}",
@@ -437,7 +438,7 @@ class RunConfig:
     )
 
     def __post_init__(self) -> None:
-        _check(
+        check(
             (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"),
             (
                 self.epoch_val_images is None or self.epoch_val_images >= 1,
@@ -619,7 +620,8 @@ def _coerce(value: Any, f: ConfigField) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def _check(*checks: tuple[bool, str]) -> None:
+def check(*checks: tuple[bool, str]) -> None:
+    """A ConfigError with the message of the first check that fails: (holds?, what to say)."""
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)

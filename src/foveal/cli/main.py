@@ -21,17 +21,15 @@ from foveal.cli.options import given, with_options, with_training_options
 from foveal.cli.output import print_predictions, print_table
 from foveal.config import settings_fields
 from foveal.errors import FovealError, TrainingInterrupted
+from foveal.evaluation.settings import EvaluateSettings
+from foveal.explanation.settings import ExplainSettings
 from foveal.exporting.settings import BenchSettings, ExportSettings
 from foveal.messages import counted
+from foveal.predictor.settings import LoadSettings, PredictSettings
 from foveal.serving.settings import ServeSettings
 
 DEFAULT_COMPARE_SECONDS = 600.0  # `foveal compare` without --time or --epochs: 10 minutes a model
 # A help text's first paragraph is its line in --help; the whole text is in docs/options.md.
-REJECT_HELP = (
-    'Answer "unknown" for unfamiliar images.\n\nAn image unlike every class the model knows (below the '
-    "familiarity threshold calibrated on its held-out images) is unknown; --no-reject: always answer "
-    "a class."
-)
 MODEL_HELP = "A run folder, .safetensors file, bundle or model.onnx."
 
 app = typer.Typer(
@@ -131,6 +129,7 @@ def train(
 
 
 @app.command(cls=ShortHelp)
+@with_options(settings_fields(EvaluateSettings))
 def evaluate(
     model: Annotated[str, typer.Argument(help=MODEL_HELP)],
     data: Annotated[
@@ -140,25 +139,7 @@ def evaluate(
             "folder of class folders; a data set root's val/ or test/; a built-in's held-out split."
         ),
     ],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
-    tta_flip: Annotated[
-        bool | None,
-        typer.Option(
-            "--tta-flip/--no-tta-flip",
-            help="Average each image with its mirror [default: as trained].",
-            show_default=False,
-        ),
-    ] = None,
-    out: Annotated[
-        str | None,
-        typer.Option(
-            help="Output folder [default: runs/evaluate, numbered].\n\nFor metrics.json and "
-            "confusion_matrix.png."
-        ),
-    ] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    reject: Annotated[bool, typer.Option(help=REJECT_HELP)] = True,
+    **options: Any,
 ) -> None:
     """Measure a model on labelled images: accuracy, F1, confusions.
 
@@ -167,10 +148,19 @@ def evaluate(
     from foveal.evaluation.workflow import save_evaluation
     from foveal.runs import next_run_dir
 
-    result = evaluate_model(model, data, device=device, batch_size=batch_size, flip=tta_flip, reject=reject)
-    folder = Path(out) if out else next_run_dir("runs", "evaluate")  # only once there is something to save
+    settings = EvaluateSettings(**given(options))
+    result = evaluate_model(
+        model,
+        data,
+        device=settings.device,
+        batch_size=settings.batch_size,
+        flip=settings.tta_flip,
+        reject=settings.reject,
+    )
+    # The folder is numbered only once there is something to save.
+    folder = Path(settings.out) if settings.out else next_run_dir("runs", "evaluate")
     files = save_evaluation(result, folder)
-    if as_json:  # with where the files went: a program reading this cannot see the "saved" line
+    if settings.as_json:  # with where the files went: a program reading this cannot see the "saved" line
         written = {kind: str(path.resolve()) for kind, path in files.items()}
         print(json.dumps({**result.to_dict(), "files": written}, indent=2))
         return
@@ -183,14 +173,11 @@ def evaluate(
 
 
 @app.command(cls=ShortHelp)
+@with_options(settings_fields(PredictSettings))
 def predict(
     model: Annotated[str, typer.Argument(help=MODEL_HELP)],
     images: Annotated[list[str], typer.Argument(help="Image files and/or folders (searched recursively).")],
-    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Labels per image.")] = 5,
-    format: Annotated[str, typer.Option(help="table, json or csv.")] = "table",
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    reject: Annotated[bool, typer.Option(help=REJECT_HELP)] = True,
+    **options: Any,
 ) -> None:
     """Predict the top-k labels, with probabilities, of each image.
 
@@ -198,18 +185,18 @@ def predict(
     from foveal.data.files import collect_images
     from foveal.predictor.classifier import load, predict_files
 
-    if format not in ("table", "json", "csv"):
-        raise FovealError(f"--format must be table, json or csv, got {format!r}")
-    if top_k < 1:
-        raise FovealError(f"--top-k must be >= 1, got {top_k}")
-    classifier = load(model, device)
-    predictions, failed = predict_files(classifier, collect_images(images), top_k, batch_size, reject=reject)
+    settings = PredictSettings(**given(options))
+    classifier = load(model, settings.device)
+    predictions, failed = predict_files(
+        classifier, collect_images(images), settings.top_k, settings.batch_size, reject=settings.reject
+    )
     for path, reason in failed:
         print(f"warning: skipped {path}: {reason}", file=sys.stderr)
-    print_predictions(predictions, failed, format, classifier.rejection if reject else None)
+    print_predictions(predictions, failed, settings.format, classifier.rejection if settings.reject else None)
 
 
 @app.command(cls=ShortHelp)
+@with_options(settings_fields(ExplainSettings))
 def explain(
     model: Annotated[str, typer.Argument(help=MODEL_HELP)],
     images: Annotated[
@@ -219,50 +206,7 @@ def explain(
             "set (a folder of class folders, a root with val/ or test/, or a built-in name)."
         ),
     ],
-    method: Annotated[
-        str | None,
-        typer.Option(help="pool, rollout, grad-rollout or gradcam.\n\nDefault: rollout; gradcam for a CNN."),
-    ] = None,
-    target: Annotated[
-        str | None,
-        typer.Option("--class", help="Class to explain [default: the predicted one].\n\nBy name or index."),
-    ] = None,
-    out: Annotated[
-        str | None,
-        typer.Option(help="Output folder [default: runs/explain, numbered].\n\nFor the PNGs and JSON."),
-    ] = None,
-    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Labels shown per image.")] = 5,
-    head_fusion: Annotated[str, typer.Option(help="Rollout: fuse heads by mean, max, min.")] = "mean",
-    discard_ratio: Annotated[
-        float,
-        typer.Option(
-            help="Rollout: share of weak links dropped.\n\nThis share of each token's weakest links, "
-            "from 0 to 0.99."
-        ),
-    ] = 0.0,
-    faithfulness: Annotated[
-        bool,
-        typer.Option(
-            "--faithfulness",
-            help="Score every method's maps on a data set.\n\nDeletion and insertion curves of every "
-            "method, against random maps.",
-        ),
-    ] = False,
-    limit: Annotated[
-        int,
-        typer.Option(
-            "--images",
-            help="Faithfulness: images measured on.\n\nEvenly spaced over the data set.",
-        ),
-    ] = 500,
-    deletion_fill: Annotated[
-        str,
-        typer.Option(
-            help="Deleted pixels' fill: mean or blur.\n\nWith --faithfulness: the mean colour, or the "
-            "image blurred."
-        ),
-    ] = "mean",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    **options: Any,
 ) -> None:
     """Show where the model looks: a heatmap per image (PNG + JSON).
 
@@ -271,25 +215,24 @@ def explain(
     from foveal.predictor.classifier import load
     from foveal.runs import next_run_dir
 
-    if top_k < 1:
-        raise FovealError(f"--top-k must be >= 1, got {top_k}")
-    classifier = load(model, device)
-    if faithfulness:
-        _print_faithfulness(classifier, images, method, limit, deletion_fill, out)
+    settings = ExplainSettings(**given(options))
+    classifier = load(model, settings.device)
+    if settings.faithfulness:
+        _print_faithfulness(classifier, images, settings)
         return
     explanations, failed = explain_inputs(
         classifier,
         images,
-        method=method,
-        target=target,
-        top_k=top_k,
-        head_fusion=head_fusion,
-        discard_ratio=discard_ratio,
+        method=settings.method,
+        target=settings.target,
+        top_k=settings.top_k,
+        head_fusion=settings.head_fusion,
+        discard_ratio=settings.discard_ratio,
         quiet=False,
     )
     for path, reason in failed:
         print(f"warning: skipped {path}: {reason}", file=sys.stderr)
-    folder = Path(out) if out else next_run_dir("runs", "explain")
+    folder = Path(settings.out) if settings.out else next_run_dir("runs", "explain")
     save_explanations(explanations, folder)
     rows = [[e.source, e.labels[0], f"{e.probabilities[0]:.1%}", e.target] for e in explanations]
     print_table(["image", "predicted", "probability", f"{explanations[0].method} map of"], rows)
@@ -297,36 +240,28 @@ def explain(
     print(f"saved a PNG and a JSON per image{sheet} in {folder}")
 
 
-def _print_faithfulness(
-    classifier, sources: list[str], method: str | None, limit: int, deletion_fill: str, out: str | None
-) -> None:
-
+def _print_faithfulness(classifier, sources: list[str], settings: ExplainSettings) -> None:
     from foveal.data.sources import load_evaluation_data
-    from foveal.explanation.faithfulness import DELETION_FILLS, faithfulness_table
+    from foveal.explanation.faithfulness import faithfulness_table
     from foveal.explanation.workflow import measure_faithfulness
     from foveal.io import atomic_write_json
     from foveal.runs import next_run_dir
 
     if len(sources) != 1:
         raise FovealError(f"--faithfulness takes one data set, got {len(sources)} paths.")
-    if limit < 2:
-        raise FovealError(f"--images must be >= 2, got {limit}")
-    if deletion_fill not in DELETION_FILLS:
-        raise FovealError(
-            f"--deletion-fill must be one of {', '.join(DELETION_FILLS)}, got {deletion_fill!r}"
-        )
+    deletion_fill = settings.deletion_fill
     data, description = load_evaluation_data(
         sources[0], classifier.classes, classifier.info.preprocessing.img_size
     )
-    data = data.evenly_spaced(limit)
-    methods = None if method is None else [method]
+    data = data.evenly_spaced(settings.limit)
+    methods = None if settings.method is None else [settings.method]
     scores = measure_faithfulness(classifier, data.images, methods, deletion_fill=deletion_fill, quiet=False)
     print(
         f"{description}; measured on {len(data)} images, each explaining its predicted class; "
         f"deleted pixels take the {'mean colour' if deletion_fill == 'mean' else 'blurred image'}"
     )
     print(faithfulness_table(scores))
-    folder = Path(out) if out else next_run_dir("runs", "explain")
+    folder = Path(settings.out) if settings.out else next_run_dir("runs", "explain")
     atomic_write_json(
         folder / "faithfulness.json",
         {
@@ -340,16 +275,17 @@ def _print_faithfulness(
 
 
 @app.command(cls=ShortHelp)
+@with_options(settings_fields(LoadSettings))
 def report(
     run_folder: Annotated[str, typer.Argument(help="A run folder that `foveal train` created.")],
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    **options: Any,
 ) -> None:
     """(Re)write RUN_FOLDER/report.html: data, curves, scores, mistakes.
 
     The data, the training curves, per-class scores, calibration and the worst mistakes."""
     from foveal.reporting import write_report
 
-    print(f"saved {write_report(run_folder, device=device)}")
+    print(f"saved {write_report(run_folder, device=LoadSettings(**given(options)).device)}")
 
 
 @app.command(cls=ShortHelp)

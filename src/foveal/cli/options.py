@@ -89,6 +89,8 @@ def _parameter(f: ConfigField) -> inspect.Parameter:
         base = list[typing.get_args(base)[0]]
     negatable = base is bool and metadata.get("negatable", True)
     decls = [f"{flag}/--no-{flag[2:]}"] if negatable else [flag]
+    if "short" in metadata:
+        decls.append(metadata["short"])
     if "metavar" in metadata:
         settings["metavar"] = metadata["metavar"]
     annotation = Annotated[typing.Optional[base], typer.Option(*decls, **settings)]  # noqa: UP045

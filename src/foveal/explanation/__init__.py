@@ -1,23 +1,6 @@
-"""Where a model looks: attention maps, Grad-CAM, and how faithful each is."""
+"""Where a model looks: maps of a Classifier's predictions (workflow), rendered (render), and how
+faithful each method is (faithfulness); the maps themselves are the models' (models/maps.py).
 
-from foveal.explanation.result import Explanation
-from foveal.explanation.workflow import (
-    explain_images,
-    explain_inputs,
-    measure_faithfulness,
-    save_explanations,
-)
-from foveal.models.maps import METHODS, ExplainError, TokenMaps, compute_maps, rollout
-
-__all__ = [
-    "METHODS",
-    "ExplainError",
-    "Explanation",
-    "TokenMaps",
-    "compute_maps",
-    "explain_images",
-    "explain_inputs",
-    "measure_faithfulness",
-    "rollout",
-    "save_explanations",
-]
+Import the modules themselves: this package re-exports nothing, so that
+`foveal.explanation.settings`, which the command line reads at start-up, does not pull in torch.
+"""
