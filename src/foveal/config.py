@@ -130,7 +130,6 @@ class ModelChoice:
     drop_path_rate: float | None = option(
         None,
         "Stochastic depth rate [default: the preset's].",
-        summary="Stochastic depth rate [default: the preset's].",
     )
 
 
@@ -138,9 +137,7 @@ class ModelChoice:
 class OptimConfig:
     """How long and how the weights are updated."""
 
-    epochs: int = option(
-        20, "Passes over the training images.", summary="Passes over the training images."
-    )  # digits: >= 98% by epoch 20
+    epochs: int = option(20, "Passes over the training images.")  # digits: >= 98% by epoch 20
     time_budget: float | None = option(
         None,
         "Train for a wall-clock budget instead of --epochs: 90s, 10m, 1.5h.",
@@ -410,12 +407,10 @@ class RunConfig:
     out: str = option(
         "runs", "Folder for run folders (runs/train, runs/train2, ...).", summary="Folder for run folders."
     )
-    name: str = option("train", "Run folder name.", summary="Run folder name.")
+    name: str = option("train", "Run folder name.")
     seed: int = option(0, "Random seed: same seed, same result on a CPU.", summary="Random seed.")
-    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps.", summary="auto, cpu, cuda, cuda:N or mps.")
-    threads: int | None = option(
-        None, "CPU threads [default: all cores].", summary="CPU threads [default: all cores]."
-    )
+    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps.")
+    threads: int | None = option(None, "CPU threads [default: all cores].")
     precision: Literal["auto", "bf16", "fp32"] = option(
         "auto",
         "Training arithmetic: bf16 autocast or fp32. auto: bf16 where the hardware has bf16 "

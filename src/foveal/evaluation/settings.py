@@ -13,11 +13,7 @@ class EvaluateSettings(InferenceSettings):
     """How a model is measured on labelled images, and where its figures go."""
 
     as_json: bool = option(False, "Print the metrics as JSON.", flag="--json", negatable=False)
-    tta_flip: bool | None = option(
-        None,
-        "Average each image with its mirror [default: as trained].",
-        summary="Average each image with its mirror [default: as trained].",
-    )
+    tta_flip: bool | None = option(None, "Average each image with its mirror [default: as trained].")
     out: str | None = option(
         None,
         "Output folder for metrics.json and confusion_matrix.png [default: runs/evaluate, numbered].",

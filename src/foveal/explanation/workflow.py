@@ -1,7 +1,8 @@
 """Explain a loaded model's predictions on images: maps, PNGs, JSON, a contact sheet, faithfulness.
 
 classifier = foveal.load("runs/train")
-for e in classifier.explain(["cat.jpg"], method="rollout"):
+explanations, skipped = explain_inputs(classifier, ["cat.jpg"], method="rollout")
+for e in explanations:
     print(e.source, e.labels[0], e.grid)
 
 `classifier` below is a loaded `foveal.Classifier` (predictor/classifier.py): its network, info,

@@ -6,8 +6,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from foveal.config import option
-from foveal.errors import ConfigError
+from foveal.config import check, option
 
 ENV_VAR = "FOVEAL_SERVE_SETTINGS"  # how uvicorn's worker processes receive these settings (JSON)
 
@@ -86,24 +85,24 @@ class ServeSettings:
     top_k: int = 5  # labels per answer unless ?top_k= says otherwise
 
     def __post_init__(self) -> None:
-        checks = (
-            (1 <= self.port <= 65535, f"port must be 1-65535, got {self.port}"),
-            (self.runtime in (None, "torch", "onnx"), f"runtime must be torch or onnx, got {self.runtime!r}"),
-            (self.workers >= 1, f"workers must be >= 1, got {self.workers}"),
-            (self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads}"),
-            (self.max_bytes >= 1, f"max_bytes must be >= 1, got {self.max_bytes}"),
-            (self.max_pixels >= 1, f"max_pixels must be >= 1, got {self.max_pixels}"),
-            (self.max_queue >= 1, f"max_queue must be >= 1, got {self.max_queue}"),
-            (self.max_batch >= 1, f"max_batch must be >= 1, got {self.max_batch}"),
-            (self.max_wait_ms >= 0, f"max_wait_ms must be >= 0, got {self.max_wait_ms}"),
-            (self.timeout_s > 0, f"timeout_s must be > 0, got {self.timeout_s}"),
-            (self.read_timeout_s > 0, f"read_timeout_s must be > 0, got {self.read_timeout_s}"),
-            (self.max_uploads >= 1, f"max_uploads must be >= 1, got {self.max_uploads}"),
-            (self.top_k >= 1, f"top_k must be >= 1, got {self.top_k}"),
+        check(
+            (1 <= self.port <= 65535, f"port must be 1-65535, got {self.port}."),
+            (
+                self.runtime in (None, "torch", "onnx"),
+                f"runtime must be torch or onnx, got {self.runtime!r}.",
+            ),
+            (self.workers >= 1, f"workers must be >= 1, got {self.workers}."),
+            (self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads}."),
+            (self.max_bytes >= 1, f"max_bytes must be >= 1, got {self.max_bytes}."),
+            (self.max_pixels >= 1, f"max_pixels must be >= 1, got {self.max_pixels}."),
+            (self.max_queue >= 1, f"max_queue must be >= 1, got {self.max_queue}."),
+            (self.max_batch >= 1, f"max_batch must be >= 1, got {self.max_batch}."),
+            (self.max_wait_ms >= 0, f"max_wait_ms must be >= 0, got {self.max_wait_ms}."),
+            (self.timeout_s > 0, f"timeout_s must be > 0, got {self.timeout_s}."),
+            (self.read_timeout_s > 0, f"read_timeout_s must be > 0, got {self.read_timeout_s}."),
+            (self.max_uploads >= 1, f"max_uploads must be >= 1, got {self.max_uploads}."),
+            (self.top_k >= 1, f"top_k must be >= 1, got {self.top_k}."),
         )
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message + ".")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
