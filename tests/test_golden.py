@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 import foveal
+from foveal.data.preprocess import PREPROCESSING_VERSION
 from foveal.models import AirbenchCNNConfig, HybridConfig
 from foveal.predictor.inference import predict_logits
 from foveal.predictor.saved import load_model
@@ -28,7 +29,7 @@ def test_a_model_saved_by_the_previous_release_predicts_the_same(stem: str) -> N
     classifier = foveal.load(GOLDEN / f"{stem}.safetensors", device="cpu")
     # The test-time flip, a training option in 0.1.0, is migrated into the preprocessing object.
     assert classifier.preprocessing.test_time_views == V1_MODELS[stem]
-    assert classifier.preprocessing.version == 2 and classifier.preprocessing.img_size == 16
+    assert classifier.preprocessing.version == PREPROCESSING_VERSION and classifier.preprocessing.img_size == 16
     logits = classifier.logits(V1["inputs"])
     torch.testing.assert_close(logits, V1[f"{stem}.logits"], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(

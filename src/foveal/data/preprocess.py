@@ -10,9 +10,12 @@ import torch
 from foveal.data.imageset import ImageSet
 from foveal.errors import ConfigError
 
-PREPROCESSING_VERSION = 2  # 1: Foveal 0.1.0, whose test-time flip lived in the training options
+PREPROCESSING_VERSION = 3  # 1: Foveal 0.1.0, whose test-time flip lived in the training options;
+# 2: before a public checkpoint's bicubic resize and crop_pct could travel with a model (#32)
 TestTimeViews = Literal["none", "flip", "flip-shift"]
 TEST_TIME_VIEWS: tuple[str, ...] = ("none", "flip", "flip-shift")
+Interpolation = Literal["bilinear", "bicubic"]
+INTERPOLATIONS: tuple[str, ...] = ("bilinear", "bicubic")
 VIEW_COUNTS = {"none": 1, "flip": 2, "flip-shift": 6}  # forward passes per image (inference.view_logits)
 
 
@@ -21,7 +24,8 @@ class Preprocessing:
     """How an image file becomes the model's input, and which views of it the model sees at test time.
 
     The image is decoded upright to 8-bit RGB (alpha on white), its shorter side resized to
-    `img_size` with `interpolation` (antialiased), center-cropped to img_size x img_size, scaled to
+    `img_size / crop_pct` with `interpolation` (antialiased), center-cropped to img_size x img_size
+    (crop_pct 1: the whole shorter side; timm's DeiT: 0.9, its border cut off), scaled to
     [0, 1] and normalised with `mean` and `std` (per channel, RGB order). With
     `test_time_views="flip"` the logits are the mean of the image's and its mirror image's; with
     "flip-shift", also of both shifted one pixel up-left and down-right (inference.view_logits).
@@ -33,9 +37,10 @@ class Preprocessing:
     img_size: int
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.25, 0.25, 0.25)
-    interpolation: Literal["bilinear"] = "bilinear"
+    interpolation: Interpolation = "bilinear"  # a public checkpoint's own (timm's: mostly bicubic)
     resize: Literal["shorter-side-then-center-crop"] = "shorter-side-then-center-crop"
     test_time_views: TestTimeViews = "none"
+    crop_pct: float = 1.0  # share of the resized shorter side kept by the center crop
     version: int = PREPROCESSING_VERSION
 
     def __post_init__(self) -> None:
@@ -43,6 +48,12 @@ class Preprocessing:
             raise ConfigError(
                 f"test-time views must be one of {', '.join(TEST_TIME_VIEWS)}, got {self.test_time_views!r}"
             )
+        if self.interpolation not in INTERPOLATIONS:
+            raise ConfigError(
+                f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {self.interpolation!r}"
+            )
+        if not 0.0 < self.crop_pct <= 1.0:
+            raise ConfigError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
 
@@ -76,6 +87,7 @@ class Preprocessing:
             interpolation=data.get("interpolation", "bilinear"),
             resize=data.get("resize", "shorter-side-then-center-crop"),
             test_time_views=views,
+            crop_pct=float(data.get("crop_pct", 1.0)),
         )
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
