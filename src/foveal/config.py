@@ -33,6 +33,7 @@ PANELS = {  # group -> the help panel its options are listed under
     "data": "Data",
     "model": "Model",
     "optim": "Optimisation",
+    "finetune": "Fine-tuning",
     "augment": "Augmentation",
     "checkpoint": "Checkpoints",
     "run": "Run",
@@ -290,6 +291,77 @@ class OptimConfig:
         return self.lr if self.lr is not None else 1e-3
 
 
+FINETUNE_MODES: tuple[str, ...] = ("probe", "lp-ft", "full")
+HEADS: tuple[str, ...] = ("source", "attention")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Starting from learned weights (training/transfer.py, training/probe.py)."""
+
+    init_from: str | None = option(
+        None,
+        "Start from these weights instead of random ones: a Foveal run folder, bundle or .safetensors "
+        "(any family), a timm ViT / DeiT folder (config.json + model.safetensors) or weights file, or a "
+        "hub id such as hf-hub:timm/deit_tiny_patch16_224.fb_in1k (downloaded once into the Hugging Face "
+        "cache; HF_HUB_OFFLINE=1 reads only the cache). The source's architecture and preprocessing are "
+        "kept; its head is replaced for your classes.",
+        metavar="SOURCE",
+        summary="Start from a saved model or a public ViT.",
+    )
+    finetune: Literal["probe", "lp-ft", "full"] | None = option(
+        None,
+        "With --init-from: probe (train only the head, on features computed once per image), lp-ft (the "
+        "probe, then every weight; Kumar et al. 2022) or full (every weight from the start) [default: "
+        "lp-ft; with --time, probe when the budget buys fewer than 3 passes].",
+        metavar="MODE",
+        summary="probe, lp-ft or full [default: lp-ft].",
+    )
+    head: Literal["source", "attention"] | None = option(
+        None,
+        "A public ViT's head: source (its own class-token or mean pooling) or attention (Foveal's "
+        "attention pooling, new, trained on your data) [default: source].",
+        summary="A public ViT's head: source or attention.",
+    )
+    layer_decay: float | None = option(
+        None,
+        "Layer-wise learning-rate decay (BEiT): the last layer learns at the lr, each one below at this "
+        "times the one above, e.g. 0.75 [default: off].",
+        summary="Layer-wise lr decay, e.g. 0.75 [default: off].",
+    )
+    probe_epochs: int = option(
+        100,
+        "Epochs of the probe (probe, lp-ft) over the cached features: seconds, whatever the model.",
+        summary="Epochs of the probe on cached features.",
+    )
+    freeze_batch_norm: bool | None = option(
+        None,
+        "Keep the source's batch-norm statistics while fine-tuning [default: on when a batch has "
+        "fewer than 32 images].",
+        summary="Keep the source's batch-norm statistics.",
+    )
+
+    def __post_init__(self) -> None:
+        check(
+            (
+                self.finetune is None or self.finetune in FINETUNE_MODES,
+                f"finetune must be one of {', '.join(FINETUNE_MODES)}, got {self.finetune!r}",
+            ),
+            (self.head is None or self.head in HEADS, f"head must be source or attention, got {self.head!r}"),
+            (
+                self.layer_decay is None or 0.0 < self.layer_decay <= 1.0,
+                f"layer_decay must be in (0, 1], got {self.layer_decay}",
+            ),
+            (self.probe_epochs >= 1, f"probe_epochs must be >= 1, got {self.probe_epochs}"),
+            (
+                self.init_from is not None
+                or (self.finetune is None and self.head is None and self.layer_decay is None),
+                "--finetune, --head and --layer-decay say how to start from learned weights; give the "
+                "weights with --init-from SOURCE.",
+            ),
+        )
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
     """What each training image goes through, and the views a prediction averages."""
@@ -446,6 +518,7 @@ GROUPS: dict[str, type] = {
     "data": DataConfig,
     "model": ModelChoice,
     "optim": OptimConfig,
+    "finetune": FinetuneConfig,
     "augment": AugmentConfig,
     "checkpoint": CheckpointConfig,
     "run": RunConfig,
@@ -505,6 +578,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelChoice = field(default_factory=ModelChoice)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     run: RunConfig = field(default_factory=RunConfig)

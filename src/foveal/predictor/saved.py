@@ -127,6 +127,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
-        first = str(error).splitlines()[0]
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        first = lines[1] if len(lines) > 1 else lines[0]  # the first mismatch, not torch's heading
         raise ModelFileError(f"{file}: weights do not match the stored architecture ({first}).") from None
     return to_fast_layout(model.to(device)).eval(), info

@@ -20,7 +20,7 @@ from foveal.data.randomness import mix
 from foveal.errors import FovealError
 from foveal.predictor.saved import ModelInfo, save_model
 from foveal.runtime import autocast_for, resolve_device
-from foveal.training import distributed, elastic, final, keeping, replan, validation
+from foveal.training import distributed, elastic, final, keeping, probe, replan, validation
 from foveal.training.batches import EpochBatches, augmentation_for, epoch_loader
 from foveal.training.clock import SYSTEM_CLOCK, Clock
 from foveal.training.final import TrainResult
@@ -101,6 +101,8 @@ def _train(
         restore(run, trainer, quiet)
         if trainer.progress.planned_steps:  # a time-budget run keeps the plan it had
             replan.apply_plan(run, trainer)
+    elif run.config.finetune.finetune in ("probe", "lp-ft"):  # a new run from learned weights
+        probe.probe_before_training(run, trainer, quiet)
     trainer.replica = distributed.wrap(run.model, run.device)  # after the restore: DDP copies rank 0's
     _fit(run, trainer, quiet)
     evaluation = final.finish(run, trainer.progress)
@@ -125,7 +127,8 @@ def _fit(run: RunSetup, trainer: Trainer, quiet: bool) -> None:
         while not trainer.progress.finished:  # rank 0's progress replaces the others' each epoch
             if trainer.progress.step == 0:
                 trainer.progress.start_epoch(trainer.progress.epoch)
-            _run_epoch(run, trainer, quiet, interrupt)
+            if run.config.finetune.finetune != "probe":  # a probe's one epoch was on cached features
+                _run_epoch(run, trainer, quiet, interrupt)
             _end_epoch(run, trainer, quiet)  # its checkpoint is saved before the check below
             (requested,), _ = distributed.agree([float(interrupt.requested)], [])  # a Ctrl-C on any rank
             if requested:
@@ -284,7 +287,10 @@ def _validate_and_record(run: RunSetup, trainer: Trainer, quiet: bool) -> None:
     keeping.keep_if_best(run.run_dir, progress, row["val_top1"], kept, info, budget)
     validation.say_epoch(run, epoch_label(run, trainer, epoch), row, progress.epoch_skipped, quiet)
     early = keeping.stop_early(run.run_dir, progress, config.optim.patience, quiet)
-    done = replan.budget_ends_run(run, trainer) if budget else epoch >= config.optim.epochs
+    if config.finetune.finetune == "probe":
+        done = True  # the probe was the run
+    else:
+        done = replan.budget_ends_run(run, trainer) if budget else epoch >= config.optim.epochs
     progress.finished = early or done
     progress.start_epoch(epoch + 1)
 

@@ -10,6 +10,7 @@ import torch
 
 from foveal.config import OptimConfig
 from foveal.errors import ConfigError
+from foveal.training.layer_decay import scale_groups_by_layer
 from foveal.training.muon import MuonWithSGD, batch_normed_filters, encoder_matrices, matrix_group, muon_group
 
 
@@ -52,7 +53,9 @@ DEFAULT_WEIGHT_DECAY = {"adamw": 0.05, "adam": 0.0, "sgd": 5e-4, "muon": 5e-4}
 SGD_MOMENTUM = 0.9
 
 
-def build_optimizer(model: torch.nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: torch.nn.Module, optim: OptimConfig, layer_decay: float | None = None
+) -> torch.optim.Optimizer:
     """The configured optimizer at optim.peak_lr, with no weight decay on biases, norms and positional
     tables (1-D or tiny params), except batch-norm biases under a bias_lr_scale other than 1.
 
@@ -60,6 +63,9 @@ def build_optimizer(model: torch.nn.Module, optim: OptimConfig) -> torch.optim.O
     gradient, as the CNN recipes it comes from do; adam does not decay. muon is sgd with the trunk's
     batch-normed conv filters taken out and given to Muon at optim.muon_lr (training/muon.py), and with
     optim.muon_matrix_lr > 0 the attention blocks' matrices too, at that lr.
+
+    With `layer_decay` (fine-tuning), each layer below the head learns at that times the lr of the one
+    above (training/layer_decay.py).
 
     Batch-norm biases learn at bias_lr_scale x the lr (airbench's 64 for SGD: a BN shift is one number
     per channel and moves slowly at the rate the filters need); their L2 is divided by the same factor,
@@ -91,6 +97,8 @@ def build_optimizer(model: torch.nn.Module, optim: OptimConfig) -> torch.optim.O
     ]
     if scaled:
         groups.append({"params": scaled, "lr": lr * bias_scale, "weight_decay": weight_decay / bias_scale})
+    if layer_decay is not None and layer_decay < 1.0:
+        groups = scale_groups_by_layer(model, groups, lr, layer_decay)
     # On CUDA one fused kernel updates every tensor of a group, instead of a few launches per tensor.
     fused = {"fused": True} if all(p.is_cuda for group in groups for p in group["params"]) else {}
     if optim.optimizer == "muon":

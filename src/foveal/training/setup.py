@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -21,7 +21,7 @@ from foveal.models.layers.whitening import init_from_data
 from foveal.predictor.saved import ModelInfo
 from foveal.runs import RunRecord, next_run_dir
 from foveal.runtime import resolve_device, resolve_precision, seed_everything, set_threads, to_fast_layout
-from foveal.training import distributed, elastic
+from foveal.training import distributed, elastic, finetune
 from foveal.training.clock import SYSTEM_CLOCK, Clock
 from foveal.training.progress import say
 from foveal.training.recipe import fit_img_size_to_budget, measured_training_rate, resolve_recipe
@@ -63,12 +63,19 @@ def prepare_run(
         # Recorded absolute, so that the run's later commands (report, export, bench) find its
         # held-out images from any folder.
         config = config.replace(data=str(Path(config.data.source).resolve()))
-    native = config.data.img_size or default_img_size(config.data.source)
+    source = None
+    if config.finetune.init_from and run_dir is None:  # learned weights: the source's size by default
+        source, native = finetune.source_img_size(config)
+    else:
+        native = config.data.img_size or default_img_size(config.data.source)
     # Under a time budget, this machine's training speed, measured once for the resolution and the
     # model. What follows from it is rank 0's to decide: every rank must train the same model at the
     # same size.
     training_gflops = measured_training_rate(config, device)
-    chosen_size = config.data.img_size or fit_img_size_to_budget(config, native, training_gflops)
+    if config.data.img_size or config.finetune.init_from:
+        chosen_size = native
+    else:
+        chosen_size = fit_img_size_to_budget(config, native, training_gflops)
     img_size = distributed.from_main(chosen_size)
     config = config.replace(img_size=img_size)  # recorded: a resumed run decodes at this size again
     overrides = {} if config.model.drop_path_rate is None else {"drop_path_rate": config.model.drop_path_rate}
@@ -83,17 +90,34 @@ def prepare_run(
             storage=config.data.data_storage,
         )
     data_seconds = clock.now() - started
-    config, budget_estimate = distributed.from_main(
-        resolve_recipe(config, len(data.train), device, img_size, len(data.classes), training_gflops)
-    )
+    transfer = None
+    if config.finetune.init_from:  # the model, its preprocessing and the recipe from the source
+        start = (
+            finetune.start_from_source(source, config, data.classes)
+            if source is not None
+            else finetune.resume_start(run_dir, config)
+        )
+        config, budget_estimate = distributed.from_main(
+            finetune.finetune_recipe(config, start.model, len(data.train), img_size, training_gflops)
+        )
+        arch, model, transfer = start.arch, start.model.to(device), start.report
+        preprocessing = replace(start.preprocessing, test_time_views=config.augment.test_time_views)
+        if config.finetune.freeze_batch_norm:
+            finetune.freeze_batch_norm(model)
+    else:
+        config, budget_estimate = distributed.from_main(
+            resolve_recipe(config, len(data.train), device, img_size, len(data.classes), training_gflops)
+        )
+        # Build the model before creating the run folder, so a bad option leaves no empty folder.
+        arch = model_config(
+            config.model.preset, num_classes=len(data.classes), img_size=img_size, **overrides
+        )
+        model = build_model(arch).to(device)
+        mean, std = channel_stats(data.train)
+        preprocessing = Preprocessing(img_size, mean, std, test_time_views=config.augment.test_time_views)
+        if run_dir is None:  # a resumed run loads its weights from its checkpoint instead
+            init_from_data(model, data.train.images, preprocessing.normalize)
     distributed.check_batch(config.optim.batch_size, len(data.train))  # before a folder is made
-    # Build the model before creating the run folder, so a bad option leaves no empty folder.
-    arch = model_config(config.model.preset, num_classes=len(data.classes), img_size=img_size, **overrides)
-    model = build_model(arch).to(device)
-    mean, std = channel_stats(data.train)
-    preprocessing = Preprocessing(img_size, mean, std, test_time_views=config.augment.test_time_views)
-    if run_dir is None:  # a resumed run loads its weights from its checkpoint instead
-        init_from_data(model, data.train.images, preprocessing.normalize)
     model = to_fast_layout(model)
     info = ModelInfo(
         arch, data.classes, preprocessing, {"train_config": config.to_dict(), "data": data.description}
@@ -117,6 +141,8 @@ def prepare_run(
         "budget_estimate": budget_estimate,
         "torch": torch.__version__,
     }
+    if transfer is not None:
+        record["init_from"] = transfer.to_dict()
     if run_dir is None:  # rank 0 picks the folder and writes in it; the others are told where it is
         if distributed.is_main():
             run_dir = next_run_dir(config.run.out, config.run.name)
@@ -129,18 +155,23 @@ def prepare_run(
         if img_size != native
         else ""
     )
+    if transfer is not None:
+        say(transfer.line(), quiet)
+    name = config.model.preset or arch.name  # a fine-tuned model is its source's architecture
     say(
-        f"model: {config.model.preset} ({params / 1e6:.2f}M parameters) at {img_size}px{lowered} on "
-        f"{device} ({threads} thread{'s' if threads != 1 else ''}, {config.run.precision})"
+        f"model: {name} ({params / 1e6:.2f}M parameters) at {img_size}px{lowered} on {device} "
+        f"({threads} thread{'s' if threads != 1 else ''}, {config.run.precision})"
         f"{_planned(config.model.preset, budget_estimate)}; run folder {run_dir}",
         quiet,
     )
+    if config.finetune.init_from:
+        say(finetune.plan_words(config, budget_estimate or {}), quiet)
     return RunSetup(config, data, model, info, device, run_dir, data_seconds)
 
 
 def _planned(model: str, budget_estimate: dict | None) -> str:
     """What the budget's plan expects of `model` (the ladder's rungs only), for the start line."""
-    if not budget_estimate or model not in budget_estimate["estimated_passes"]:
+    if not budget_estimate or model not in budget_estimate.get("estimated_passes", {}):
         return ""
     passes, rate = budget_estimate["estimated_passes"][model], budget_estimate["training_gflops"]
     return f", about {passes:.1f} passes over the data in the budget at the {rate:.0f} GFLOP/s measured"

@@ -50,7 +50,7 @@ class Trainer:
 
 def build_trainer(run: RunSetup, started: float, clock: Clock) -> Trainer:
     config = run.config
-    optimizer = build_optimizer(run.model, config.optim)
+    optimizer = build_optimizer(run.model, config.optim, config.finetune.layer_decay)
     # With a time budget the total is provisional until the step time is measured (replan.py).
     plan = StepPlan(
         run.steps_per_epoch * config.optim.epochs, round(config.optim.warmup_epochs * run.steps_per_epoch)
