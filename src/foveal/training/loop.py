@@ -273,6 +273,9 @@ def _validate_and_record(run: RunSetup, trainer: Trainer, quiet: bool) -> None:
     whether the run is finished, and the next epoch's progress set up."""
     config, progress = run.config, trainer.progress
     epoch, budget = progress.epoch, config.optim.time_budget
+    probe_only = config.finetune.finetune == "probe"  # the probe was the run: its one epoch is kept
+    if probe_only:
+        budget = None
     row = validation.epoch_row(run, trainer)
     progress.rows.append(row)
     write_results(run.run_dir / "results.csv", progress.rows)
@@ -287,8 +290,8 @@ def _validate_and_record(run: RunSetup, trainer: Trainer, quiet: bool) -> None:
     keeping.keep_if_best(run.run_dir, progress, row["val_top1"], kept, info, budget)
     validation.say_epoch(run, epoch_label(run, trainer, epoch), row, progress.epoch_skipped, quiet)
     early = keeping.stop_early(run.run_dir, progress, config.optim.patience, quiet)
-    if config.finetune.finetune == "probe":
-        done = True  # the probe was the run
+    if probe_only:
+        done = True
     else:
         done = replan.budget_ends_run(run, trainer) if budget else epoch >= config.optim.epochs
     progress.finished = early or done
