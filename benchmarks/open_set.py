@@ -105,14 +105,14 @@ def measure_case(
     `inside`: in-distribution test files (None: the held-out images themselves)."""
     classifier = foveal.load(run, device="cpu")
     held_out = RunRecord.read(run).load_data("the open-set benchmark").val.images
-    size = classifier.preprocessing.img_size
-    inside_images = held_out if inside is None else decode_paths(inside, size)[0]
+    preprocessing = classifier.preprocessing
+    inside_images = held_out if inside is None else decode_paths(inside, preprocessing)[0]
     outputs = {
         key: classifier.outputs(images)
         for key, images in (
             ("calibration", held_out),
             ("in", inside_images),
-            ("out", decode_paths(outside, size)[0]),
+            ("out", decode_paths(outside, preprocessing)[0]),
         )
     }
     shipped = classifier.rejection

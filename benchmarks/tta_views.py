@@ -35,9 +35,7 @@ def main() -> None:
     rows = []
     for source in args.models:
         classifier = foveal.load(source, device="cpu")
-        images, description = load_evaluation_data(
-            args.data, classifier.classes, classifier.preprocessing.img_size
-        )
+        images, description = load_evaluation_data(args.data, classifier.classes, classifier.preprocessing)
         for views in TEST_TIME_VIEWS:
             preprocessing = classifier.preprocessing.with_views(views)
             seconds, top1 = [], None

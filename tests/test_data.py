@@ -13,6 +13,7 @@ from synthetic import CLASSES, make_class_folder, png_claiming_size
 
 import foveal
 from foveal.data.augment import crop_and_flip
+from foveal.data.preprocess import Preprocessing
 from foveal.data.randomness import epoch_order, sample_uniform
 from foveal.data.sources import default_img_size, load_evaluation_data, load_training_data
 from foveal.errors import DataError
@@ -43,7 +44,7 @@ def test_train_and_val_folders_are_used_as_given(split_folder: Path) -> None:
     data = load_training_data(str(split_folder), 16)
     assert (len(data.train), len(data.val)) == (30, 12)
     assert data.train.images.dtype == torch.uint8 and data.train.images.shape[1:] == (3, 16, 16)
-    images, description = load_evaluation_data(str(split_folder), list(CLASSES), 16)
+    images, description = load_evaluation_data(str(split_folder), list(CLASSES), Preprocessing(16))
     assert len(images) == 12 and "val" in description
 
 
@@ -51,7 +52,7 @@ def test_evaluation_maps_folder_names_to_the_model_classes(tmp_path: Path) -> No
     root = make_class_folder(tmp_path / "eval", per_class=2)
     (root / "circle").rename(root / "zzz")
     with pytest.raises(DataError, match="does not know"):
-        load_evaluation_data(str(root), list(CLASSES), 16)
+        load_evaluation_data(str(root), list(CLASSES), Preprocessing(16))
 
 
 def test_bad_files_are_reported_skipped_and_never_changed(class_folder: Path) -> None:

@@ -221,7 +221,8 @@ def test_a_cnn_exports_to_onnx_with_logits_only(tmp_path: Path) -> None:
 
 def test_the_bundle_example_preprocesses_as_foveal_does(tmp_path: Path) -> None:
     """predict.py (no Foveal) repeats Foveal's decoding by hand: the same pixels on every kind of shape,
-    and the same refusal of an image over 50:1."""
+    with every resize (a public checkpoint's bicubic and crop_pct too; an older bundle's config.json
+    has neither key), and the same refusal of an image over 50:1."""
     import importlib.util
 
     import numpy as np
@@ -235,13 +236,21 @@ def test_the_bundle_example_preprocesses_as_foveal_does(tmp_path: Path) -> None:
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
     rng = np.random.default_rng(0)
-    pre = Preprocessing(img_size=24, mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3))
-    for width, height in [(24, 24), (10, 7), (7, 300), (300, 40), (97, 61), (61, 97), (1, 50)]:
-        path = tmp_path / f"{width}x{height}.png"
-        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path)
-        ours = pre.normalize(decode_image(path, 24)[None])[0].numpy()
-        theirs = example.preprocess(str(path), pre.to_dict())
-        assert np.abs(theirs - ours).max() < 1e-5, (width, height)
+    resizes = [("bilinear", 1.0), ("bicubic", 0.9), ("bilinear", 0.875), ("bicubic", 1.0)]
+    for interpolation, crop_pct in resizes:
+        pre = Preprocessing(
+            24, (0.4, 0.5, 0.6), (0.2, 0.25, 0.3), interpolation=interpolation, crop_pct=crop_pct
+        )
+        for width, height in [(24, 24), (10, 7), (7, 300), (300, 40), (97, 61), (61, 97), (1, 50), (26, 27)]:
+            path = tmp_path / f"{width}x{height}.png"
+            Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path)
+            ours = pre.normalize(pre.decode(path)[None])[0].numpy()
+            theirs = example.preprocess(str(path), pre.to_dict())
+            assert np.abs(theirs - ours).max() < 1e-5, (width, height, interpolation, crop_pct)
+    older = {key: value for key, value in pre.to_dict().items() if key not in ("interpolation", "crop_pct")}
+    default = Preprocessing(24, pre.mean, pre.std)
+    ours = default.normalize(decode_image(path, 24)[None])[0].numpy()
+    assert np.abs(example.preprocess(str(path), older) - ours).max() < 1e-5
     Image.new("RGB", (1, 51)).save(tmp_path / "thin.png")
     with pytest.raises(ValueError, match="aspect ratio"):
         example.preprocess(str(tmp_path / "thin.png"), pre.to_dict())

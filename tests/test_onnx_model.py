@@ -69,7 +69,7 @@ def test_faithfulness_of_model_onnx_is_the_pytorch_models(exported: tuple[Path, 
 
     run, data, bundle = exported
     torch_model, onnx_model = foveal.load(run, device="cpu"), foveal.load(bundle / "model.onnx")
-    images, _, _ = decode_paths(sorted(data.rglob("*.png"))[:8], torch_model.preprocessing.img_size)
+    images, _, _ = decode_paths(sorted(data.rglob("*.png"))[:8], torch_model.preprocessing)
     expected = measure_faithfulness(torch_model, images, ["pool", "rollout"], steps=4)
     got = measure_faithfulness(onnx_model, images, ["pool", "rollout"], steps=4)
     assert [s.method for s in got] == [s.method for s in expected] == ["pool", "rollout", "random"]

@@ -102,7 +102,7 @@ def evaluate(
     preprocessing = classifier.preprocessing
     if flip is not None:
         preprocessing = preprocessing.with_views("flip" if flip else "none")
-    images, description = load_evaluation_data(data, classifier.classes, preprocessing.img_size)
+    images, description = load_evaluation_data(data, classifier.classes, preprocessing)
     evaluation = evaluate_images(
         classifier.network,
         images,
@@ -220,7 +220,7 @@ def export(
 def _parity_images(classifier: Classifier, model: Path, data: str | None) -> tuple[ImageSet, str]:
     """The images an ONNX export is checked on: `data`, or the run's held-out images."""
     if data is not None:
-        return load_evaluation_data(data, classifier.classes, classifier.preprocessing.img_size)
+        return load_evaluation_data(data, classifier.classes, classifier.preprocessing)
     if model.is_dir() and (model / "config.json").is_file() and not (model / "model.safetensors").is_file():
         splits = RunRecord.read(model, "exported").load_data("the ONNX parity check")
         return splits.val, splits.description

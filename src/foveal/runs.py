@@ -81,8 +81,8 @@ class RunRecord:
         return config
 
     def load_data(self, purpose: str) -> DataSplits:
-        """The run's images, split as it was (its split.json): for `purpose` (e.g. "the report"),
-        which the error names when the data has gone."""
+        """The run's images, split as it was (its split.json) and resized as its recorded preprocessing
+        says: for `purpose` (e.g. "the report"), which the error names when the data has gone."""
         data = self.train_config.data
         split = self.run_dir / "split.json"
         if data.img_size is None:
@@ -93,9 +93,12 @@ class RunRecord:
             raise FovealError(
                 f"the run's data {data.source} is not there any more; {purpose} needs its held-out images."
             )
+        recorded = self.config.get("preprocessing", {})  # without interpolation, crop_pct: bilinear, 1
         return load_training_data(
             data.source,
             data.img_size,
+            interpolation=recorded.get("interpolation", "bilinear"),
+            crop_pct=float(recorded.get("crop_pct", 1.0)),
             val_fraction=data.val_fraction,
             split_manifest=split if split.is_file() else data.split_manifest,
             max_pixels=data.max_image_pixels,

@@ -250,9 +250,7 @@ def _print_faithfulness(classifier, sources: list[str], settings: ExplainSetting
     if len(sources) != 1:
         raise FovealError(f"--faithfulness takes one data set, got {len(sources)} paths.")
     deletion_fill = settings.deletion_fill
-    data, description = load_evaluation_data(
-        sources[0], classifier.classes, classifier.info.preprocessing.img_size
-    )
+    data, description = load_evaluation_data(sources[0], classifier.classes, classifier.info.preprocessing)
     data = data.evenly_spaced(settings.limit)
     methods = None if settings.method is None else [settings.method]
     scores = measure_faithfulness(classifier, data.images, methods, deletion_fill=deletion_fill, quiet=False)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from foveal.data.imageset import ImageSet
+from foveal.data.resize import Interpolation, resize_and_crop
 from foveal.data.split import stratified_split
 from foveal.errors import DataError
 
@@ -19,6 +22,7 @@ from foveal.errors import DataError
 NATIVE_SIZE = {"digits": 8, "cifar10": 32}
 # Horizontal flips change a digit's identity (a mirrored 2 is no 2); photos survive them.
 FLIP_SAFE = {"digits": False, "cifar10": True}
+Resizer = Callable[[torch.Tensor], torch.Tensor]  # uint8 (N, 3, s, s) -> uint8 (N, 3, S, S)
 
 
 def cache_dir() -> Path:
@@ -26,14 +30,28 @@ def cache_dir() -> Path:
     return Path(os.environ.get("FOVEAL_HOME", Path.home() / ".cache" / "foveal"))
 
 
-def load_builtin(name: str, img_size: int) -> tuple[ImageSet, ImageSet]:
-    """(train, held-out test) of built-in set `name` at img_size x img_size."""
-    loaders: dict[str, Callable[[int], tuple[ImageSet, ImageSet]]] = {"digits": _digits, "cifar10": _cifar10}
-    return loaders[name](img_size)
+def load_builtin(
+    name: str, img_size: int, *, interpolation: Interpolation = "bilinear", crop_pct: float = 1.0
+) -> tuple[ImageSet, ImageSet]:
+    """(train, held-out test) of built-in set `name` at img_size x img_size, resized with
+    `interpolation` and center-cropped to `crop_pct` of the resized side (see `resize_and_crop`)."""
+    loaders: dict[str, Callable[[Resizer], tuple[ImageSet, ImageSet]]] = {
+        "digits": _digits,
+        "cifar10": _cifar10,
+    }
+    return loaders[name](partial(_resize, size=img_size, interpolation=interpolation, crop_pct=crop_pct))
 
 
-def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 (N, 3, s, s) -> uint8 (N, 3, size, size), bilinear (antialiased when shrinking)."""
+def _resize(
+    images: torch.Tensor, *, size: int, interpolation: Interpolation, crop_pct: float
+) -> torch.Tensor:
+    """uint8 (N, 3, s, s) -> uint8 (N, 3, size, size).
+
+    Bilinear over the whole image (antialiased when shrinking) is how Foveal's own models met the
+    built-ins, so it stays; any other resize is a public checkpoint's, done as for its image files.
+    """
+    if (interpolation, crop_pct) != ("bilinear", 1.0):
+        return _resize_as_files(images, size, interpolation, crop_pct)
     if images.shape[-1] == size:
         return images
     resized = F.interpolate(
@@ -46,12 +64,23 @@ def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
     return resized.round().clamp(0, 255).to(torch.uint8)
 
 
-def _digits(img_size: int) -> tuple[ImageSet, ImageSet]:
+def _resize_as_files(
+    images: torch.Tensor, size: int, interpolation: Interpolation, crop_pct: float
+) -> torch.Tensor:
+    """uint8 (N, 3, s, s) -> uint8 (N, 3, size, size), image by image through `resize_and_crop`."""
+    out = torch.empty(len(images), 3, size, size, dtype=torch.uint8)
+    for index, pixels in enumerate(images.permute(0, 2, 3, 1).numpy()):  # (s, s, 3) each
+        image = resize_and_crop(Image.fromarray(pixels), size, interpolation=interpolation, crop_pct=crop_pct)
+        out[index] = torch.from_numpy(np.array(image)).permute(2, 0, 1)  # (size, size, 3) -> (3, ...)
+    return out
+
+
+def _digits(resize: Resizer) -> tuple[ImageSet, ImageSet]:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()  # 1,797 8x8 images with 17 grey levels (0..16)
     grey = torch.from_numpy(np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8))  # (N, 8, 8)
-    images = _resize(grey.unsqueeze(1).expand(-1, 3, -1, -1).contiguous(), img_size)
+    images = resize(grey.unsqueeze(1).expand(-1, 3, -1, -1).contiguous())
     labels = torch.from_numpy(bunch.target.astype(np.int64))
     classes = [str(c) for c in bunch.target_names]
     # A fixed 20% held out per class; keys make the split independent of the training seed.
@@ -61,7 +90,7 @@ def _digits(img_size: int) -> tuple[ImageSet, ImageSet]:
     return full.subset(torch.tensor(train)), full.subset(torch.tensor(test))
 
 
-def _cifar10(img_size: int) -> tuple[ImageSet, ImageSet]:
+def _cifar10(resize: Resizer) -> tuple[ImageSet, ImageSet]:
     from torchvision.datasets import CIFAR10
 
     root = cache_dir() / "datasets"
@@ -77,8 +106,6 @@ def _cifar10(img_size: int) -> tuple[ImageSet, ImageSet]:
             ) from None
         images = torch.from_numpy(data.data).permute(0, 3, 1, 2).contiguous()  # (N, 3, 32, 32)
         sets.append(
-            ImageSet(
-                _resize(images, img_size), torch.tensor(data.targets, dtype=torch.int64), list(data.classes)
-            )
+            ImageSet(resize(images), torch.tensor(data.targets, dtype=torch.int64), list(data.classes))
         )
     return sets[0], sets[1]

@@ -30,7 +30,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from foveal.data import decode
+from foveal.data import decode, resize
 from foveal.data.builtin import cache_dir
 from foveal.data.imageset import ImageSet
 from foveal.data.mapped import map_images
@@ -72,13 +72,22 @@ def cache_path(key: str) -> Path:
     return cache_dir() / "decoded" / f"{key}.safetensors"
 
 
-def cache_key(paths: list[str], labels: list[int], img_size: int, max_pixels: int) -> str:
+def cache_key(
+    paths: list[str],
+    labels: list[int],
+    img_size: int,
+    max_pixels: int,
+    *,
+    interpolation: resize.Interpolation = "bilinear",
+    crop_pct: float = 1.0,
+) -> str:
     """A digest that changes whenever decoding `paths` could give a different ImageSet.
 
-    It covers the cache format, the decoding code (Pillow's version and foveal's decode module),
-    `img_size`, `max_pixels`, and for each file in order: its path as given and as an absolute path,
-    its label, and its size in bytes and modification time in nanoseconds. Files are stat'ed, not
-    read, so 60,000 files take well under a second on a local disk.
+    It covers the cache format, the decoding code (Pillow's version and foveal's decode and resize
+    modules), `img_size`, `max_pixels`, the resize's `interpolation` and `crop_pct` (a folder decoded
+    bilinear is never read back for a bicubic model), and for each file in order: its path as given
+    and as an absolute path, its label, and its size in bytes and modification time in nanoseconds.
+    Files are stat'ed, not read, so 60,000 files take well under a second on a local disk.
 
     Call this before decoding: a file that changes while it is being decoded then leaves an entry
     under its old stat, which is never looked up again, rather than stale pixels under its new one.
@@ -88,6 +97,8 @@ def cache_key(paths: list[str], labels: list[int], img_size: int, max_pixels: in
         labels: Class index of each file.
         img_size: Side of the decoded square images.
         max_pixels: Largest image, in pixels, that is decoded.
+        interpolation: The resize's filter (see `resize.resize_and_crop`).
+        crop_pct: Share of the resized shorter side the center crop keeps.
 
     Returns:
         A sha256 hex digest (64 lowercase hex characters).
@@ -98,7 +109,8 @@ def cache_key(paths: list[str], labels: list[int], img_size: int, max_pixels: in
     if len(paths) != len(labels):
         raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
     digest = hashlib.sha256()
-    digest.update(f"{CACHE_FORMAT}\0{_decoder_version()}\0{int(img_size)}\0{int(max_pixels)}\0".encode())
+    settings = f"{int(img_size)}\0{int(max_pixels)}\0{interpolation}\0{float(crop_pct)!r}"
+    digest.update(f"{CACHE_FORMAT}\0{_decoder_version()}\0{settings}\0".encode())
     for path, label in zip(paths, labels):
         try:
             info = os.stat(path)
@@ -228,11 +240,14 @@ def read_entry(path: Path, key: str, *, mapped: bool = False) -> ImageSet:
 def _decoder_version() -> str:
     """Identifies the code that turns a file into pixels, so upgrading it invalidates old entries.
 
-    The digest of foveal's decode module stands in for a hand-bumped version number, which is easy to
-    forget when resizing or colour handling changes.
+    The digest of foveal's decode and resize modules stands in for a hand-bumped version number, which
+    is easy to forget when resizing or colour handling changes.
     """
+    digest = hashlib.sha256()
     try:
-        source = hashlib.sha256(Path(decode.__file__).read_bytes()).hexdigest()
+        for module in (decode, resize):
+            digest.update(Path(module.__file__).read_bytes())
+        source = digest.hexdigest()
     except (OSError, TypeError):  # no source file (e.g. frozen); Pillow's version still counts
         source = "unknown"
     return f"pillow={PIL.__version__};decode={source}"

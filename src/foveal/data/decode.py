@@ -12,8 +12,8 @@ see exactly the same pixels:
 * Decompression bombs are refused from the header, before any pixel is decoded, and so are images whose
   longer side is more than MAX_ASPECT_RATIO (50) times the shorter: a 1 x 1,000,000 strip passes the pixel
   limit but is no photo, and a classifier sees it as a smear whatever it holds.
-* Resizing costs what the output costs: only the center crop is resampled, never the whole enlarged image
-  (`resize_and_crop`).
+* Resizing (the shorter side to size / crop_pct, bilinear or bicubic, then the center crop) costs what
+  the output costs: only the crop is resampled, never the whole enlarged image (`resize.resize_and_crop`).
 * Any failure Pillow can be expected to raise on a bad file becomes an `ImageDecodeError` that names
   the file and says what is wrong. Files are only ever opened read-only.
 """
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import io
-import math
 import os
 import re
 import stat
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from foveal.data.resize import Interpolation, resize_and_crop
 from foveal.errors import ConfigError, DataError
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
@@ -161,14 +161,20 @@ def decode_image(
     source: ImageSource,
     size: int | None = None,
     *,
+    interpolation: Interpolation = "bilinear",
+    crop_pct: float = 1.0,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_aspect_ratio: float = MAX_ASPECT_RATIO,
 ) -> torch.Tensor:
     """Decode an image file to a uint8 tensor, optionally resized and center-cropped to a square.
 
+    A model's own resize is its `Preprocessing.decode`, which calls this with the model's settings.
+
     Args:
         source: As for `load_rgb`.
         size: When given, the output is size x size (see `resize_and_crop`); when None, native size.
+        interpolation: The resize's filter (with a size only).
+        crop_pct: Share of the resized shorter side the center crop keeps (with a size only).
         max_pixels: As for `load_rgb`.
         max_aspect_ratio: As for `load_rgb`.
 
@@ -177,61 +183,14 @@ def decode_image(
 
     Raises:
         ImageDecodeError: As for `load_rgb`.
-        ConfigError: As for `load_rgb`, or size is not a positive integer.
+        ConfigError: As for `load_rgb`, or size is not a positive integer, or interpolation or crop_pct
+            is out of range.
     """
     image = load_rgb(source, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
     if size is not None:
-        image = resize_and_crop(image, size)
+        image = resize_and_crop(image, size, interpolation=interpolation, crop_pct=crop_pct)
     array = np.array(image, dtype=np.uint8)  # a writable copy, so torch does not share PIL's buffer
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
-
-
-def resize_and_crop(image: Image.Image, size: int) -> Image.Image:
-    """Resize so the shorter side is `size` (bilinear, antialiased), then center-crop to size x size.
-
-    This is the one preprocessing step shared by training and prediction. Only the crop is resampled:
-    the source region under it is resized straight to size x size, so a thin image never builds its
-    enlarged whole (1 x 1,000,000 at size 32 would be 32 x 32,000,000, 4 GB). The sampling positions
-    and filter support are those of resizing the whole image and cropping, so the pixels are the same
-    to within 1 grey level: Pillow takes the box as float32, and Pillow 13 resizes a whole image that
-    shrinks much more in height than in width (a portrait over 2:1) vertical pass first, which rounds
-    some pixels the other way.
-
-    Args:
-        image: Any PIL image (normally the RGB output of `load_rgb`).
-        size: Side of the square output, at least 1.
-
-    Returns:
-        A new size x size image in the same mode.
-
-    Raises:
-        ConfigError: size is not a positive integer.
-    """
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ConfigError(f"image size must be a positive integer, got {size!r}.")
-    width, height = image.size
-    scale = size / min(width, height)
-    # The shorter side lands exactly on `size`; the longer one is rounded and never drops below it.
-    new_width, new_height = (
-        (size, max(size, round(height * scale)))
-        if width <= height
-        else (max(size, round(width * scale)), size)
-    )
-    left = (new_width - size) // 2
-    top = (new_height - size) // 2
-    if (new_width, new_height) == image.size:
-        return image.crop((left, top, left + size, top + size))
-    # The crop in source pixels: pixel i of the resized image stands for source x in [i, i + 1) * sx.
-    sx, sy = width / new_width, height / new_height
-    x0, x1, y0, y1 = left * sx, (left + size) * sx, top * sy, (top + size) * sy
-    # Two one-axis passes, horizontal first as Pillow resizes most whole images: the order decides how
-    # the 8-bit intermediate rounds, and one call with a box would let Pillow pick it from other shapes.
-    # The first pass keeps only the rows the second reads: BILINEAR reaches max(sy, 1) source pixels
-    # either side of a centre (one more row for Pillow's rounding of the window).
-    reach = max(sy, 1.0) + 1.0
-    row0, row1 = max(0, math.floor(y0 - reach)), min(height, math.ceil(y1 + reach))
-    band = image.resize((size, row1 - row0), Image.Resampling.BILINEAR, box=(x0, row0, x1, row1))
-    return band.resize((size, size), Image.Resampling.BILINEAR, box=(0, y0 - row0, size, y1 - row0))
 
 
 def _resolve_source(source: ImageSource) -> tuple[str | bytes | BinaryIO, str]:

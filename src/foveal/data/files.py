@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from foveal.data.decode import ImageDecodeError, decode_image, is_image_file
+from foveal.data.decode import ImageDecodeError, is_image_file
+from foveal.data.preprocess import Preprocessing
 from foveal.errors import DataError, FovealError
 
 
@@ -28,13 +29,15 @@ def collect_images(inputs: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def decode_paths(files: list[Path], size: int) -> tuple[torch.Tensor, list[Path], list[tuple[str, str]]]:
-    """Decode every file it can: uint8 images (N, 3, size, size), their paths, and (path, reason) of
-    the files skipped. Raises FovealError when none decodes."""
+def decode_paths(
+    files: list[Path], preprocessing: Preprocessing
+) -> tuple[torch.Tensor, list[Path], list[tuple[str, str]]]:
+    """Decode every file it can as `preprocessing` says: uint8 images (N, 3, S, S), their paths, and
+    (path, reason) of the files skipped. Raises FovealError when none decodes."""
     good, images, failed = [], [], []
     for path in files:
         try:
-            images.append(decode_image(path, size))
+            images.append(preprocessing.decode(path))
             good.append(path)
         except ImageDecodeError as error:
             failed.append((str(path), error.reason))

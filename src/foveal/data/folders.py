@@ -7,10 +7,11 @@ decoding; a folder too large for memory is decoded to disk and memory-mapped (`f
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from foveal.data.builtin import cache_dir
 from foveal.data.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image, is_image_file
 from foveal.data.imageset import ImageSet
 from foveal.data.mapped import DataStorage, DecodedImageWriter, decoded_bytes, keep_in_memory
+from foveal.data.resize import Interpolation
 from foveal.errors import DataError
 from foveal.messages import say
 
@@ -78,6 +80,8 @@ def decode_files(
     img_size: int,
     workers: int | None = None,
     *,
+    interpolation: Interpolation = "bilinear",
+    crop_pct: float = 1.0,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     use_cache: bool = True,
     storage: DataStorage = "auto",
@@ -96,6 +100,8 @@ def decode_files(
         classes: Class names; the returned set carries exactly these.
         img_size: Side of the square output images.
         workers: Decoding threads; default one per CPU core.
+        interpolation: The resize's filter (see `resize.resize_and_crop`).
+        crop_pct: Share of the resized shorter side the center crop keeps; 1 keeps it whole.
         max_pixels: Refuse images with more pixels than this (see `decode_image`).
         use_cache: Read and write the decode cache (it is also off when $FOVEAL_NO_CACHE is set).
         storage: "memory", "disk" (memory-mapped), or "auto": disk when the decoded images would
@@ -114,17 +120,22 @@ def decode_files(
         raise DataError("no image files to decode; expected at least one image (.jpg, .png, ...).")
     in_memory = keep_in_memory(len(paths), img_size, storage)
     key = (
-        cache.cache_key(paths, labels, img_size, max_pixels) if use_cache and cache.cache_enabled() else None
+        cache.cache_key(paths, labels, img_size, max_pixels, interpolation=interpolation, crop_pct=crop_pct)
+        if use_cache and cache.cache_enabled()
+        else None
     )
     if key is not None:
         cached = cache.load_cached(key, mapped=not in_memory)
         if cached is not None and cached.images.shape[-1] == img_size:
             # Class names do not affect decoding (the labels are in the key), so the caller's win.
             return dataclasses.replace(cached, classes=list(classes))
+    decode_one = functools.partial(
+        decode_image, size=img_size, interpolation=interpolation, crop_pct=crop_pct, max_pixels=max_pixels
+    )
     if not in_memory:
-        return _decode_to_disk(paths, labels, classes, img_size, workers, max_pixels, key)
+        return _decode_to_disk(paths, labels, classes, img_size, workers, decode_one, key)
     images, skipped, cacheable = [], [], True
-    for index, result in _decode_in_order(paths, img_size, workers, max_pixels):
+    for index, result in _decode_in_order(paths, decode_one, img_size, workers):
         if isinstance(result, ImageDecodeError):
             skipped.append((index, result))
             cacheable = cacheable and not _is_transient(result)
@@ -148,7 +159,7 @@ def _decode_to_disk(
     classes: list[str],
     img_size: int,
     workers: int | None,
-    max_pixels: int,
+    decode_one: Callable[[str], torch.Tensor],
     key: str | None,
 ) -> ImageSet:
     """Decode `paths` image by image into a cache entry and return the ImageSet mapped from it.
@@ -162,7 +173,7 @@ def _decode_to_disk(
     skipped: list[tuple[int, ImageDecodeError]] = []
     try:
         with DecodedImageWriter(folder, img_size) as writer:
-            for index, result in _decode_in_order(paths, img_size, workers, max_pixels):
+            for index, result in _decode_in_order(paths, decode_one, img_size, workers):
                 if isinstance(result, ImageDecodeError):
                     skipped.append((index, result))
                 else:
@@ -193,9 +204,10 @@ def _decode_to_disk(
 
 
 def _decode_in_order(
-    paths: list[str], img_size: int, workers: int | None, max_pixels: int
+    paths: list[str], decode_one: Callable[[str], torch.Tensor], img_size: int, workers: int | None
 ) -> Iterator[tuple[int, torch.Tensor | ImageDecodeError]]:
-    """(index, image or error) for each of `paths` in order, decoded on a thread pool.
+    """(index, image or error) for each of `paths` in order, decoded by `decode_one` (to img_size x
+    img_size) on a thread pool.
 
     Raises:
         DataError: Nothing could be decoded, or MAX_FAILURES_IN_A_ROW files in a row could not.
@@ -204,7 +216,7 @@ def _decode_in_order(
 
     def decode(path: str) -> torch.Tensor | ImageDecodeError:
         try:
-            return decode_image(path, img_size, max_pixels=max_pixels)
+            return decode_one(path)
         except ImageDecodeError as error:
             return error
 

@@ -7,15 +7,15 @@ from typing import Any, Literal
 
 import torch
 
+from foveal.data.decode import DEFAULT_MAX_PIXELS, ImageSource, decode_image
 from foveal.data.imageset import ImageSet
+from foveal.data.resize import INTERPOLATIONS, Interpolation, check_resize  # noqa: F401 (INTERPOLATIONS)
 from foveal.errors import ConfigError
 
 PREPROCESSING_VERSION = 3  # 1: Foveal 0.1.0, whose test-time flip lived in the training options;
 # 2: before a public checkpoint's bicubic resize and crop_pct could travel with a model (#32)
 TestTimeViews = Literal["none", "flip", "flip-shift"]
 TEST_TIME_VIEWS: tuple[str, ...] = ("none", "flip", "flip-shift")
-Interpolation = Literal["bilinear", "bicubic"]
-INTERPOLATIONS: tuple[str, ...] = ("bilinear", "bicubic")
 VIEW_COUNTS = {"none": 1, "flip": 2, "flip-shift": 6}  # forward passes per image (inference.view_logits)
 
 
@@ -48,12 +48,7 @@ class Preprocessing:
             raise ConfigError(
                 f"test-time views must be one of {', '.join(TEST_TIME_VIEWS)}, got {self.test_time_views!r}"
             )
-        if self.interpolation not in INTERPOLATIONS:
-            raise ConfigError(
-                f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {self.interpolation!r}"
-            )
-        if not 0.0 < self.crop_pct <= 1.0:
-            raise ConfigError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
+        check_resize(self.interpolation, self.crop_pct)
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
 
@@ -88,6 +83,21 @@ class Preprocessing:
             resize=data.get("resize", "shorter-side-then-center-crop"),
             test_time_views=views,
             crop_pct=float(data.get("crop_pct", 1.0)),
+        )
+
+    def decode(self, source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+        """An image file (a path, a binary file or its bytes) as this model's uint8 input (3, S, S):
+        upright RGB, resized and center-cropped as `interpolation` and `crop_pct` say.
+
+        Raises:
+            ImageDecodeError: The file does not decode (see `decode.load_rgb`); max_pixels as there.
+        """
+        return decode_image(
+            source,
+            self.img_size,
+            interpolation=self.interpolation,
+            crop_pct=self.crop_pct,
+            max_pixels=max_pixels,
         )
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:

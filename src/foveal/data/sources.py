@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from statistics import median
 
@@ -11,12 +13,15 @@ from foveal.data.decode import DEFAULT_MAX_PIXELS
 from foveal.data.folders import decode_files, find_classes, list_images
 from foveal.data.imageset import ImageSet
 from foveal.data.mapped import DataStorage
+from foveal.data.preprocess import Preprocessing
+from foveal.data.resize import Interpolation
 from foveal.data.split import read_manifest, stratified_split
 from foveal.errors import DataError
 from foveal.messages import counted
 
 BUILTINS = tuple(NATIVE_SIZE)
 HELD_OUT_NAMES = ("val", "test")  # root/train beside root/val (or root/test) is a pre-split data set
+FolderDecoder = Callable[[list[str], list[int], list[str]], ImageSet]  # decode_files(paths, labels, classes)
 
 
 @dataclass
@@ -77,6 +82,8 @@ def load_training_data(
     source: str,
     img_size: int,
     *,
+    interpolation: Interpolation = "bilinear",
+    crop_pct: float = 1.0,
     val_fraction: float = 0.1,
     split_manifest: str | Path | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -88,36 +95,39 @@ def load_training_data(
         source: a built-in name, a root with train/ and val/ (or test/), or a folder of class folders
             (split stratified into train/val by `val_fraction`, or as `split_manifest` says).
         img_size: side the images are resized and center-cropped to.
+        interpolation: the resize's filter (a model's `Preprocessing.interpolation`).
+        crop_pct: share of the resized shorter side the center crop keeps (`Preprocessing.crop_pct`).
         max_pixels: larger images are refused as decompression bombs.
         storage: decoded images in "memory", memory-mapped from "disk", or "auto" (see `decode_files`).
     """
     if source in BUILTINS:
-        train, test = load_builtin(source, img_size)
+        train, test = load_builtin(source, img_size, interpolation=interpolation, crop_pct=crop_pct)
         return DataSplits(
             train,
             test,
             f"{source} (built-in): {len(train)} train / {len(test)} held-out",
             flip_safe=FLIP_SAFE[source],
         )
+    decode = partial(
+        decode_files,
+        img_size=img_size,
+        interpolation=interpolation,
+        crop_pct=crop_pct,
+        max_pixels=max_pixels,
+        storage=storage,
+    )
     root = Path(source)
     held_out = _held_out_folder(root)
     if held_out is not None:
         classes = find_classes(root / "train")
-        train = decode_files(
-            *list_images(root / "train", classes), classes, img_size, max_pixels=max_pixels, storage=storage
-        )
-        val = load_folder_for_classes(held_out, classes, img_size, max_pixels=max_pixels, storage=storage)
+        train = decode(*list_images(root / "train", classes), classes)
+        val = decode(*labelled_images(held_out, classes), classes)
         return DataSplits(train, val, f"{root}: {len(train)} train / {len(val)} from {held_out.name}/")
-    return _auto_split(root, img_size, val_fraction, split_manifest, max_pixels, storage)
+    return _auto_split(root, val_fraction, split_manifest, decode)
 
 
 def _auto_split(
-    root: Path,
-    img_size: int,
-    val_fraction: float,
-    split_manifest: str | Path | None,
-    max_pixels: int,
-    storage: DataStorage,
+    root: Path, val_fraction: float, split_manifest: str | Path | None, decode_folder: FolderDecoder
 ) -> DataSplits:
     classes = find_classes(root)
     if split_manifest is not None:
@@ -138,8 +148,7 @@ def _auto_split(
         label_of = dict(zip(paths, labels))
 
     def decode(files: list[str]) -> ImageSet:
-        labels = [label_of[p] for p in files]
-        return decode_files(files, labels, classes, img_size, max_pixels=max_pixels, storage=storage)
+        return decode_folder(files, [label_of[p] for p in files], classes)
 
     train, val = decode(train_paths), decode(val_paths)
     split = {
@@ -151,15 +160,9 @@ def _auto_split(
     )
 
 
-def load_folder_for_classes(
-    folder: Path,
-    classes: list[str],
-    img_size: int,
-    *,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    storage: DataStorage = "auto",
-) -> ImageSet:
-    """All images of a class-folder `folder`, labelled by the model's `classes` (a subset is fine)."""
+def labelled_images(folder: Path, classes: list[str]) -> tuple[list[str], list[int]]:
+    """The image paths of a class-folder `folder` and their labels, indices into the model's `classes`
+    (the folder may hold a subset of them)."""
     found = find_classes(folder)
     unknown = [c for c in found if c not in classes]
     if unknown:
@@ -168,15 +171,22 @@ def load_folder_for_classes(
             f"folders named from {classes}."
         )
     paths, local = list_images(folder, found)
-    labels = [classes.index(found[i]) for i in local]
-    return decode_files(paths, labels, classes, img_size, max_pixels=max_pixels, storage=storage)
+    return paths, [classes.index(found[i]) for i in local]
 
 
-def load_evaluation_data(source: str, classes: list[str], img_size: int) -> tuple[ImageSet, str]:
-    """Images to evaluate a model on, and a description: a built-in's held-out split, a data set
-    root's val/ (or test/) folder, or every image of a folder of class folders."""
+def load_evaluation_data(
+    source: str, classes: list[str], preprocessing: Preprocessing
+) -> tuple[ImageSet, str]:
+    """Images to evaluate a model on, decoded as its `preprocessing` says, and a description: a
+    built-in's held-out split, a data set root's val/ (or test/) folder, or every image of a folder of
+    class folders."""
+    size, interpolation, crop_pct = (
+        preprocessing.img_size,
+        preprocessing.interpolation,
+        preprocessing.crop_pct,
+    )
     if source in BUILTINS:
-        _, test = load_builtin(source, img_size)
+        _, test = load_builtin(source, size, interpolation=interpolation, crop_pct=crop_pct)
         if test.classes != classes:
             raise DataError(
                 f"the model's classes {classes} are not those of built-in {source!r} "
@@ -186,5 +196,6 @@ def load_evaluation_data(source: str, classes: list[str], img_size: int) -> tupl
     root = Path(source)
     held_out = _held_out_folder(root)
     folder = held_out if held_out is not None else root
-    images = load_folder_for_classes(folder, classes, img_size)
+    paths, labels = labelled_images(folder, classes)
+    images = decode_files(paths, labels, classes, size, interpolation=interpolation, crop_pct=crop_pct)
     return images, f"{folder}: {counted(len(images), 'image')}"

@@ -176,11 +176,11 @@ def explain_inputs(
     """Explanations of image files and folders (searched recursively; true labels from their class
     folders) or of a uint8 tensor (N, 3, S, S), and (path, reason) of the files skipped.
     `options` are explain_images's."""
-    size = classifier.info.preprocessing.img_size
+    preprocessing = classifier.info.preprocessing
     if isinstance(images, torch.Tensor):
-        batch = check_image_tensor(images, size)
+        batch = check_image_tensor(images, preprocessing.img_size)
         return explain_images(classifier, batch, [f"tensor[{i}]" for i in range(len(batch))], **options), []
     files = collect_images([images] if isinstance(images, (str, Path)) else images)
-    batch, good, failed = decode_paths(files, size)
+    batch, good, failed = decode_paths(files, preprocessing)
     sources, true_labels = [str(f) for f in good], true_labels_of(good, classifier.classes)
     return explain_images(classifier, batch, sources, true_labels=true_labels, **options), failed

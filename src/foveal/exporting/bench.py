@@ -27,7 +27,6 @@ from typing import Any
 
 import torch
 
-from foveal.data.decode import decode_image
 from foveal.data.preprocess import Preprocessing
 from foveal.errors import ConfigError, FovealError
 from foveal.exporting.backends import Backend, compiled_backend, eager_backend, onnx_backends
@@ -68,7 +67,7 @@ def bench_model(
     threads = set_threads(settings.threads) if settings.threads else torch.get_num_threads()
     load_before, started = load_average(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="foveal-bench-") as scratch:
-        pictures = bench_images(images, model, classifier.preprocessing.img_size, Path(scratch) / "images")
+        pictures = bench_images(images, model, classifier.preprocessing, Path(scratch) / "images")
         backends = make_backends(classifier, model, Path(scratch), settings, pictures, threads)
         results = measure(classifier, backends, pictures, settings)
     return {
@@ -230,7 +229,7 @@ def model_facts(classifier: Classifier, model: Path) -> dict[str, Any]:
 
 def _from_file(backend: Backend, files: list[Path], pre: Preprocessing) -> Callable[[int], torch.Tensor]:
     """Round r, end to end: decode the r-th file (resize, crop), normalise it, infer: (1, K)."""
-    return lambda r: backend.logits(pre.normalize(decode_image(files[r % len(files)], pre.img_size)[None]))
+    return lambda r: backend.logits(pre.normalize(pre.decode(files[r % len(files)])[None]))
 
 
 def _check_model(model: Path) -> None:

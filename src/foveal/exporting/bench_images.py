@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from foveal.data.files import collect_images, decode_paths
+from foveal.data.preprocess import Preprocessing
 from foveal.data.sources import BUILTINS, HELD_OUT_NAMES
 from foveal.data.split import read_manifest
 from foveal.errors import FovealError
@@ -36,7 +37,9 @@ class BenchImages:
     skipped: int  # files that did not decode
 
 
-def bench_images(given: str | Path | None, model: Path, img_size: int, scratch: Path) -> BenchImages:
+def bench_images(
+    given: str | Path | None, model: Path, preprocessing: Preprocessing, scratch: Path
+) -> BenchImages:
     """The end-to-end images for `model`: the files under `given`, the run's held-out files, or
     SYNTHETIC_FILES JPEGs written into `scratch`. Raises DataError when `given` has no image files
     and FovealError when none of them decodes."""
@@ -54,7 +57,7 @@ def bench_images(given: str | Path | None, model: Path, img_size: int, scratch: 
         )
     spaced = np.linspace(0, len(files) - 1, min(len(files), MAX_FILES)).round().astype(int)
     chosen = [files[i] for i in spaced]
-    pixels, good, failed = decode_paths(chosen, img_size)
+    pixels, good, failed = decode_paths(chosen, preprocessing)
     return BenchImages(good, pixels, source, synthesized, len(failed))
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import yaml
 
 from foveal.data.builtin import NATIVE_SIZE
+from foveal.data.preprocess import Preprocessing
+from foveal.data.resize import resized_shorter_side
 from foveal.evaluation.metrics import shows_top_k
 from foveal.exporting.facts import RunFacts
 from foveal.predictor.saved import ModelInfo
@@ -84,9 +86,18 @@ def _top_k_words(evaluation: dict, num_classes: int) -> str:
     return f"top-{top_k} {evaluation['top5']:.2%}, " if shows_top_k(top_k, num_classes) else ""
 
 
+def _crop_words(pre: Preprocessing, side: int) -> str:
+    """Where the resized `side` comes from, when the crop does not keep all of it; else nothing."""
+    if pre.crop_pct == 1.0:
+        return ""
+    return f" (crop_pct {pre.crop_pct:g}: {side} = floor({pre.img_size} / {pre.crop_pct:g}))"
+
+
 def body(name: str, info: ModelInfo, facts: RunFacts) -> str:
     config, pre = info.config, info.preprocessing
     views = VIEW_WORDS[pre.test_time_views]
+    side = resized_shorter_side(pre.img_size, pre.crop_pct)
+    crop = _crop_words(pre, side)
     evaluation = facts.evaluation
     results = (
         f"Top-1 {evaluation['top1']:.2%}, {_top_k_words(evaluation, len(info.classes))}"
@@ -115,7 +126,7 @@ A Foveal image classifier ({config.family} family, preset `{config.name}`), {len
 ## Input
 
 Decode to 8-bit RGB (EXIF orientation applied, alpha on white), resize the shorter side to
-{pre.img_size} px ({pre.interpolation}, antialiased), center-crop to {pre.img_size} x {pre.img_size},
+{side} px ({pre.interpolation}, antialiased), center-crop to {pre.img_size} x {pre.img_size}{crop},
 scale to [0, 1], normalise with mean {list(pre.mean)} and std {list(pre.std)} (RGB). The model
 sees {views}. `config.json` holds this preprocessing as data (`preprocessing`), with the class
 names (`id2label`).

@@ -7,9 +7,9 @@ none of the classes (its familiarity score below the threshold model.onnx carrie
 "rejection"; config.json shows the same threshold).
 
 It reproduces Foveal's preprocessing from config.json: upright (EXIF), 8-bit RGB with transparency
-on white, the shorter side resized to img_size (bilinear, antialiased), a center crop, [0, 1],
-normalised per channel; an image over 50:1 is refused, as Foveal refuses it. (16-bit and float
-images, which Foveal scales first, are left out here.)
+on white, the shorter side resized to img_size / crop_pct (its interpolation, antialiased), the
+center img_size x img_size, [0, 1], normalised per channel; an image over 50:1 is refused, as Foveal
+refuses it. (16-bit and float images, which Foveal scales first, are left out here.)
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ MAX_ASPECT_RATIO = 50  # Foveal refuses longer sides over 50 times the shorter (
 
 def preprocess(path: str, pre: dict) -> np.ndarray:
     """float32 (3, S, S), as Foveal feeds the model."""
-    size = pre["img_size"]
     with Image.open(path) as image:
         image = ImageOps.exif_transpose(image)
         if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
@@ -40,31 +39,43 @@ def preprocess(path: str, pre: dict) -> np.ndarray:
     width, height = image.size
     if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
         raise ValueError(f"{path}: extreme aspect ratio {width} x {height} (over {MAX_ASPECT_RATIO:g}:1)")
-    pixels = np.asarray(resize_and_crop(image, size), dtype=np.float32) / 255.0
+    resized = resize_and_crop(
+        image, pre["img_size"], pre.get("interpolation", "bilinear"), pre.get("crop_pct", 1.0)
+    )  # an older bundle has neither key: bilinear, the whole shorter side
+    pixels = np.asarray(resized, dtype=np.float32) / 255.0
     pixels = (pixels - np.array(pre["mean"], np.float32)) / np.array(pre["std"], np.float32)
     return pixels.transpose(2, 0, 1)
 
 
-def resize_and_crop(image: Image.Image, size: int) -> Image.Image:
-    """The shorter side resized to `size` (bilinear, antialiased), then the center size x size, as
-    Foveal's foveal/data/decode.py does it: only the crop is resampled, in two one-axis passes
-    (horizontal first), so a thin image never builds its enlarged whole."""
+def resize_and_crop(image: Image.Image, size: int, interpolation: str, crop_pct: float) -> Image.Image:
+    """The shorter side resized to floor(size / crop_pct) (antialiased), then the center size x size, as
+    Foveal's foveal/data/resize.py does it: only the crop is resampled, in two one-axis passes
+    (horizontal first), so a thin image never builds its enlarged whole. Foveal's own models (bilinear,
+    crop_pct 1) keep Foveal's rounding; any other resize rounds as torchvision's Resize and CenterCrop."""
+    timm_rounding = (interpolation, crop_pct) != ("bilinear", 1.0)
     width, height = image.size
-    scale = size / min(width, height)
-    new_width, new_height = (
-        (size, max(size, round(height * scale)))
-        if width <= height
-        else (max(size, round(width * scale)), size)
+    short_side, short, long = math.floor(size / crop_pct), min(width, height), max(width, height)
+    if timm_rounding:
+        new_long = int(short_side * long / short)
+    else:
+        new_long = max(short_side, round(long * (short_side / short)))
+    new_width, new_height = (short_side, new_long) if width <= height else (new_long, short_side)
+    left, top = (
+        (int(round((new_width - size) / 2.0)), int(round((new_height - size) / 2.0)))
+        if timm_rounding
+        else ((new_width - size) // 2, (new_height - size) // 2)
     )
-    left, top = (new_width - size) // 2, (new_height - size) // 2
     if (new_width, new_height) == image.size:
         return image.crop((left, top, left + size, top + size))
     sx, sy = width / new_width, height / new_height  # the crop in source pixels
     x0, x1, y0, y1 = left * sx, (left + size) * sx, top * sy, (top + size) * sy
-    reach = max(sy, 1.0) + 1.0  # the rows the second pass reads: BILINEAR's reach, and one for rounding
+    resample = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}[interpolation]
+    # The rows the second pass reads: the filter's reach (bilinear 1, bicubic 2 source pixels, widened by
+    # the shrink), and one for rounding.
+    reach = {"bilinear": 1.0, "bicubic": 2.0}[interpolation] * max(sy, 1.0) + 1.0
     row0, row1 = max(0, math.floor(y0 - reach)), min(height, math.ceil(y1 + reach))
-    band = image.resize((size, row1 - row0), Image.Resampling.BILINEAR, box=(x0, row0, x1, row1))
-    return band.resize((size, size), Image.Resampling.BILINEAR, box=(0, y0 - row0, size, y1 - row0))
+    band = image.resize((size, row1 - row0), resample, box=(x0, row0, x1, row1))
+    return band.resize((size, size), resample, box=(0, y0 - row0, size, y1 - row0))
 
 
 def familiarity(

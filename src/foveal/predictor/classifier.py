@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 
-from foveal.data.decode import decode_image
 from foveal.data.files import check_image_tensor, decode_paths
 from foveal.data.preprocess import Preprocessing
 from foveal.errors import DataError
@@ -157,7 +156,7 @@ class Classifier:
             return self.check_tensor(images)
         if not images:
             raise DataError("no images given; expected image file paths or a uint8 tensor.")
-        return torch.stack([decode_image(path, self.preprocessing.img_size) for path in images])
+        return torch.stack([self.preprocessing.decode(path) for path in images])
 
 
 def load(path: str | Path, device: str = "auto") -> Classifier:
@@ -175,7 +174,7 @@ def predict_files(
     classifier: Classifier, files: list[Path], top_k: int = 5, batch_size: int = 256, *, reject: bool = True
 ) -> tuple[list[Prediction], list[tuple[str, str]]]:
     """Predict every decodable file; returns the predictions and (path, reason) of files skipped."""
-    images, good, failed = decode_paths(files, classifier.preprocessing.img_size)
+    images, good, failed = decode_paths(files, classifier.preprocessing)
     predictions = classifier.predict(images, top_k, batch_size, reject=reject)
     for prediction, path in zip(predictions, good):
         prediction.source = str(path)

@@ -123,8 +123,7 @@ def create_app(settings: ServeSettings, classifier: Classifier | None = None) ->
         data = await read_image_bytes(request)
 
         async def decode_and_run() -> Any:
-            size = classifier.preprocessing.img_size
-            image = await decode_upload(data, size, host.settings.max_pixels)
+            image = await decode_upload(data, classifier.preprocessing, host.settings.max_pixels)
             return await host.batcher.submit(image)  # this image's Outputs (logits (1, K))
 
         outputs = await within_timeout(decode_and_run())
@@ -163,7 +162,7 @@ def create_app(settings: ServeSettings, classifier: Classifier | None = None) ->
             return prediction, explained
 
         async def decode_and_run() -> tuple[Prediction, Explanation]:
-            image = await decode_upload(data, classifier.preprocessing.img_size, host.settings.max_pixels)
+            image = await decode_upload(data, classifier.preprocessing, host.settings.max_pixels)
             return await host.batcher.run_exclusive(lambda: predict_and_explain(image.unsqueeze(0)))
 
         prediction, explained = await within_timeout(decode_and_run())

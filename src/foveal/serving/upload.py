@@ -13,7 +13,8 @@ import torch
 from fastapi import Request
 from starlette.datastructures import UploadFile
 
-from foveal.data.decode import ImageDecodeError, decode_image
+from foveal.data.decode import ImageDecodeError
+from foveal.data.preprocess import Preprocessing
 from foveal.serving.errors import ApiError
 
 ACCEPTED_TYPES = "image/* (the raw body), multipart/form-data (a file field) or application/octet-stream"
@@ -45,10 +46,10 @@ def _is_image_type(content_type: str) -> bool:
     return content_type.startswith("image/") or content_type == "application/octet-stream"
 
 
-async def decode_upload(data: bytes, img_size: int, max_pixels: int) -> torch.Tensor:
-    """The image as uint8 (3, S, S) at the model's size, decoded on a worker thread; 422 when it does
-    not decode (not an image, truncated, over the pixel limit, too thin)."""
+async def decode_upload(data: bytes, preprocessing: Preprocessing, max_pixels: int) -> torch.Tensor:
+    """The image as the model's uint8 input (3, S, S), decoded as its `preprocessing` says on a worker
+    thread; 422 when it does not decode (not an image, truncated, over the pixel limit, too thin)."""
     try:
-        return await asyncio.to_thread(decode_image, data, img_size, max_pixels=max_pixels)
+        return await asyncio.to_thread(preprocessing.decode, data, max_pixels=max_pixels)
     except ImageDecodeError as error:
         raise ApiError(422, f"the image could not be read: {error.reason}") from None
