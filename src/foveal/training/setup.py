@@ -79,6 +79,12 @@ def prepare_run(
     img_size = distributed.from_main(chosen_size)
     config = config.replace(img_size=img_size)  # recorded: a resumed run decodes at this size again
     overrides = {} if config.model.drop_path_rate is None else {"drop_path_rate": config.model.drop_path_rate}
+    resumed_start = None
+    if config.finetune.init_from and run_dir is not None:  # a fine-tuning run resumed: its own records
+        resumed_start = finetune.resume_start(run_dir, config)
+    # A fine-tuned model reads images as its source did (a public ViT: bicubic, crop_pct 0.9, ...).
+    reading = source.preprocessing if source is not None else getattr(resumed_start, "preprocessing", None)
+    resize = {} if reading is None else {"interpolation": reading.interpolation, "crop_pct": reading.crop_pct}
     started = clock.now()
     with quieted(quiet):  # a first decoding of a large folder says how far it is, unless quiet
         data = load_training_data(
@@ -88,15 +94,12 @@ def prepare_run(
             split_manifest=config.data.split_manifest,
             max_pixels=config.data.max_image_pixels,
             storage=config.data.data_storage,
+            **resize,
         )
     data_seconds = clock.now() - started
     transfer = None
     if config.finetune.init_from:  # the model, its preprocessing and the recipe from the source
-        start = (
-            finetune.start_from_source(source, config, data.classes)
-            if source is not None
-            else finetune.resume_start(run_dir, config)
-        )
+        start = resumed_start or finetune.start_from_source(source, config, data.classes)
         config, budget_estimate = distributed.from_main(
             finetune.finetune_recipe(config, start.model, len(data.train), img_size, training_gflops)
         )
