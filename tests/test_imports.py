@@ -19,6 +19,7 @@ LAYERS: list[set[str]] = [
     {"errors"},
     {"foveal", "messages", "io", "runtime", "config"},  # "foveal": the package root, its version
     {"machine", "data", "models"},
+    {"pretrained"},  # public checkpoints (timm ViT/DeiT) read as models: config, weights, classes
     {"runs", "predictor"},  # run folders; a trained model you call (loading, inference, ONNX, open set)
     {"evaluation"},
     {"explanation"},

@@ -80,12 +80,16 @@ def test_fused_and_explicit_attention_agree(name: str) -> None:
         explained = model.forward_explained(images)
     torch.testing.assert_close(explained.logits, fused, atol=1e-5, rtol=1e-5)
     assert len(explained.attentions) == model.config.depth
-    n_tokens = explained.grid[0] * explained.grid[1] + (model.config.pool == "cls")
+    image_tokens = explained.grid[0] * explained.grid[1]
+    config = model.config  # a class token (and a timm ViT's registers) before the image tokens
+    prefix = getattr(config, "prefix_tokens", int(getattr(config, "pool", "") == "cls"))
+    assert explained.features.prefix_tokens == prefix
+    n_tokens = image_tokens + prefix
     for probs in explained.attentions:
         assert probs.shape == (2, model.config.num_heads, n_tokens, n_tokens)
         torch.testing.assert_close(probs.sum(-1), torch.ones(probs.shape[:-1]), atol=1e-5, rtol=0)
-    if model.config.pool == "attention":
-        assert explained.pool_weights.shape == (2, n_tokens)
+    if explained.pool_weights is not None:
+        assert explained.pool_weights.shape == (2, image_tokens)
         torch.testing.assert_close(explained.pool_weights.sum(-1), torch.ones(2), atol=1e-5, rtol=0)
 
 

@@ -171,11 +171,11 @@ def export(
     license: str = "other",
     name: str | None = None,
 ) -> Path:
-    """Export a saved model (a run folder, a .safetensors file or a bundle) as a self-describing
-    bundle folder: config.json, model.safetensors and a model card README.md. With format="onnx",
-    also model.onnx and parity.json, kept only when the ONNX model matches Foveal on real images;
-    with format="int8", also model.int8.onnx and int8.json, kept only when INT8 loses at most
-    `max_accuracy_drop` points of top-1 on them (unless `force`).
+    """Export a saved model (a run folder, a .safetensors file or a bundle; or a public checkpoint, see
+    foveal/pretrained/) as a self-describing bundle folder: config.json, model.safetensors and a model
+    card README.md. With format="onnx", also model.onnx and parity.json, kept only when the ONNX model
+    matches Foveal on real images; with format="int8", also model.int8.onnx and int8.json, kept only
+    when INT8 loses at most `max_accuracy_drop` points of top-1 on them (unless `force`).
 
     Args:
         out: the bundle folder [default: beside MODEL, named MODEL's name + "-bundle"].
@@ -194,8 +194,7 @@ def export(
         raise ConfigError(f"--parity-images must be >= 1, got {parity_images}.")
     if maps and format == "bundle":
         raise ConfigError("--maps adds outputs to the ONNX graph; use it with --format onnx or int8.")
-    model = Path(model)
-    out = Path(out) if out is not None else model.with_name(model.stem + "-bundle")  # runs/train-bundle
+    model, out = Path(model), Path(out) if out is not None else default_bundle_folder(model)
     if format == "bundle":
         return write_bundle(model, out, license=license, name=name)
     classifier = load(model, "cpu")
@@ -215,6 +214,14 @@ def export(
     )
     add_to_bundle_config(bundle, "onnx", onnx)
     return bundle
+
+
+def default_bundle_folder(model: str | Path) -> Path:
+    """Where a bundle of `model` goes without --out: beside it, named its name + "-bundle"
+    (runs/train-bundle); a hub id's in the working folder (deit_tiny_patch16_224.fb_in1k-bundle)."""
+    if str(model).startswith("hf-hub:"):
+        return Path(str(model).rpartition("/")[2] + "-bundle")
+    return Path(model).with_name(Path(model).stem + "-bundle")
 
 
 def _parity_images(classifier: Classifier, model: Path, data: str | None) -> tuple[ImageSet, str]:

@@ -30,7 +30,15 @@ from foveal.serving.settings import ServeSettings
 
 DEFAULT_COMPARE_SECONDS = 600.0  # `foveal compare` without --time or --epochs: 10 minutes a model
 # A help text's first paragraph is its line in --help; the whole text is in docs/options.md.
-MODEL_HELP = "A run folder, .safetensors file, bundle or model.onnx."
+PUBLIC_CHECKPOINTS = (
+    "A public checkpoint is a timm ViT or DeiT: hf-hub:timm/NAME (read from the Hugging Face cache, "
+    "downloaded into it when online), a folder holding timm's config.json and model.safetensors, or a "
+    ".safetensors, .bin or .pth state dict; it predicts with its own classes and preprocessing."
+)
+MODEL_HELP = (
+    f"A run folder, .safetensors file, bundle or model.onnx; or a public ViT (hf-hub:timm/NAME).\n\n"
+    f"{PUBLIC_CHECKPOINTS}"
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -325,7 +333,13 @@ def compare(
 @app.command(cls=ShortHelp)
 @with_options(settings_fields(ExportSettings))
 def export(
-    model: Annotated[str, typer.Argument(help="A run folder, .safetensors file or bundle.")],
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="A run folder, .safetensors file or bundle; or a public ViT (hf-hub:timm/NAME).\n\n"
+            + PUBLIC_CHECKPOINTS
+        ),
+    ],
     **options: Any,
 ) -> None:
     """Package a model as a bundle (and ONNX, INT8) with a model card.

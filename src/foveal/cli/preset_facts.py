@@ -18,7 +18,7 @@ from dataclasses import dataclass
 class PresetFacts:
     """One preset as `foveal models` lists it."""
 
-    family: str  # its config's family: attention, hybrid (conv trunk + attention), cnn or cnn-airbench
+    family: str  # its config's family: attention, hybrid, cnn, cnn-airbench or timm-vit (registry.py)
     img_size: int  # px, the preset's default input side
     params: int  # parameters of the model built for 10 classes, frozen ones (a whitening stem) included
     purpose: str  # what it is for, in a few words: its registration's description
@@ -37,6 +37,9 @@ PRESETS: dict[str, PresetFacts] = {
     "cnn-resnet18": PresetFacts("cnn", 32, 11_173_962, "ResNet-18 CNN baseline, bigger budgets"),
     "cnn-resnet20": PresetFacts("cnn", 32, 272_474, "CIFAR ResNet-20 CNN baseline"),
     "cnn-resnet8": PresetFacts("cnn", 32, 308_650, "CIFAR ResNet-8 CNN baseline, fastest"),
+    "deit-tiny": PresetFacts(
+        "timm-vit", 224, 5_526_346, "timm DeiT-tiny shape (ViT-Ti/16, 224 px), needs timm"
+    ),
     "foveal-base": PresetFacts("attention", 32, 9_714_251, "largest foveal-*, sized for a GPU"),
     "foveal-medium": PresetFacts("attention", 32, 1_312_907, "more capacity for long --epochs runs"),
     "foveal-micro": PresetFacts("attention", 32, 217_803, "whitened tokenizer, short budgets: 1 block"),
@@ -53,6 +56,9 @@ PRESETS: dict[str, PresetFacts] = {
     "hybrid-nano": PresetFacts("hybrid", 32, 110_339, "8x8 token grid (finer maps), smallest"),
     "hybrid-small": PresetFacts("hybrid", 32, 547_011, "8x8 token grid (finer maps), 2 blocks"),
     "vit-lite-7-4": PresetFacts("attention", 32, 3_716_618, "plain ViT (ViT-Lite-7/4 of the CCT paper)"),
+    "vit-small": PresetFacts(
+        "timm-vit", 224, 21_669_514, "timm ViT-S/16 shape (DeiT-small's, 224 px), needs timm"
+    ),
     "vit-tiny-4": PresetFacts("attention", 32, 544_522, "small plain ViT, for attention-vs-attention"),
 }
 

@@ -23,13 +23,15 @@ from foveal.exporting.card import model_card
 from foveal.exporting.facts import BUNDLE_FORMAT, RunFacts, run_facts
 from foveal.io import atomic_write, atomic_write_json, atomic_write_text
 from foveal.models import config_to_dict
-from foveal.predictor.saved import ModelInfo, load_model, resolve_model_path
+from foveal.predictor.saved import ModelInfo, load_model, resolve_model_path, save_model
+from foveal.pretrained.checkpoint import is_public_checkpoint
 
 
 def write_bundle(
     model: str | Path, out: str | Path, *, license: str = "other", name: str | None = None
 ) -> Path:
-    """Write a bundle of the saved model `model` (a run folder, a model file or a bundle) into `out`.
+    """Write a bundle of the saved model `model` (a run folder, a model file or a bundle, or a public
+    checkpoint: foveal/pretrained/) into `out`.
 
     Args:
         license: the card's license identifier (e.g. apache-2.0, mit); "other" when unsaid.
@@ -39,17 +41,21 @@ def write_bundle(
         The bundle folder.
 
     Raises:
-        ModelFileError: `model` is not a model Foveal saved.
+        ModelFileError: `model` is neither a model Foveal saved nor a public checkpoint.
         FovealError: `out` cannot be written, or already holds something other than a bundle.
     """
     file = resolve_model_path(model)
-    _, info = load_model(file)  # refuses anything that is not a readable Foveal model
+    public = is_public_checkpoint(model)
+    loaded, info = load_model(model)  # refuses anything that is not a readable Foveal model or checkpoint
     out = Path(out)
     _check_destination(out, file)
     facts = run_facts(Path(model), file)
     name = name or out.resolve().name
     try:
-        atomic_write(out / "model.safetensors", lambda temp: shutil.copyfile(file, temp))
+        if public:  # its weights file has no Foveal header: written as a Foveal model
+            save_model(out / "model.safetensors", loaded, info)
+        else:
+            atomic_write(out / "model.safetensors", lambda temp: shutil.copyfile(file, temp))
         atomic_write_json(out / "config.json", bundle_config(info, facts, _sha256(out / "model.safetensors")))
         atomic_write_text(out / "README.md", model_card(name, info, facts, license))
     except OSError as error:

@@ -1,5 +1,5 @@
 """Models, laid out as timm's: reusable building blocks in layers/, one file per family holding its config,
-its module and its registered presets (attention.py, hybrid.py, cnn.py, cnn_airbench.py), and the
+its module and its registered presets (attention.py, hybrid.py, cnn.py, cnn_airbench.py, timm_vit.py), and the
 registry that maps family names and config classes to modules and preset names to configs."""
 
 from foveal.models.attention import AttentionClassifier, AttentionConfig
@@ -16,9 +16,10 @@ from foveal.models.registry import (
     model_config,
     model_description,
 )
+from foveal.models.timm_vit import TimmViTClassifier, TimmViTConfig
 
 # Every family's config (AirbenchCNNConfig is a HybridConfig).
-ModelConfig = AttentionConfig | CNNConfig | HybridConfig
+ModelConfig = AttentionConfig | CNNConfig | HybridConfig | TimmViTConfig
 
 __all__ = [
     "AirbenchCNNConfig",
@@ -30,6 +31,8 @@ __all__ = [
     "ModelConfig",
     "ModelOutput",
     "ResNetClassifier",
+    "TimmViTClassifier",
+    "TimmViTConfig",
     "build_model",
     "config_from_dict",
     "config_to_dict",

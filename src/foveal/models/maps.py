@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from foveal.errors import ConfigError, FovealError
@@ -175,11 +176,13 @@ def read_out(relevance: torch.Tensor, prefix: int, pool_weights: torch.Tensor | 
     """(B, N, N) token-to-token relevance -> (B, h * w) relevance of each image token to the output.
 
     With attention pooling the output is the pooled vector, so rows are weighted by the pooling
-    weights; with a class token (`prefix` tokens before the image's) it is row 0, without the
-    prefix tokens' own columns.
+    weights (B, h * w or N; prefix tokens pooled over get no weight); with a class token (`prefix`
+    tokens before the image's) it is row 0, without the prefix tokens' own columns.
     """
     if pool_weights is not None:
-        return (pool_weights.float().unsqueeze(1) @ relevance).squeeze(1)[:, prefix:]
+        weights = pool_weights.float()
+        weights = F.pad(weights, (relevance.shape[-1] - weights.shape[1], 0))  # (B, N)
+        return (weights.unsqueeze(1) @ relevance).squeeze(1)[:, prefix:]
     if prefix:
         return relevance[:, 0, prefix:]
     return relevance.mean(dim=1)

@@ -21,7 +21,7 @@ from foveal.predictor.inference import Outputs, predict_outputs
 from foveal.predictor.network import Network, TorchNetwork
 from foveal.predictor.onnx_network import load_onnx
 from foveal.predictor.rejection import UNKNOWN, Rejection
-from foveal.predictor.saved import ModelInfo, load_model, resolve_model_path
+from foveal.predictor.saved import ModelInfo, load_model_and_file
 from foveal.runtime import resolve_device
 
 ImageInput = str | Path | torch.Tensor
@@ -161,13 +161,15 @@ class Classifier:
 
 def load(path: str | Path, device: str = "auto") -> Classifier:
     """Load a saved model (a run folder, a model folder or bundle, a .safetensors file, or a
-    model.onnx Foveal exported, which runs on the CPU through onnxruntime) for prediction."""
+    model.onnx Foveal exported, which runs on the CPU through onnxruntime) for prediction; or a public
+    timm ViT/DeiT checkpoint (`hf-hub:timm/NAME`, a folder with timm's config.json and weights, or a
+    .safetensors/.bin/.pth state dict), with its own classes and preprocessing."""
     if Path(path).suffix == ".onnx":
         network, info = load_onnx(Path(path))
         return Classifier(network, info, torch.device("cpu"), Path(path))
     resolved = resolve_device(device)
-    model, info = load_model(path, resolved)
-    return Classifier(TorchNetwork(model), info, resolved, resolve_model_path(path))
+    model, info, file = load_model_and_file(path, resolved)
+    return Classifier(TorchNetwork(model), info, resolved, file)
 
 
 def predict_files(

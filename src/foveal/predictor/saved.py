@@ -1,5 +1,9 @@
 """Saved models: one safetensors file holding the weights and, in its header, the JSON that rebuilds
-the model (architecture config, class names, preprocessing). Loading never unpickles anything."""
+the model (architecture config, class names, preprocessing). Loading one never unpickles anything.
+
+A public checkpoint (a timm ViT/DeiT: `hf-hub:timm/NAME`, a folder with timm's config.json, a weights
+file without Foveal's header; foveal/pretrained/) loads here too, as a timm-vit model with its own
+classes and preprocessing; its pickle files only through `torch.load(weights_only=True)`."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from foveal.errors import FovealError, ModelFileError
 from foveal.io import atomic_write
 from foveal.models import ModelConfig, build_model, config_from_dict, config_to_dict
 from foveal.predictor.rejection import Rejection
+from foveal.pretrained.checkpoint import checkpoint_files, is_public_checkpoint, read_public_checkpoint
 from foveal.runtime import to_fast_layout
 
 FORMAT = "foveal.model/2"  # /1 (Foveal 0.1.0) kept the test-time flip among the training options
@@ -87,7 +92,10 @@ def save_model(path: str | Path, model: nn.Module, info: ModelInfo) -> Path:
 
 
 def resolve_model_path(path: str | Path) -> Path:
-    """A saved model file from a file path, a run folder (its best model) or a model folder."""
+    """A saved model file from a file path, a run folder (its best model) or a model folder; for a
+    public checkpoint, its weights file (a hub id's in the Hugging Face cache, fetched if need be)."""
+    if is_public_checkpoint(path):
+        return checkpoint_files(path)[1]
     path = Path(path)
     if path.is_dir():
         for folder in (path / "weights", path):
@@ -104,7 +112,18 @@ def resolve_model_path(path: str | Path) -> Path:
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, ModelInfo]:
-    """Rebuild a saved model in eval mode on `device`; corrupt or foreign files raise ModelFileError."""
+    """Rebuild a saved model (or a public checkpoint) in eval mode on `device`; corrupt or foreign files
+    raise ModelFileError."""
+    model, info, _ = load_model_and_file(path, device)
+    return model, info
+
+
+def load_model_and_file(
+    path: str | Path, device: torch.device | str = "cpu"
+) -> tuple[nn.Module, ModelInfo, Path]:
+    """`load_model`, and the file its weights came from (what `resolve_model_path` gives)."""
+    if is_public_checkpoint(path):
+        return load_public_checkpoint(path, device)
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -130,4 +149,17 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         first = lines[1] if len(lines) > 1 else lines[0]  # the first mismatch, not torch's heading
         raise ModelFileError(f"{file}: weights do not match the stored architecture ({first}).") from None
-    return to_fast_layout(model.to(device)).eval(), info
+    return to_fast_layout(model.to(device)).eval(), info, file
+
+
+def load_public_checkpoint(
+    reference: str | Path, device: torch.device | str = "cpu"
+) -> tuple[nn.Module, ModelInfo, Path]:
+    """A public checkpoint (foveal/pretrained/) as a model in eval mode on `device`, with its own classes
+    and preprocessing (`info.extra["source"]`: `reference`), and its weights file."""
+    source = read_public_checkpoint(reference)
+    with torch.device("meta"):  # no random weights made only to be overwritten
+        model = build_model(source.config)
+    model.load_state_dict(source.state, strict=True, assign=True)  # keys and shapes checked when read
+    info = ModelInfo(source.config, source.classes, source.preprocessing, extra={"source": source.reference})
+    return to_fast_layout(model.to(device)).eval(), info, source.files[-1]
