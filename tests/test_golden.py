@@ -29,7 +29,8 @@ def test_a_model_saved_by_the_previous_release_predicts_the_same(stem: str) -> N
     classifier = foveal.load(GOLDEN / f"{stem}.safetensors", device="cpu")
     # The test-time flip, a training option in 0.1.0, is migrated into the preprocessing object.
     assert classifier.preprocessing.test_time_views == V1_MODELS[stem]
-    assert classifier.preprocessing.version == PREPROCESSING_VERSION and classifier.preprocessing.img_size == 16
+    assert classifier.preprocessing.version == PREPROCESSING_VERSION
+    assert classifier.preprocessing.img_size == 16
     logits = classifier.logits(V1["inputs"])
     torch.testing.assert_close(logits, V1[f"{stem}.logits"], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(

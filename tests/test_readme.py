@@ -51,6 +51,8 @@ NOT_RUN = {
     "pip install": "installs packages",
     "foveal train path/to/flowers --time 10m": "a 10-minute budget (tests/test_budget*.py run short ones)",
     "foveal train --resume": "needs an interrupted run (test_interrupt.py and test_kill.py resume some)",
+    "foveal train path/to/dataset --init-from hf-hub:": "downloads a ViT (test_public_vit.py: from a cache)",
+    "foveal predict hf-hub:": "downloads a ViT (test_pretrained.py reads one from a filled cache)",
     "foveal serve": "a server runs until stopped (tests/test_serve.py starts real ones on loopback)",
     "curl": "needs the server above",
     "foveal compare path/to/flowers --time 10m": "ten minutes of training for each of three models",

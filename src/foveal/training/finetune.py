@@ -25,7 +25,7 @@ from foveal.errors import ConfigError
 from foveal.models import build_model, config_from_dict
 from foveal.models.config import FamilyConfig
 from foveal.models.flops import forward_flops
-from foveal.pretrained.source import PretrainedSource
+from foveal.pretrained.checkpoint import PretrainedSource
 from foveal.training.recipe import STEPS_PER_EPOCH_MIN, affordable_gflops_per_image
 from foveal.training.transfer import TransferReport, build_from_source, read_source
 

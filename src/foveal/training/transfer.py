@@ -27,7 +27,7 @@ from foveal.errors import ConfigError, ModelFileError
 from foveal.models import build_model
 from foveal.models.config import FamilyConfig, replace_config
 from foveal.predictor.saved import load_model, resolve_model_path
-from foveal.pretrained.source import PretrainedSource, is_public_checkpoint, read_public_checkpoint
+from foveal.pretrained.checkpoint import PretrainedSource, is_public_checkpoint, read_public_checkpoint
 
 # The classifier's last layer (Foveal's `head`, a timm ViT's `vit.head`): new when the classes change.
 CLASS_LAYER = "head"
