@@ -104,7 +104,6 @@ def test_a_hub_id_fine_tunes_offline_from_the_cache_and_a_weights_file_too(
     assert torch.equal(hub.vit.blocks[1].mlp.fc2.weight, source.blocks[1].mlp.fc2.weight)
 
 
-
 def test_a_fine_tuned_vit_exports_with_parity_and_serves(
     vit_folder: Path, photos: Path, tmp_path: Path
 ) -> None:
