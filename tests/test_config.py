@@ -31,8 +31,9 @@ def help_text(command: str) -> str:
 
 def test_every_setting_has_one_flat_name_a_help_text_and_a_group() -> None:
     flat = [f.flat for f in FIELDS]
-    # Foveal 0.1.0's 40, then lr_decay, alternate_flips, ..., lookahead, muon_lr, muon_matrix_lr
-    assert len(flat) == len(set(flat)) == 48
+    # Foveal 0.1.0's 40, then lr_decay, alternate_flips, ..., lookahead, muon_lr, muon_matrix_lr; the
+    # six of fine-tuning (#32: init_from, finetune, head, layer_decay, probe_epochs, freeze_batch_norm)
+    assert len(flat) == len(set(flat)) == 54
     assert {f.group for f in FIELDS} == set(GROUPS)
     assert all(f.help.strip() for f in FIELDS)
     # --help's line: one short line, its whole text in docs/options.md
@@ -64,6 +65,7 @@ def test_every_setting_is_an_option_of_train_and_the_help_reads_at_80_columns() 
         "Data",
         "Model",
         "Optimisation",
+        "Fine-tuning",
         "Augmentation",
         "Checkpoints",
         "Run",
@@ -108,6 +110,8 @@ def test_each_option_given_on_the_command_line_reaches_the_config(f, monkeypatch
     seen = capture_training(monkeypatch)
     example = _example(f)
     args = ["train", "digits"] if f.flat != "data" else ["train", str(example)]
+    if f.group == "finetune" and f.flat != "init_from":  # how to start from weights: needs the weights
+        args += ["--init-from", "runs/flowers"]
     if f.flat != "data":
         flag = option_flag(f)
         if isinstance(example, bool):
@@ -142,6 +146,11 @@ def _example(f) -> object:
         "min_lr_ratio": 0.2,
         "lr_decay": "linear",
         "precision": "fp32",
+        "init_from": "runs/flowers",
+        "finetune": "probe",
+        "head": "attention",
+        "layer_decay": 0.75,
+        "freeze_batch_norm": True,
     }
     if f.flat in examples:
         return examples[f.flat]

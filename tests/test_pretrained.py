@@ -29,8 +29,12 @@ pytest.importorskip("huggingface_hub")
 WIDE = {"embed_dim": 128, "num_heads": 2, "depth": 1}  # 64 channels a head: readable from bare weights
 
 
-def images_of(files: list[Path], size: int = 32) -> torch.Tensor:
-    return torch.stack([decode_image(path, size) for path in files])  # uint8 (N, 3, size, size)
+def images_of(files: list[Path], size: int = 32, preprocessing=None) -> torch.Tensor:
+    """uint8 (N, 3, size, size); with `preprocessing`, decoded as a prediction from a file is (its
+    interpolation and crop_pct: timm's DeiT reads bicubic, 0.875)."""
+    if preprocessing is not None:
+        return torch.stack([preprocessing.decode(path) for path in files])
+    return torch.stack([decode_image(path, size) for path in files])
 
 
 def timm_logits(source: torch.nn.Module, images: torch.Tensor, preprocessing) -> torch.Tensor:
@@ -194,7 +198,8 @@ def test_a_hub_id_reads_from_the_cache_offline_and_a_miss_says_what_to_fetch(
     done = foveal_cli("predict", reference, *map(str, photos), "--format", "json", "--device", "cpu")
     assert done.returncode == 0, done.stderr
     answers = json.loads(done.stdout)
-    expected = timm_logits(source, images_of(photos), read.preprocessing).softmax(1)
+    expected = timm_logits(source, images_of(photos, preprocessing=read.preprocessing), read.preprocessing)
+    expected = expected.softmax(1)
     assert [a["labels"][0] for a in answers] == [LABELS[i] for i in expected.argmax(1).tolist()]
     assert answers[0]["probabilities"][0] == pytest.approx(expected[0].max().item(), abs=1e-5)
 
@@ -217,7 +222,8 @@ def test_predict_and_explain_take_a_timm_folder_on_the_command_line(timm_folder,
     done = foveal_cli("predict", str(folder), str(tmp_path / "photos"), "--format", "json", "-k", "3")
     assert done.returncode == 0, done.stderr
     answers = {Path(a["source"]).name: a for a in json.loads(done.stdout)}
-    expected = timm_logits(source, images_of(photos), read_public_checkpoint(folder).preprocessing).softmax(1)
+    preprocessing = read_public_checkpoint(folder).preprocessing
+    expected = timm_logits(source, images_of(photos, preprocessing=preprocessing), preprocessing).softmax(1)
     for photo, probabilities in zip(photos, expected):
         answer = answers[photo.name]
         assert sorted(answer["labels"]) == sorted(LABELS)

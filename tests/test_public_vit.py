@@ -104,12 +104,13 @@ def test_a_hub_id_fine_tunes_offline_from_the_cache_and_a_weights_file_too(
     assert torch.equal(hub.vit.blocks[1].mlp.fc2.weight, source.blocks[1].mlp.fc2.weight)
 
 
-def test_a_fine_tuned_vit_exports_with_parity_and_serves(
+def test_a_fine_tuned_vit_reports_exports_with_parity_and_serves(
     vit_folder: Path, photos: Path, tmp_path: Path
 ) -> None:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("fastapi")
     run = finetune(photos, vit_folder, tmp_path, finetune="full")
+    assert foveal.report(run, quiet=True).is_file()  # the worst mistakes explained, calibration, faithfulness
     bundle = foveal.export(run, tmp_path / "bundle", format="onnx", maps=["rollout"])
     parity = json.loads((bundle / "parity.json").read_text())
     assert parity["top1_agreement"] == 1.0 and parity["max_logit_difference"] < 1e-4

@@ -332,7 +332,7 @@ class FinetuneConfig:
     probe_epochs: int = option(
         100,
         "Epochs of the probe (probe, lp-ft) over the cached features: seconds, whatever the model.",
-        summary="Epochs of the probe on cached features.",
+        summary="Probe epochs on cached features.",
     )
     freeze_batch_norm: bool | None = option(
         None,
