@@ -25,11 +25,16 @@ _SUPPORT = {"bilinear": 1.0, "bicubic": 2.0}
 
 
 def check_resize(interpolation: str, crop_pct: float) -> None:
-    """Raise a ConfigError unless `interpolation` is one of INTERPOLATIONS and 0 < crop_pct <= 1."""
+    """A ConfigError unless `interpolation` is one of INTERPOLATIONS and MIN_CROP_PCT <= crop_pct <= 1."""
     if interpolation not in INTERPOLATIONS:
         raise ConfigError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
-    if not 0.0 < crop_pct <= 1.0:  # NaN too
-        raise ConfigError(f"crop_pct must be in (0, 1], got {crop_pct}")
+    if not MIN_CROP_PCT <= crop_pct <= 1.0:  # NaN too
+        raise ConfigError(f"crop_pct must be between {MIN_CROP_PCT} and 1, got {crop_pct}")
+
+
+# timm's checkpoints keep 0.875 to 1 of the shorter side; a tiny share would enlarge the image without
+# bound (size / crop_pct), so a damaged or hostile config is refused instead.
+MIN_CROP_PCT = 0.25
 
 
 def resized_shorter_side(size: int, crop_pct: float) -> int:
