@@ -234,3 +234,19 @@ def test_a_fine_tuning_run_resumes_exactly(source_run: Path, other_classes: Path
     assert all(torch.equal(expected[k], got[k]) for k in expected)
     assert losses(resumed) == losses(full)
     assert (resumed / "events.log").read_text().count("probe: ") == 1  # not probed again
+
+
+def test_the_budget_raises_the_image_size_by_multiples_of_the_sources_while_passes_allow(
+    source_run: Path, tmp_path: Path
+) -> None:
+    from foveal.config import make_train_config
+    from foveal.training.finetune import plan_img_size
+
+    photos = make_class_folder(tmp_path / "photos", per_class=10, size=64)  # the data's own size: 64 px
+    source = read_source(str(source_run))  # trained at 16 px
+    options = {"data": str(photos), "init_from": str(source_run)}
+    roomy = make_train_config(time_budget=600, **options)
+    assert plan_img_size(roomy, source, training_gflops=1_000.0) == 64  # 16 x 4, the data's size
+    tight = make_train_config(time_budget=1, **options)
+    assert plan_img_size(tight, source, training_gflops=1.0) == 16  # the source's own
+    assert plan_img_size(make_train_config(**options), source, training_gflops=None) == 16  # no budget

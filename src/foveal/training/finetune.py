@@ -21,9 +21,10 @@ from torch import nn
 
 from foveal.config import TrainConfig
 from foveal.data.preprocess import Preprocessing
+from foveal.data.sources import BUILTINS, count_folder_images, default_img_size
 from foveal.errors import ConfigError
 from foveal.models import build_model, config_from_dict
-from foveal.models.config import FamilyConfig
+from foveal.models.config import FamilyConfig, replace_config
 from foveal.models.flops import forward_flops
 from foveal.pretrained.checkpoint import PretrainedSource
 from foveal.training.recipe import STEPS_PER_EPOCH_MIN, affordable_gflops_per_image
@@ -43,6 +44,7 @@ FINETUNE_RECIPE: dict[str, Any] = {
 FINETUNE_LR, FINETUNE_LR_BATCH = 2e-4, 64  # AdamW's peak lr, scaled by the square root of the batch
 FINETUNE_BATCH = 64  # halved while an epoch would have fewer than STEPS_PER_EPOCH_MIN steps (to 16)
 LPFT_MIN_PASSES = 3.0  # under --time, fewer estimated passes of full fine-tuning: the probe alone
+FINETUNE_MIN_PASSES = 10.0  # under --time, a larger input than the source's only while it gets these
 FREEZE_BATCH_NORM_BELOW = 32  # images per batch: below it, batch statistics are too noisy to learn
 
 
@@ -66,6 +68,28 @@ def source_img_size(config: TrainConfig) -> tuple[PretrainedSource, int]:
         )
     source = read_source(config.finetune.init_from)
     return source, config.data.img_size or source.preprocessing.img_size
+
+
+def plan_img_size(config: TrainConfig, source: PretrainedSource, training_gflops: float | None) -> int:
+    """The side a fine-tuning run trains at when the user gave none: the source's; under a time budget,
+    the largest multiple of it, up to the data's own size, at which fully fine-tuning still gets
+    FINETUNE_MIN_PASSES estimated passes (a 32-px CIFAR model on 224-px photos: 96 px for 245 photos in 2
+    minutes on a 2-core CPU). Multiples keep the stride and patch grid whole; the position table is
+    resampled (transfer.py)."""
+    size = source.preprocessing.img_size
+    if not config.optim.time_budget or training_gflops is None or config.data.source in BUILTINS:
+        return size
+    native = default_img_size(config.data.source)
+    train_images, _ = count_folder_images(config.data.source, config.data.val_fraction)
+    affordable = affordable_gflops_per_image(config.optim.time_budget, train_images, training_gflops)
+    chosen, factor = size, 2
+    while size * factor <= native:
+        model = build_model(replace_config(source.config, img_size=size * factor))
+        passes = affordable / (3 * forward_flops(model, size * factor) / 1e9)
+        if passes < FINETUNE_MIN_PASSES:
+            break
+        chosen, factor = size * factor, factor + 1
+    return chosen
 
 
 def start_from_source(source: PretrainedSource, config: TrainConfig, classes: list[str]) -> StartingPoint:

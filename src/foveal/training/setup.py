@@ -72,8 +72,10 @@ def prepare_run(
     # model. What follows from it is rank 0's to decide: every rank must train the same model at the
     # same size.
     training_gflops = measured_training_rate(config, device)
-    if config.data.img_size or config.finetune.init_from:
-        chosen_size = native
+    if config.data.img_size or (config.finetune.init_from and source is None):
+        chosen_size = native  # given, or a resumed fine-tuning run's recorded size
+    elif source is not None:  # fine-tuning: the source's size, or a multiple of it the budget affords
+        chosen_size = finetune.plan_img_size(config, source, training_gflops)
     else:
         chosen_size = fit_img_size_to_budget(config, native, training_gflops)
     img_size = distributed.from_main(chosen_size)
@@ -153,11 +155,12 @@ def prepare_run(
         run_dir = distributed.from_main(run_dir)
     else:
         _check_same_data(run_dir, record)
-    lowered = (
-        f" (lowered from {native}px to fit the {config.optim.time_budget:g} s budget; --img-size sets it)"
-        if img_size != native
-        else ""
-    )
+    lowered = ""
+    if img_size != native:
+        moved = "raised" if img_size > native else "lowered"
+        lowered = (
+            f" ({moved} from {native}px for the {config.optim.time_budget:g} s budget; --img-size sets it)"
+        )
     if transfer is not None:
         say(transfer.line(), quiet)
     name = config.model.preset or arch.name  # a fine-tuned model is its source's architecture
