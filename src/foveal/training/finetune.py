@@ -73,9 +73,9 @@ def source_img_size(config: TrainConfig) -> tuple[PretrainedSource, int]:
 def plan_img_size(config: TrainConfig, source: PretrainedSource, training_gflops: float | None) -> int:
     """The side a fine-tuning run trains at when the user gave none: the source's; under a time budget,
     the largest multiple of it, up to the data's own size, at which fully fine-tuning still gets
-    FINETUNE_MIN_PASSES estimated passes (a 32-px CIFAR model on 224-px photos: 96 px for 245 photos in 2
-    minutes on a 2-core CPU). Multiples keep the stride and patch grid whole; the position table is
-    resampled (transfer.py)."""
+    FINETUNE_MIN_PASSES estimated passes and the same layers (the hybrid family's stem changes with the
+    size: a 32-px CIFAR model goes to 64 px at most). Multiples keep the stride and patch grid whole; the
+    position table is resampled (transfer.py)."""
     size = source.preprocessing.img_size
     if not config.optim.time_budget or training_gflops is None or config.data.source in BUILTINS:
         return size
@@ -85,11 +85,23 @@ def plan_img_size(config: TrainConfig, source: PretrainedSource, training_gflops
     chosen, factor = size, 2
     while size * factor <= native:
         model = build_model(replace_config(source.config, img_size=size * factor))
+        if not same_architecture(model, source):
+            break  # a family whose layers follow the input size (the hybrid stem's stride)
         passes = affordable / (3 * forward_flops(model, size * factor) / 1e9)
         if passes < FINETUNE_MIN_PASSES:
             break
         chosen, factor = size * factor, factor + 1
     return chosen
+
+
+def same_architecture(model: nn.Module, source: PretrainedSource) -> bool:
+    """Whether `model` holds every source tensor at its shape, position tables apart (resampled)."""
+    shapes = {name: tensor.shape for name, tensor in model.state_dict().items()}
+    return all(
+        "pos_embed" in name or shapes.get(name) == tensor.shape
+        for name, tensor in source.state.items()
+        if not name.startswith(("head.", "vit.head."))
+    )
 
 
 def start_from_source(source: PretrainedSource, config: TrainConfig, classes: list[str]) -> StartingPoint:
