@@ -118,6 +118,7 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=None, help="where the run folders go (default: temp)")
     parser.add_argument("--name", default="transfer")
     parser.add_argument("--quick", action="store_true", help="tiny data, 5-second budgets, one seed")
+    parser.add_argument("--out", type=Path, default=None, help="results folder [default: benchmarks/results]")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temp:
         runs = args.runs or Path(temp) / "runs"
@@ -146,7 +147,7 @@ def main() -> None:
             "summary": summary(results),
             "runs": results,
         }
-        save(args.name, record, out=Path(temp) / "results" if args.quick else None)
+        save(args.name, record, out=args.out)
 
 
 if __name__ == "__main__":

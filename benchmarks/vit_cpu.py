@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -96,6 +95,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--name", default="vit_cpu")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=None, help="results folder [default: benchmarks/results]")
     args = parser.parse_args()
     load_before = load_average()
     if args.quick:
@@ -114,7 +114,7 @@ def main() -> None:
         "load_average_after": load_average(),
         "results": results,
     }
-    save(args.name, record, out=Path(tempfile.mkdtemp()) if args.quick else None)
+    save("vit_cpu_quick" if args.quick else args.name, record, out=args.out)
 
 
 if __name__ == "__main__":

@@ -185,3 +185,24 @@ def test_quick_thin_images(tmp_path: Path) -> None:
     assert rows["1 x 100000"]["square"] == "316 x 316" and rows["1000 x 20"]["square"] == "141 x 141"
     assert [rows[name]["status"] for name in ("316 x 316", "1000 x 20", "141 x 141")] == [200] * 3
     assert all(row["server_alive_after"] and row["request_peak_rss_mb"] > 0 for row in rows.values())
+
+
+@pytest.mark.slow
+def test_quick_transfer(tmp_path: Path) -> None:
+    """Scratch against probe, LP-FT and full fine-tuning from a tiny source, one seed each."""
+    done = run_script("transfer.py", "--quick", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "transfer_quick.json").read_text())
+    assert list(record["summary"]) == ["scratch", "probe", "lp-ft", "full"]
+    assert all(0.0 <= row["top1"] <= 1.0 and row["held_out_images"] == 12 for row in record["runs"])
+    assert any("init from" in line for line in record["runs"][1]["start_lines"])
+
+
+@pytest.mark.slow
+def test_quick_vit_cpu(tmp_path: Path) -> None:
+    """A tiny ViT's training, inference and probe speeds, and what a 10-minute budget buys."""
+    done = run_script("vit_cpu.py", "--quick", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    [result] = json.loads((tmp_path / "vit_cpu_quick.json").read_text())["results"]
+    assert result["model"] == "deit-tiny" and result["train_images_per_second"] > 0
+    assert result["probe_speedup_per_epoch"] > 1 and result["in_10_minutes"]["full_passes"] > 0
