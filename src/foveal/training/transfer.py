@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -76,38 +75,21 @@ def _head_words(report: TransferReport) -> str:
 
 
 def read_source(reference: str) -> PretrainedSource:
-    """The weights, architecture, classes and preprocessing of `reference`: a Foveal model (run folder,
-    bundle or .safetensors written by Foveal) or a public checkpoint (pretrained/source.py)."""
-    foveal_file = _foveal_model_file(reference)
-    if foveal_file is not None:
-        model, info = load_model(foveal_file)
-        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        return PretrainedSource(
-            reference, info.config, state, info.classes, info.preprocessing, [foveal_file]
-        )
+    """The weights, architecture, classes and preprocessing of `reference`: a public checkpoint
+    (pretrained/checkpoint.py) or a Foveal model (run folder, bundle or .safetensors written by Foveal,
+    loaded as every command loads one: predictor/saved.py says what is wrong with a damaged one)."""
     if is_public_checkpoint(reference):
         return read_public_checkpoint(reference)
-    raise ConfigError(
-        f"--init-from {reference}: not a Foveal model (run folder, bundle or .safetensors) nor a public "
-        "checkpoint (a timm folder with config.json, a weights file, or hf-hub:ORG/NAME)."
-    )
-
-
-def _foveal_model_file(reference: str) -> Path | None:
-    """The Foveal model file `reference` names, or None when it names something else."""
-    if str(reference).startswith("hf-hub:"):
-        return None
     try:
         file = resolve_model_path(reference)
     except ModelFileError:
-        return None
-    from safetensors import safe_open  # noqa: PLC0415 (only a header is read)
-
-    try:
-        with safe_open(str(file), framework="pt") as handle:
-            return file if "foveal" in (handle.metadata() or {}) else None
-    except Exception:  # not a safetensors file at all: a .bin / .pth for the public reader
-        return None
+        raise ConfigError(
+            f"--init-from {reference}: not a Foveal model (run folder, bundle or .safetensors) nor a public "
+            "checkpoint (a timm folder with config.json, a weights file, or hf-hub:ORG/NAME)."
+        ) from None
+    model, info = load_model(file)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return PretrainedSource(reference, info.config, state, info.classes, info.preprocessing, [file])
 
 
 def target_config(
