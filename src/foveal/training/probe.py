@@ -5,7 +5,8 @@ augmentation; its tokens (N, T, C) are kept, and only what reads them (the pooli
 weights, and the classifier: the model's "head") trains, for many epochs over the cache: seconds,
 where one epoch of full fine-tuning costs three backbone passes per image.
 
-    result = fit_probe(model, train_tokens, train_labels, epochs=100, seed=0)
+    tokens = cached_tokens(model, train_images, preprocessing, device)   # (N, T, C)
+    loss, correct = fit_probe(model, tokens, train_images.labels, epochs=100, seed=0)
 
 LP-FT (Kumar et al., ICLR 2022) then fine-tunes every weight from there, the head already fitting the
 features, so that the first steps do not distort the backbone to suit a random head.
@@ -14,7 +15,6 @@ features, so that the first steps do not distort the backbone to suit a random h
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -34,29 +34,24 @@ PROBE_BATCH = 64
 FEATURE_BATCH = 64  # images per backbone pass while caching
 
 
-@dataclass
-class ProbeResult:
-    """What the probe did: epochs over the cached features of `images` images, and its last epoch."""
-
-    epochs: int
-    images: int
-    feature_seconds: float  # the one backbone pass over the training images
-    fit_seconds: float  # all epochs over the cache
-    train_loss: float  # the last epoch's mean loss
-    train_correct: int  # the last epoch's top-1 hits
-
-
 @torch.no_grad()
 def cached_tokens(
     model: nn.Module, images: ImageSet, preprocessing: Preprocessing, device: torch.device
 ) -> torch.Tensor:
-    """The backbone's tokens (N, T, C) of every image, in eval mode, one view each, on `device`."""
+    """The backbone's tokens (N, T, C) of every image, in eval mode, one view each, on `device`.
+    FovealError, after the first batch, when they would take more than PROBE_CACHE_BYTES."""
     was_training = model.training
     model.eval()
     chunks = []
     for start in range(0, len(images), FEATURE_BATCH):
         batch = images.images[start : start + FEATURE_BATCH].to(device)
         chunks.append(model.forward_features(preprocessing.normalize(batch)).tokens.float())
+        total = len(images) * chunks[0][0].numel() * 4  # float32 bytes of the whole cache
+        if start == 0 and total > PROBE_CACHE_BYTES:
+            raise FovealError(
+                f"the probe's feature cache would take {total / 1e9:.1f} GB for {len(images):,} images; "
+                "use --finetune full, or fewer images."
+            )
     model.train(was_training)
     return torch.cat(chunks)
 
@@ -114,12 +109,6 @@ def probe_before_training(run: RunSetup, trainer: Trainer, quiet: bool) -> None:
     """Fit the head of a new fine-tuning run on cached features (its modes probe and lp-ft). Under
     `--finetune probe` the probe is the run's one epoch: its loss and hits are that epoch's."""
     config, train = run.config, run.data.train
-    tokens_bytes = len(train) * _tokens_per_image_bytes(run)
-    if tokens_bytes > PROBE_CACHE_BYTES:
-        raise FovealError(
-            f"the probe's feature cache would take {tokens_bytes / 1e9:.1f} GB for {len(train):,} images; "
-            "use --finetune full, or fewer images."
-        )
     started = trainer.clock.now()
     tokens = cached_tokens(run.model, train, run.info.preprocessing, run.device)
     features_done = trainer.clock.now()
@@ -147,15 +136,6 @@ def probe_before_training(run: RunSetup, trainer: Trainer, quiet: bool) -> None:
         progress.epoch_loss_sum = loss * len(train)
         progress.epoch_correct = correct
         progress.epoch_seconds = fitted - started
-
-
-def _tokens_per_image_bytes(run: RunSetup) -> int:
-    """float32 bytes of one image's backbone tokens, from one image's pass."""
-    with torch.no_grad():
-        run.model.eval()
-        one = run.info.preprocessing.normalize(run.data.train.images[:1].to(run.device))
-        tokens = run.model.forward_features(one).tokens
-    return tokens[0].numel() * 4
 
 
 PROBE_CACHE_BYTES = 6_000_000_000  # the cached features' largest size (24 GB machines)
