@@ -27,7 +27,7 @@ from foveal.models import build_model, config_from_dict
 from foveal.models.config import FamilyConfig, replace_config
 from foveal.models.flops import forward_flops
 from foveal.pretrained.checkpoint import PretrainedSource
-from foveal.training.recipe import STEPS_PER_EPOCH_MIN, affordable_gflops_per_image
+from foveal.training.recipe import affordable_gflops_per_image, batch_for_small_data
 from foveal.training.transfer import TransferReport, build_from_source, read_source
 
 FINETUNE_RECIPE: dict[str, Any] = {
@@ -42,7 +42,7 @@ FINETUNE_RECIPE: dict[str, Any] = {
     "warmup_epochs": 1.0,
 }
 FINETUNE_LR, FINETUNE_LR_BATCH = 2e-4, 64  # AdamW's peak lr, scaled by the square root of the batch
-FINETUNE_BATCH = 64  # halved while an epoch would have fewer than STEPS_PER_EPOCH_MIN steps (to 16)
+FINETUNE_BATCH = 64  # halved for small data sets (recipe.batch_for_small_data)
 LPFT_MIN_PASSES = 3.0  # under --time, fewer estimated passes of full fine-tuning: the probe alone
 FINETUNE_MIN_PASSES = 10.0  # under --time, a larger input than the source's only while it gets these
 FREEZE_BATCH_NORM_BELOW = 32  # images per batch: below it, batch statistics are too noisy to learn
@@ -131,9 +131,7 @@ def finetune_recipe(
     """`config` with what the user left unset filled for fine-tuning `model`, and the plan's figures:
     under a budget, the passes over the data it buys fully fine-tuning (a probe costs one forward
     pass per image, about a third of one training pass), which choose the mode."""
-    batch_size = FINETUNE_BATCH
-    while batch_size > 16 and train_images / batch_size < STEPS_PER_EPOCH_MIN:
-        batch_size //= 2
+    batch_size = batch_for_small_data(FINETUNE_BATCH, train_images)
     given = config.flat()
     batch_size = given["batch_size"] or batch_size
     choices = {**FINETUNE_RECIPE, "batch_size": batch_size}

@@ -192,9 +192,7 @@ def budget_choices(
     for candidate in BUDGET_LADDER[1:]:
         if passes[candidate.model] >= candidate.min_epochs:
             rung = candidate
-    batch_size = rung.batch_size
-    while batch_size > 16 and train_images / batch_size < STEPS_PER_EPOCH_MIN:
-        batch_size //= 2
+    batch_size = batch_for_small_data(rung.batch_size, train_images)
     trained = model or rung.model
     in_memory = largest_batch_in_memory(trained, img_size, num_classes, device)
     while in_memory is not None and batch_size > 1 and batch_size > in_memory:
@@ -213,6 +211,14 @@ def budget_choices(
             "min_passes": {candidate.model: candidate.min_epochs for candidate in BUDGET_LADDER},
         },
     }
+
+
+def batch_for_small_data(batch_size: int, train_images: int) -> int:
+    """`batch_size` halved (down to 16) while an epoch of `train_images` would have fewer than
+    STEPS_PER_EPOCH_MIN steps."""
+    while batch_size > 16 and train_images / batch_size < STEPS_PER_EPOCH_MIN:
+        batch_size //= 2
+    return batch_size
 
 
 def fit_img_size_to_budget(config: TrainConfig, native: int, training_gflops: float | None) -> int:
