@@ -60,7 +60,7 @@ def main() -> None:
 def measure(args: argparse.Namespace) -> None:
     classifier = foveal.load(args.model, device="cpu")
     data, description = load_evaluation_data(
-        args.data, classifier.classes, classifier.info.preprocessing.img_size
+        args.data, classifier.classes, classifier.info.preprocessing
     )
     sample = evenly_spaced(min(args.images, len(data)), len(data))
     load_before = load_average()

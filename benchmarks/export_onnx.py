@@ -82,7 +82,7 @@ def main() -> None:
         export_seconds = time.perf_counter() - started
         parity = json.loads((bundle / "parity.json").read_text())
         classifier = foveal.load(result.run_dir, device="cpu")
-        held_out, _ = load_evaluation_data(args.data, classifier.classes, classifier.preprocessing.img_size)
+        held_out, _ = load_evaluation_data(args.data, classifier.classes, classifier.preprocessing)
         timings = latency(classifier, bundle, held_out.images, 20 if args.quick else args.repeats)
         record = {
             "model": classifier.info.config.name,

@@ -28,7 +28,7 @@ from foveal.exporting.quantize import QUANTIZED_OPS, check_int8, quantize_int8
 def conv_variant(bundle: Path, data: str) -> dict:
     """INT8 with Conv quantised too (ConvInteger), against the same fp32 model and images."""
     classifier = foveal.load(bundle / "model.onnx")
-    held_out, description = load_evaluation_data(data, classifier.classes, classifier.preprocessing.img_size)
+    held_out, description = load_evaluation_data(data, classifier.classes, classifier.preprocessing)
     with_conv = quantize_int8(bundle / "model.onnx", bundle / "conv.int8.onnx", (*QUANTIZED_OPS, "Conv"))
     check = check_int8(
         bundle / "model.onnx", with_conv, classifier.preprocessing, held_out, description, force=True

@@ -97,7 +97,7 @@ def train_per_image(root: Path, budget: float, model_name: str | None = None, wo
             if step >= plan.total_steps:
                 break
     train_seconds = time.perf_counter() - train_started
-    test, _ = load_evaluation_data(str(root), classes, 32)
+    test, _ = load_evaluation_data(str(root), classes, preprocessing)
     kept = ema.module if ema is not None else model
     evaluation = evaluate(kept, test, preprocessing, device=torch.device("cpu"))
     return {
