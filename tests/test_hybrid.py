@@ -97,8 +97,26 @@ def test_the_token_count_is_bounded_at_every_image_size() -> None:
     for img_size in range(32, 2049, 8):
         h, w = HybridConfig(img_size=img_size, widths=(8, 16)).grid_size
         assert 5 <= h == w <= 11, (img_size, h)  # about 32 px after the stem, then halved twice
-    airbench = model_config("cnn-airbench", img_size=224)
-    assert airbench.grid_size == (3, 3) and model_config("cnn-airbench").grid_size == (4, 4)
+    assert model_config("cnn-airbench").grid_size == (4, 4)  # airbench's own at 32 px
+
+
+@pytest.mark.parametrize("preset", ["hybrid-airbench-half", "hybrid-airbench", "cnn-airbench"])
+def test_the_ladder_keeps_at_least_7x7_tokens_on_photos(preset: str) -> None:
+    for img_size in range(160, 2049, 8):
+        config = model_config(preset, img_size=img_size)
+        h, w = config.grid_size
+        assert 7 <= h == w <= 14, (img_size, h)  # a map fine enough to point at an object
+        if img_size in (160, 224):  # the module makes the grid the config says
+            model = foveal.create_model(preset, num_classes=2, img_size=img_size)
+            assert model.trunk(torch.zeros(1, 3, img_size, img_size)).shape[-2:] == (h, w)
+    assert model_config(preset, img_size=224).grid_size == (7, 7)
+
+
+def test_a_model_saved_before_min_grid_keeps_airbench_halvings() -> None:
+    saved = config_to_dict(model_config("hybrid-airbench-half", img_size=224))
+    del saved["min_grid"]  # what a config.json written before issue #33 holds
+    old = config_from_dict(saved)
+    assert old.min_grid == 0 and old.grid_size == (3, 3) and old.stem_stride == 8
 
 
 def test_save_and_load_give_bit_identical_logits(tmp_path: Path) -> None:

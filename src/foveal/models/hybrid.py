@@ -36,6 +36,13 @@ class HybridConfig:
     two nearest img_size / 32, so it brings any image to about 32 px (23 to 45); each conv group then
     halves the grid. Two groups give 8x8 tokens at 32 px and 7x7 at 224 px (stride 8); three (airbench)
     give 4x4 and 3x3. The attention cost is bounded at any image size.
+
+    Photos need a finer grid than 3x3 for a map to point at an object: with `min_grid` > 0 (the budget
+    ladder's presets), when the stem strides (images of about 48 px and more) the last conv group keeps
+    its grid instead of halving it, and the stem's stride is halved while the grid would still be under
+    min_grid a side. Three groups with min_grid 7: 4x4 at 32 px (as airbench), 8x8 at 64, 12x12 at 96,
+    8x8 at 128, 10x10 at 160, 12x12 at 192, 7x7 at 224, 8x8 at 256. Measured against 3x3 on photos in
+    docs/benchmarks.md (issue #33). Models saved without the field read it as 0: airbench's halvings.
     """
 
     name: str = "custom-hybrid"
@@ -56,6 +63,7 @@ class HybridConfig:
     drop_rate: float = 0.0  # dropout on tokens and in the MLP; none, as a short budget underfits
     attn_drop_rate: float = 0.0
     drop_path_rate: float = 0.0  # stochastic depth, linear from 0 to this value over the blocks
+    min_grid: int = 0  # tokens a side the trunk keeps at least when its stem strides (0: halve every group)
     family: str = "hybrid"  # registry.py: the family a saved config is read back as
 
     def __post_init__(self) -> None:
@@ -74,6 +82,8 @@ class HybridConfig:
             raise ConfigError(f"sincos positions need embed_dim divisible by 4, got {self.embed_dim}")
         if self.logit_scale <= 0:
             raise ConfigError(f"logit_scale must be > 0, got {self.logit_scale}")
+        if self.min_grid < 0:
+            raise ConfigError(f"min_grid must be >= 0 tokens a side, got {self.min_grid}")
         if self.trunk_init not in ("identity", "he"):
             raise ConfigError(f"trunk_init must be identity or he, got {self.trunk_init!r}")
         if min(self.grid_size) < 1:
@@ -89,8 +99,21 @@ class HybridConfig:
 
     @property
     def stem_stride(self) -> int:
-        """Stride of the stem conv: the power of two nearest img_size / STEM_REFERENCE_SIZE, at least 1."""
-        return 2 ** max(0, round(math.log2(self.img_size / STEM_REFERENCE_SIZE)))
+        """Stride of the stem conv: the power of two nearest img_size / STEM_REFERENCE_SIZE, at least 1;
+        with `min_grid`, halved while the trunk's grid (one halving fewer) would be under min_grid."""
+        stride = 2 ** max(0, round(math.log2(self.img_size / STEM_REFERENCE_SIZE)))
+        if self.min_grid:
+            last_kept = len(self.widths) - 1
+            while stride > 1 and self.img_size // stride // 2**last_kept < self.min_grid:
+                stride //= 2
+        return stride
+
+    @property
+    def halvings(self) -> int:
+        """Conv groups that halve the grid: all of them, but the last when `min_grid` is set and the stem
+        strides (a photo: the stem has already brought it to about 32 px)."""
+        keeps_last = self.min_grid > 0 and self.stem_stride > 1
+        return len(self.widths) - int(keeps_last)
 
     @property
     def stem_kernel(self) -> int:
@@ -106,7 +129,7 @@ class HybridConfig:
     @property
     def token_stride(self) -> int:
         """Pixels per token along each side: how a token-grid map is scaled back onto the image."""
-        return self.stem_stride * 2 ** len(self.widths)
+        return self.stem_stride * 2**self.halvings
 
     @property
     def grid_size(self) -> tuple[int, int]:
@@ -116,7 +139,8 @@ class HybridConfig:
 
 def hybrid_grid(config: HybridConfig, height: int, width: int) -> tuple[int, int]:
     """Token grid (h, w) the hybrid trunk makes from a height x width image: the stem keeps the size at
-    stride 1 (padded) or divides it by its stride, and each group's 2x2 max-pool halves it (floored)."""
+    stride 1 (padded) or divides it by its stride, and each halving group's 2x2 max-pool halves it
+    (floored)."""
     return height // config.token_stride, width // config.token_stride
 
 
@@ -134,6 +158,7 @@ class HybridClassifier(AttentionStack):
             stem_stride=config.stem_stride,
             stem_whitened=config.stem_whitened,
             widths=config.widths,
+            halvings=config.halvings,
         )
         # Attention blocks end in a residual sum, so they get a LayerNorm; a CNN's last layer is a BN.
         self.init_attention_stack(config, final_norm=config.depth > 0)
@@ -182,11 +207,13 @@ def hybrid_base() -> HybridConfig:  # 1.86M parameters, 333 MFLOPs at 32 px (349
 # The budget ladder's models (training/recipe.py): an airbench CNN's whole trunk, down to a 4x4 grid at 32 px,
 # then one attention block, attention pooling and a head. Measured on CIFAR-10 (docs/benchmarks.md, #12):
 # level with the CNN of the same trunk at 3 minutes, where 8x8-grid hybrids of its cost were 4 points behind.
+# On photos their trunk keeps PHOTO_MIN_GRID tokens a side (7x7 at 224 px, 10x10 at 160; see HybridConfig).
+PHOTO_MIN_GRID = 7  # ResNet-50's Grad-CAM grid at 224 px; a 3x3 map cannot say which object was looked at
 @register_model("hybrid-airbench-half", "attention on the half-width airbench trunk")
 def hybrid_airbench_half() -> HybridConfig:  # cnn-airbench-half's trunk + 1 block: 0.63M, 85 MFLOPs at 32 px
-    return HybridConfig(widths=(32, 128, 128), depth=1, num_heads=4)
+    return HybridConfig(widths=(32, 128, 128), depth=1, num_heads=4, min_grid=PHOTO_MIN_GRID)
 
 
 @register_model("hybrid-airbench", "attention on airbench94's trunk")
 def hybrid_airbench() -> HybridConfig:  # cnn-airbench's trunk + 1 block: 2.50M, 310 MFLOPs at 32 px
-    return HybridConfig(widths=(64, 256, 256), depth=1, num_heads=4)
+    return HybridConfig(widths=(64, 256, 256), depth=1, num_heads=4, min_grid=PHOTO_MIN_GRID)

@@ -1,5 +1,5 @@
 """The hybrid family's convolutional trunk, after Keller Jordan's airbench CIFAR-10 speed runs (2024):
-a frozen whitening stem, then conv groups with batch norm, each halving the grid.
+a frozen whitening stem, then conv groups with batch norm, the first `halvings` of them halving the grid.
 
     images (B, C, H, W) -> stem (B, 2 * pairs, H / s, W / s) -> groups -> (B, widths[-1], h, w)
 """
@@ -47,25 +47,27 @@ class WhiteningStem(nn.Module):
 
 class ConvGroup(nn.Module):
     """conv3x3 -> 2x2 max-pool -> BN -> GELU -> conv3x3 -> BN -> GELU: airbench's group. The first conv
-    runs before the pool, at the full resolution of its input; the output has half its height and width."""
+    runs before the pool, at the full resolution of its input; the output has half its height and width.
+    With `halve=False` the pool is left out and the grid keeps its size (the same weights)."""
 
-    def __init__(self, *, c_in: int, c_out: int) -> None:
+    def __init__(self, *, c_in: int, c_out: int, halve: bool = True) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)  # the norm's shift is the bias
-        self.pool = nn.MaxPool2d(2)
+        self.pool = nn.MaxPool2d(2) if halve else nn.Identity()
         self.norm1 = ScaleFreeBatchNorm(num_features=c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
         self.norm2 = ScaleFreeBatchNorm(num_features=c_out)
         self.act = nn.GELU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act(self.norm1(self.pool(self.conv1(x))))  # (B, c_out, H/2, W/2)
+        x = self.act(self.norm1(self.pool(self.conv1(x))))  # (B, c_out, H/2, W/2), or H x W unhalved
         return self.act(self.norm2(self.conv2(x)))
 
 
 class ConvTrunk(nn.Module):
-    """The whitening stem, then one ConvGroup per entry of `widths`: (B, C, H, W) -> (B, widths[-1], h, w)
-    with h = H // (stem_stride * 2 ** len(widths)) (models/hybrid.py: hybrid_grid), w likewise."""
+    """The whitening stem, then one ConvGroup per entry of `widths`, the first `halvings` of them halving
+    the grid: (B, C, H, W) -> (B, widths[-1], h, w) with h = H // (stem_stride * 2 ** halvings)
+    (models/hybrid.py: hybrid_grid), w likewise."""
 
     def __init__(
         self,
@@ -76,6 +78,7 @@ class ConvTrunk(nn.Module):
         stem_stride: int,
         stem_whitened: bool,
         widths: tuple[int, ...],
+        halvings: int,
     ) -> None:
         super().__init__()
         self.stem = WhiteningStem(
@@ -87,7 +90,10 @@ class ConvTrunk(nn.Module):
         )
         c_ins = (stem_channels,) + tuple(widths[:-1])
         self.groups = nn.Sequential(
-            *(ConvGroup(c_in=c_in, c_out=c_out) for c_in, c_out in zip(c_ins, widths))
+            *(
+                ConvGroup(c_in=c_in, c_out=c_out, halve=index < halvings)
+                for index, (c_in, c_out) in enumerate(zip(c_ins, widths))
+            )
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
