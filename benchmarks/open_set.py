@@ -2,6 +2,7 @@
 
     python benchmarks/open_set.py ../shared/data/cifar10 --time 5m
     python benchmarks/open_set.py ../shared/data/cifar10 --quick      # CI: small data, seconds
+    python benchmarks/open_set.py --photos ../shared/data/hymenoptera ../shared/data/pets --time 2m
 
 Two cases, each a real `foveal.train` run whose calibrated threshold (foveal/predictor/rejection.py) is used
 as saved:
@@ -10,6 +11,10 @@ as saved:
   (b) held-out classes: a model trained for --time on the first 6 CIFAR-10 classes (train/ only;
       Foveal holds 10% out and calibrates on them) against the test images of the other 4.
       In-distribution: the 6 classes' test images, which the run never saw.
+  (c) photos (--photos KNOWN OTHER, this case only): a model trained for --time on KNOWN's train/
+      (ants and bees), its own held-out val/ photos against OTHER's test/ photos (cats and dogs).
+      Besides the rates at the shipped threshold, the curve: the share of OTHER marked unknown
+      while 80 to 99% of KNOWN's held-out photos are accepted.
 For each score, the AUROC of telling in from out (1.0: perfect, 0.5: chance), and at a threshold
 that rejects 5% of the held-out calibration images: the share of in-distribution images rejected
 (FRR) and of out-of-distribution images accepted (FAR). Scores (foveal/predictor/rejection.py): mahalanobis
@@ -42,13 +47,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("cifar10", type=Path, help="root with train/<class>/ and test/<class>/")
+    parser.add_argument("cifar10", type=Path, nargs="?", help="root with train/<class>/ and test/<class>/")
+    parser.add_argument("--photos", type=Path, nargs=2, metavar=("KNOWN", "OTHER"), help="case (c) only")
     parser.add_argument("--time", default="5m", help="case (b)'s training budget")
     parser.add_argument("--ood-images", type=int, default=2000, help="CIFAR-10 test images for case (a)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--name", default=None)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.photos:
+        return photos_case(*args.photos, args)
+    if args.cifar10 is None:
+        parser.error("give the CIFAR-10 root, or --photos KNOWN OTHER")
     per_class = 40 if args.quick else None
     rows: list[dict[str, Any]] = []
     name = args.name or ("quick_open_set" if args.quick else "open_set")
@@ -98,11 +108,43 @@ def main() -> None:
         )
 
 
+ACCEPTED_SHARES = (0.80, 0.85, 0.90, 0.95, 0.99)  # case (c)'s curve: in-distribution photos accepted
+
+
+def photos_case(known: Path, other: Path, args: argparse.Namespace) -> None:
+    """Case (c): a model of KNOWN's classes against OTHER's test photos; rows and the curve saved."""
+    name = args.name or "open_set_photos"
+    with tempfile.TemporaryDirectory() as scratch:
+        load_before, started = load_average(), time.perf_counter()
+        budget = parse_duration(args.time)
+        run = foveal.train(
+            data=str(known), out=str(Path(scratch) / "runs"), quiet=True, time_budget=budget, started=started
+        )
+        others = evenly_spaced(collect_images([other / "test"]), args.ood_images)
+        case = f"(c) {known.name} model vs {other.name} photos"
+        rows = measure_case(case, run.run_dir, None, others, curve=ACCEPTED_SHARES)
+    record = {
+        "time_budget": args.time,
+        "known_test_top1": round(run.metrics.top1, 4),
+        "model_seconds": round(run.seconds, 1),
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
+        "rows": rows,
+    }
+    save(name, record, args.out)
+    shares = " | ".join(f"{s:.0%} accepted" for s in ACCEPTED_SHARES)
+    print(f"\n| score | AUROC | {shares} |\n|---|---|" + "---|" * len(ACCEPTED_SHARES))
+    for row in rows:
+        unknown = " | ".join(f"{u:.1%}" for u in row["other_unknown_at_accepted"].values())
+        print(f"| {row['score']} | {row['auroc']:.3f} | {unknown} |")
+
+
 def measure_case(
-    case: str, run: Path, inside: list[Path] | None, outside: list[Path]
+    case: str, run: Path, inside: list[Path] | None, outside: list[Path], curve: tuple[float, ...] = ()
 ) -> list[dict[str, Any]]:
     """One row per score: AUROC and the rates at a 5%-FRR threshold set on the run's held-out images.
-    `inside`: in-distribution test files (None: the held-out images themselves)."""
+    `inside`: in-distribution test files (None: the held-out images themselves). With `curve`, the
+    share of `outside` marked unknown at thresholds that accept each of those shares of `inside`."""
     classifier = foveal.load(run, device="cpu")
     held_out = RunRecord.read(run).load_data("the open-set benchmark").val.images
     preprocessing = classifier.preprocessing
@@ -137,6 +179,11 @@ def measure_case(
                 "model": classifier.info.config.name,
             }
         )
+        if curve:
+            rows[-1]["other_unknown_at_accepted"] = {
+                f"{share:.2f}": round(float((outs < ins.quantile(1 - share)).float().mean()), 4)
+                for share in curve
+            }
         print(rows[-1])
     return rows
 

@@ -8,7 +8,8 @@ model's token grid and the class each explains. Methods read only the model's `M
 - `rollout`: attention rollout (Abnar & Zuidema 2020) through every block, read out through the
   pooling weights (CCT has no class token) or through the class token's row when there is one.
 - `grad-rollout`: attention weighted by its gradient for a class, rolled out with Chefer et al.'s
-  rule (2021, "Generic attention-model explainability"): class-specific.
+  rule (2021, "Generic attention-model explainability"), read out through the class token or, with
+  attention pooling, through what each token adds to the class's logit: class-specific.
 - `gradcam`: Grad-CAM (Selvaraju et al. 2017) on the last feature grid, for CNNs and attention
   models alike.
 """
@@ -217,9 +218,28 @@ def _grad_rollout(model: nn.Module, images: torch.Tensor, targets: torch.Tensor 
     for attention, grad in zip(out.attentions, grads):
         weighted = (grad * attention).clamp_min(0).mean(dim=1).detach().float()  # (B, N, N)
         relevance = relevance + weighted @ relevance
-    pool_weights = None if out.pool_weights is None else out.pool_weights.detach()
-    maps = to_grid(read_out(relevance, out.features.prefix_tokens, pool_weights), out.grid)
+    readout = None
+    if out.pool_weights is not None:
+        # The output is the pooled vector: read it out through what each token gave the class, not
+        # through the pooling weights, which are the same for every class (the identity term of the
+        # relevance would otherwise make the map the `pool` map whatever the class).
+        readout = pooled_contributions(model, out, chosen).clamp_min(0)
+    maps = to_grid(read_out(relevance, out.features.prefix_tokens, readout), out.grid)
     return TokenMaps(maps, chosen)
+
+
+def pooled_contributions(model: nn.Module, out: ModelOutput, targets: torch.Tensor) -> torch.Tensor:
+    """(B, N) what each token adds to its image's `targets` logit through attention pooling: its
+    pooling weight times its token's dot product with the logit's gradient at the pooled vector,
+    w_i <t_i, d logit / d pooled>. For a linear head they sum to the logit less its bias. Tokens the
+    pooling did not weigh (a prefix pooled apart) come first and get none: (B, n) as `pool_weights`."""
+    weights = out.pool_weights.detach().float()  # (B, n): n = N, or the image tokens only
+    tokens = out.features.tokens.detach().float()[:, -weights.shape[1] :]  # (B, n, D) pooled over
+    with torch.enable_grad():
+        pooled = (weights.unsqueeze(1) @ tokens).squeeze(1).requires_grad_(True)  # (B, D), as pooled
+        logits = model.forward_head(pooled.to(out.features.tokens.dtype))
+        (gradient,) = torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), pooled)
+    return weights * (tokens @ gradient.unsqueeze(-1)).squeeze(-1)
 
 
 def _gradcam(model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None) -> TokenMaps:
