@@ -1,0 +1,36 @@
+"""The report's pointing-game section: does the model's map point at the object of the class asked
+about? (explanation/pointing.py; the benchmark is benchmarks/pointing_game.py.)"""
+
+from __future__ import annotations
+
+from foveal.data.imageset import ImageSet
+from foveal.explanation.pointing import CHANCE, make_mosaics, pointing_game
+from foveal.messages import say
+from foveal.predictor.classifier import Classifier
+from foveal.reporting import page as html
+
+POINTING_MOSAICS = 100  # 2 x 2 mosaics of held-out images the report plays the game on
+
+
+def pointing_section(classifier: Classifier, held_out: ImageSet, mosaics: int, quiet: bool) -> str:
+    """The score of each of the model's methods on `mosaics` mosaics of `held_out`; "" where there
+    are too few classes or images to make one."""
+    if mosaics < 1 or len(held_out.classes) < 2 or len(held_out.labels.unique()) < 2:
+        return ""
+    say(f"report: the pointing game on {mosaics} mosaics of held-out images", quiet)
+    games = make_mosaics(held_out.images, held_out.labels, mosaics)
+    scores = pointing_game(classifier, games)
+    best = max(scores, key=lambda s: s.score)
+    rows = [[s.method, f"{s.score:.3f}", f"± {s.standard_error:.3f}"] for s in scores]
+    return html.section(
+        "Does the map point at the object?",
+        html.paragraph(
+            f"The grid pointing game on {mosaics} mosaics: four held-out images shrunk into a 2 x 2 "
+            "mosaic at the model's input size, one of the class asked about and three of other classes. "
+            "Each method's map explains that class; the score is the share of the map's positive mass "
+            f"inside its image (1.0 points only at it; {CHANCE:.2f} is chance, and what a map that "
+            f"shows where the model looks whatever the class scores). Best here: {best.method}, "
+            f"{best.score:.2f}."
+        ),
+        html.table(["method", "score", "standard error"], rows),
+    )
