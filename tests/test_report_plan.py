@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from test_replan import made_up_run, made_up_trainer
 
 import foveal
+from foveal.evaluation.plots import DPI
 from foveal.explanation.report_plan import (
     FAITHFULNESS_IMAGES,
     MAP_PASSES,
@@ -31,6 +32,7 @@ from foveal.explanation.report_plan import (
 )
 from foveal.models.maps import METHODS
 from foveal.reporting import write_report
+from foveal.reporting.figures import plot_class_counts
 from foveal.training.budget import FINAL_EVALUATION_MARGIN, FINISH_SECONDS
 from foveal.training.clock import FakeClock
 from foveal.training.replan import budget_ends_run, end_report_plan
@@ -112,6 +114,15 @@ def test_at_the_end_the_report_takes_the_time_left(tmp_path: Path) -> None:
     assert end_report_plan(run, finished_trainer(100.0, 2.0)) == ReportPlan()  # done early: whole
     unbudgeted = made_up_run(tmp_path, budget=None, report=True, val_images=500)
     assert end_report_plan(unbudgeted, finished_trainer(10_000.0, 2.0)) == ReportPlan()
+
+
+def test_the_reports_fixed_part_does_not_grow_with_the_classes(tmp_path: Path) -> None:
+    """300 classes once drew a 137-inch class-count figure (a thousand, 452); it is capped as the
+    confusion matrix is (22 inches at DPI dots an inch, labels outside it included)."""
+    classes = [f"class {n}" for n in range(300)]
+    png = plot_class_counts(classes, [5] * 300, [1] * 300, tmp_path / "counts.png")
+    with Image.open(png) as image:
+        assert image.width <= 23 * DPI
 
 
 def noise_folder(root: Path, per_class: int = 20) -> Path:
