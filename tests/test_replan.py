@@ -56,11 +56,16 @@ def test_a_plan_is_spent_once_its_steps_are_taken() -> None:
     assert plan_spent(Progress(global_step=10, planned_steps=10))
 
 
-def made_up_run(tmp_path: Path, budget: float = 24.0) -> SimpleNamespace:
-    """What replan reads of a run: 33 training images in batches of 2 (17 steps an epoch), 3
-    validation images seen in one view, the events log in `tmp_path`."""
-    config = make_train_config(data="digits", time_budget=budget, batch_size=2, warmup_epochs=1.0)
-    data = SimpleNamespace(train=[None] * 33, val=[None] * 3)
+def made_up_run(
+    tmp_path: Path, budget: float = 24.0, report: bool = False, val_images: int = 3
+) -> SimpleNamespace:
+    """What replan reads of a run: 33 training images in batches of 2 (17 steps an epoch),
+    `val_images` validation images seen in one view, the events log in `tmp_path`; no report unless
+    `report` (its reserve: test_report_plan.py)."""
+    config = make_train_config(
+        data="digits", time_budget=budget, batch_size=2, warmup_epochs=1.0, report=report
+    )
+    data = SimpleNamespace(train=[None] * 33, val=[None] * val_images)
     info = SimpleNamespace(preprocessing=SimpleNamespace(view_count=1))
     return SimpleNamespace(config=config, data=data, info=info, run_dir=tmp_path, steps_per_epoch=17)
 

@@ -58,7 +58,8 @@ def train(
 
 
 def _write_report(result: TrainResult, quiet: bool) -> None:
-    """report.html, after the model is saved: a failure here must not cost the user the run."""
+    """report.html, after the model is saved: a failure here must not cost the user the run. Under a
+    time budget it explains what the time left affords (`result.report_plan`)."""
     try:
         path = write_report(
             result.run_dir,
@@ -66,6 +67,7 @@ def _write_report(result: TrainResult, quiet: bool) -> None:
             evaluation=result.evaluation,
             device=result.config.run.device,
             quiet=quiet,
+            plan=result.report_plan,
         )
     except Exception as error:  # noqa: BLE001  (any failure: the trained model is already safe)
         say(

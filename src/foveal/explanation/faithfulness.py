@@ -26,6 +26,7 @@ from foveal.predictor.inference import view_logits
 from foveal.predictor.network import Network
 
 DELETION_FILLS: tuple[str, ...] = ("mean", "blur")
+CURVE_STEPS = 16  # points of a deletion or insertion curve after its start (each a forward pass)
 
 
 @dataclass
@@ -54,7 +55,7 @@ def probability_curves(
     images: torch.Tensor,
     pixel_maps: torch.Tensor,
     targets: torch.Tensor,
-    steps: int = 16,
+    steps: int = CURVE_STEPS,
     batch_size: int = 256,
     deletion_fill: str = "mean",
     views: TestTimeViews = "none",
@@ -107,7 +108,7 @@ def faithfulness(
     images: torch.Tensor,
     methods: list[str],
     *,
-    steps: int = 16,
+    steps: int = CURVE_STEPS,
     batch_size: int = 64,
     seed: int = 0,
     deletion_fill: str = "mean",

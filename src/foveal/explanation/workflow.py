@@ -19,7 +19,7 @@ import torch
 
 from foveal.data.files import check_image_tensor, collect_images, decode_paths
 from foveal.errors import ConfigError, suggest
-from foveal.explanation.faithfulness import CurveScores, faithfulness
+from foveal.explanation.faithfulness import CURVE_STEPS, CurveScores, faithfulness
 from foveal.explanation.pixels import normalise, upsample
 from foveal.explanation.render import render_contact_sheet, render_explanation
 from foveal.explanation.result import Explanation
@@ -141,7 +141,7 @@ def measure_faithfulness(
     images: torch.Tensor,
     methods: Sequence[str] | None = None,
     *,
-    steps: int = 16,
+    steps: int = CURVE_STEPS,
     seed: int = 0,
     deletion_fill: str = "mean",
     quiet: bool = True,

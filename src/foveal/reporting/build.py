@@ -4,12 +4,14 @@
 model, and writes run_dir/report.html: data summary, training curves, confusion matrix, per-class
 precision/recall/F1, top-1/top-k, calibration, the worst mistakes with where the model looked, how
 faithful each explanation method is, the CNN comparison when the run has one, and the configuration
-and timings.
+and timings. After `foveal train --time`, the explaining sections take what the budget left them
+(explanation/report_plan.py), or are left out with a hint naming `foveal report RUN`.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 import tempfile
 from pathlib import Path
 from statistics import median
@@ -22,6 +24,7 @@ from foveal.evaluation.metrics import ClassificationMetrics
 from foveal.evaluation.plots import plot_confusion_matrix, plot_training_curves
 from foveal.evaluation.workflow import Evaluation, evaluate
 from foveal.explanation.faithfulness import faithfulness_rows
+from foveal.explanation.report_plan import FAITHFULNESS_IMAGES, ReportPlan
 from foveal.explanation.workflow import explain_images, measure_faithfulness
 from foveal.io import atomic_write_text
 from foveal.messages import counted, say
@@ -40,8 +43,6 @@ from foveal.reporting.figures import (
 )
 from foveal.runs import RunRecord
 
-WORST_MISTAKES = 12
-FAITHFULNESS_IMAGES = 100  # evenly spaced held-out images the faithfulness of the maps is measured on
 IMBALANCE_RATIO = 3.0  # the largest class over the smallest beyond which the report warns
 
 
@@ -52,6 +53,7 @@ def write_report(
     evaluation: Evaluation | None = None,
     device: str = "auto",
     quiet: bool = False,
+    plan: ReportPlan | None = None,
 ) -> Path:
     """Write run_dir/report.html and return its path, saying on stderr what it is doing (unless quiet).
 
@@ -60,7 +62,10 @@ def write_report(
             run's data set and split, as recorded in its folder.
         evaluation: the saved model's evaluation on `data.val`, if already made (training's final
             evaluation); else made here.
+        plan: how many images the explaining sections use (a time budget's `TrainResult.report_plan`);
+            None: the whole report.
     """
+    plan = ReportPlan() if plan is None else plan
     record = RunRecord.read(run_dir)
     model_path = _model_file(record.run_dir)
     classifier = load(model_path, device)
@@ -77,6 +82,7 @@ def write_report(
         say(f"report: evaluating the model on {len(val):,} held-out images", quiet)
         evaluation = evaluate(classifier.network, val, classifier.preprocessing, device=classifier.device)
     metrics, logits = evaluation.metrics, evaluation.logits
+    again = f"foveal report {shlex.quote(str(record.run_dir))}"  # the whole report, without a budget
     with tempfile.TemporaryDirectory() as scratch:
         pictures = Path(scratch)
         sections = [
@@ -85,8 +91,8 @@ def write_report(
             _evaluation_section(metrics, pictures),
             _calibration_section(calibration(logits, val.labels), pictures),
             _rejection_section(classifier.rejection, evaluation.outputs, val.labels, pictures),
-            _mistakes_section(classifier, data, logits, pictures, quiet),
-            _faithfulness_section(classifier, data, pictures, quiet),
+            _mistakes_section(classifier, data, logits, plan.worst_mistakes, again, pictures, quiet),
+            _faithfulness_section(classifier, data, plan.faithfulness_images, again, pictures, quiet),
             _comparison_section(record.run_dir),
             _configuration_section(record, model_path),
         ]
@@ -226,13 +232,19 @@ def _rejection_section(
     )
 
 
-def _mistakes_section(classifier, data: DataSplits, logits: torch.Tensor, pictures: Path, quiet: bool) -> str:
+def _mistakes_section(
+    classifier, data: DataSplits, logits: torch.Tensor, count: int, again: str, pictures: Path, quiet: bool
+) -> str:
+    """The `count` wrong predictions made with the highest confidence, explained (0: the hint to run
+    `again`, the command that writes the whole report)."""
     probs = logits.softmax(dim=1)
     confidence, predicted = probs.max(dim=1)
     wrong = (predicted != data.val.labels).nonzero().squeeze(1)
     if wrong.numel() == 0:
         return html.section("Worst mistakes", html.paragraph("The model got every held-out image right."))
-    worst = wrong[confidence[wrong].argsort(descending=True)[:WORST_MISTAKES]]
+    if count == 0:
+        return _left_out("Worst mistakes", "explaining them", again, quiet)
+    worst = wrong[confidence[wrong].argsort(descending=True)[:count]]
     sources = [(data.val.paths[i] if data.val.paths else "") or f"image {i}" for i in worst.tolist()]
     say(f"report: explaining the {len(worst)} worst mistakes", quiet)
     explanations = explain_images(classifier, data.val.images[worst], sources, top_k=1)
@@ -264,11 +276,18 @@ def _mistakes_section(classifier, data: DataSplits, logits: torch.Tensor, pictur
     )
 
 
-def _faithfulness_section(classifier, data: DataSplits, pictures: Path, quiet: bool) -> str:
-    sample = data.val.evenly_spaced(FAITHFULNESS_IMAGES)
-    count = len(sample)
-    if count < 2:
+def _faithfulness_section(
+    classifier, data: DataSplits, count: int, again: str, pictures: Path, quiet: bool
+) -> str:
+    """Deletion and insertion scores on `count` evenly spaced held-out images (0: the hint to run
+    `again`)."""
+    if len(data.val) < 2:
         return ""
+    if count == 0:
+        return _left_out("Faithfulness of the explanations", "measuring it", again, quiet)
+    sample = data.val.evenly_spaced(count)
+    count = len(sample)
+    whole = min(FAITHFULNESS_IMAGES, len(data.val))  # what a report without a budget measures
     say(f"report: measuring how faithful the explanations are on {count} images", quiet)
     scores = measure_faithfulness(classifier, sample.images)
     return html.section(
@@ -280,10 +299,19 @@ def _faithfulness_section(classifier, data: DataSplits, pictures: Path, quiet: b
             "Random maps on the same token grid are the yardstick; the margin over them is per image, "
             "with its standard error (±). The command foveal explain RUN DATA --faithfulness measures "
             "more images."
+            + (f" The time budget left room for {count}; {again} measures {whole}." if count < whole else "")
         ),
         html.image_tag(plot_faithfulness(scores, pictures / "faithfulness.png"), "faithfulness curves"),
         html.table(*faithfulness_rows(scores)),
     )
+
+
+def _left_out(title: str, what: str, again: str, quiet: bool) -> str:
+    """A section the time budget left no room for: one line naming `again`, the command that writes
+    the whole report."""
+    hint = f"Left out to keep the time budget (--time): {again} writes it, {what} included."
+    say(f"report: {title.lower()}: {hint[0].lower()}{hint[1:]}", quiet)
+    return html.section(title, html.paragraph(hint))
 
 
 def _comparison_section(run_dir: Path) -> str:

@@ -7,7 +7,8 @@ CALIBRATION_SHARE of the budget), then again after every epoch, keeping the eval
 the end inside the budget. From the first step on, before a plan exists as after it, the loop stops
 as soon as one more step would leave less than the end's reserve: steps that slow down between two
 plans (another process takes the cores), or that are slow from the start (large images), end the
-run early instead of late.
+run early instead of late. With a report to write, its time is kept too (explanation/report_plan.py):
+the budget holds for the whole command.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class BudgetClock:
     step_seconds: float  # mean time of one training step so far
     validation_seconds: float  # time of one per-epoch validation pass (measured, or estimated)
     final_seconds: float  # time of the final evaluation on every held-out image (estimated)
+    report_seconds: float = 0.0  # time of report.html, written after the run (estimated; 0: none)
 
 
 def calibrated(steps_timed: int, seconds_timed: float, budget: float) -> bool:
@@ -44,8 +46,10 @@ def calibrated(steps_timed: int, seconds_timed: float, budget: float) -> bool:
 
 
 def end_reserve(clock: BudgetClock) -> float:
-    """Seconds kept for the end of the run: the last validation, the final evaluation, saving."""
-    return clock.validation_seconds + clock.final_seconds * FINAL_EVALUATION_MARGIN + FINISH_SECONDS
+    """Seconds kept for the end of the run: the last validation, the final evaluation, saving, and
+    the report that follows."""
+    final = clock.final_seconds * FINAL_EVALUATION_MARGIN + FINISH_SECONDS
+    return clock.validation_seconds + final + clock.report_seconds
 
 
 def past_deadline(clock: BudgetClock, next_step_seconds: float) -> bool:
@@ -57,9 +61,9 @@ def plan_total_steps(clock: BudgetClock, steps_done: int, steps_per_epoch: int) 
     """The total step count that spends the rest of the budget.
 
     Each epoch of steps_per_epoch steps also pays one validation, and the end pays the whole
-    validation of the last, usually partial, epoch, the final evaluation and FINISH_SECONDS. One
-    step is kept in hand, so that a last step a little slower than the mean does not trip
-    `past_deadline` and end the run a step short of its plan. Never fewer than steps_done + 1.
+    validation of the last, usually partial, epoch, the final evaluation, FINISH_SECONDS and the
+    report. One step is kept in hand, so that a last step a little slower than the mean does not
+    trip `past_deadline` and end the run a step short of its plan. Never fewer than steps_done + 1.
     """
     remaining = clock.budget - clock.elapsed - end_reserve(clock) - clock.step_seconds
     per_step = clock.step_seconds + clock.validation_seconds / steps_per_epoch

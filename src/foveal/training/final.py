@@ -14,6 +14,7 @@ from foveal.errors import FovealError
 from foveal.evaluation.metrics import ClassificationMetrics, shows_top_k, top_k_for
 from foveal.evaluation.plots import plot_training_curves
 from foveal.evaluation.workflow import Evaluation, evaluate, save_evaluation
+from foveal.explanation.report_plan import ReportPlan
 from foveal.predictor.inference import predict_outputs
 from foveal.predictor.rejection import FIT_IMAGES, RejectionCount, calibrate
 from foveal.predictor.saved import ModelInfo, load_model, save_model
@@ -40,6 +41,7 @@ class TrainResult:
     config: TrainConfig  # the resolved settings the run used
     data: DataSplits | None = field(repr=False)  # the run's images, for a report that follows without
     # reloading them; `foveal.train` lets go of them (None) once the report is written
+    report_plan: ReportPlan  # what the report that follows explains: under a time budget, what fits
 
     @property
     def metrics(self) -> ClassificationMetrics:
@@ -72,9 +74,15 @@ def finish(run: RunSetup, progress: Progress) -> Evaluation:
 
 
 def train_result(
-    run: RunSetup, progress: Progress, evaluation: Evaluation, seconds: float, quiet: bool
+    run: RunSetup,
+    progress: Progress,
+    evaluation: Evaluation,
+    seconds: float,
+    report_plan: ReportPlan,
+    quiet: bool,
 ) -> TrainResult:
-    """The finished run's TrainResult, `seconds` after its start, and the line that says it."""
+    """The finished run's TrainResult, `seconds` after its start, with its `report_plan`, and the line
+    that says it."""
     train_seconds = sum(r["seconds"] for r in progress.rows)
     result = TrainResult(
         run_dir=run.run_dir,
@@ -89,6 +97,7 @@ def train_result(
         evaluation=evaluation,
         config=run.config,
         data=run.data,
+        report_plan=report_plan,
     )
     say(
         f"done in {seconds:.0f} s (data {run.data_seconds:.0f} s, training steps {train_seconds:.0f} s; "

@@ -106,7 +106,8 @@ def _train(
     trainer.replica = distributed.wrap(run.model, run.device)  # after the restore: DDP copies rank 0's
     _fit(run, trainer, quiet)
     evaluation = final.finish(run, trainer.progress)
-    return final.train_result(run, trainer.progress, evaluation, clock.now() - started, quiet)
+    report = replan.end_report_plan(run, trainer)
+    return final.train_result(run, trainer.progress, evaluation, clock.now() - started, report, quiet)
 
 
 def epoch_label(run: RunSetup, trainer: Trainer, epoch: int) -> str:

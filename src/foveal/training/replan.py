@@ -2,7 +2,9 @@
 
 The first plan comes once the steps are calibrated, then one after every epoch (a resumed run keeps
 the plan it had, so that it takes the same steps as if it had never stopped); after every step the
-deadline guard may end the run early. Every time is read from the trainer's clock (clock.py).
+deadline guard may end the run early. Every time is read from the trainer's clock (clock.py). The
+report that follows the run is planned from the same measured times (explanation/report_plan.py):
+its time is kept in every plan, and at the end it takes what is left.
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ from dataclasses import dataclass
 
 from foveal.config import TrainConfig
 from foveal.data.preprocess import VIEW_COUNTS
+from foveal.explanation.report_plan import ReportCosts, ReportPlan, plan_report, report_costs, report_reserve
+from foveal.models.maps import available_methods
 from foveal.predictor.inference import predict_logits
 from foveal.predictor.rejection import FIT_IMAGES
+from foveal.training import distributed
 from foveal.training.budget import BudgetClock, calibrated, past_deadline, plan_total_steps
 from foveal.training.records import append_event
 from foveal.training.setup import RunSetup
@@ -38,12 +43,20 @@ def end_views(config: TrainConfig, val_images: int, train_images: int, model_vie
 
 
 def budget_clock(
-    budget: float, elapsed: float, step_seconds: float, steps_timed: int, validation: float, views: EndViews
+    budget: float,
+    elapsed: float,
+    step_seconds: float,
+    steps_timed: int,
+    validation: float,
+    views: EndViews,
+    report: float = 0.0,
 ) -> BudgetClock:
     """What the plan is computed from: `step_seconds` in all over `steps_timed` steps, the seconds of
-    one per-epoch `validation`, and the final evaluation scaled from it by its forward passes."""
+    one per-epoch `validation`, the final evaluation scaled from it by its forward passes, and the
+    `report`'s seconds."""
     mean_step = step_seconds / max(1, steps_timed)
-    return BudgetClock(budget, elapsed, mean_step, validation, validation * views.final / views.epoch)
+    final = validation * views.final / views.epoch
+    return BudgetClock(budget, elapsed, mean_step, validation, final, report)
 
 
 def plan_spent(progress: Progress) -> bool:
@@ -95,13 +108,41 @@ def replan(run: RunSetup, trainer: Trainer) -> None:
 
 def measured_budget(run: RunSetup, trainer: Trainer) -> BudgetClock:
     """The budget and the times measured so far (validation estimated until one is timed)."""
+    budget = run.config.optim.time_budget
+    views, validation = measured_validation(run, trainer)
+    report = 0.0
+    if run.config.run.report:
+        report = report_reserve(budget, measured_report_costs(run, trainer), len(run.data.val))
+    elapsed = trainer.clock.now() - trainer.started
+    return budget_clock(budget, elapsed, trainer.step_seconds, trainer.steps_timed, validation, views, report)
+
+
+def measured_validation(run: RunSetup, trainer: Trainer) -> tuple[EndViews, float]:
+    """The forward passes of a validation and of the end, and the seconds of one per-epoch
+    validation: the last one timed, or estimated until one is."""
     data = run.data
     views = end_views(run.config, len(data.val), len(data.train), run.info.preprocessing.view_count)
-    validation = trainer.validation_seconds or views.epoch * evaluation_seconds_per_view(run, trainer)
-    elapsed = trainer.clock.now() - trainer.started
-    return budget_clock(
-        run.config.optim.time_budget, elapsed, trainer.step_seconds, trainer.steps_timed, validation, views
-    )
+    return views, trainer.validation_seconds or views.epoch * evaluation_seconds_per_view(run, trainer)
+
+
+def measured_report_costs(run: RunSetup, trainer: Trainer) -> ReportCosts:
+    """What the run's report will cost: its forward passes at the validation's measured seconds per
+    image and view, with the map methods of the kept model (probed once, on one blank image)."""
+    views, validation = measured_validation(run, trainer)
+    if trainer.report_methods is None:
+        trainer.report_methods = available_methods(trainer.model_to_keep(run.model))
+    view_count = run.info.preprocessing.view_count
+    return report_costs(validation / views.epoch, view_count, trainer.report_methods)
+
+
+def end_report_plan(run: RunSetup, trainer: Trainer) -> ReportPlan:
+    """At the run's end, saved and evaluated: what its report explains in the time the budget has
+    left (without a budget, the whole report; on a rank that writes none, the plan is not read)."""
+    budget = run.config.optim.time_budget
+    if not budget or not run.config.run.report or not distributed.is_main():
+        return ReportPlan()
+    left = budget - (trainer.clock.now() - trainer.started)
+    return plan_report(left, measured_report_costs(run, trainer), len(run.data.val))
 
 
 def evaluation_seconds_per_view(run: RunSetup, trainer: Trainer) -> float:

@@ -40,6 +40,7 @@ class Trainer:
     steps_timed: int = 0
     validation_seconds: float = 0.0  # the last validation pass's duration
     evaluation_seconds_per_view: float | None = None  # measured once, until a validation is timed
+    report_methods: list[str] | None = None  # the map methods the report will show: probed once (replan)
     resumed: bool = False
     replica: nn.Module | None = None  # what train_step runs: the model, or its DDP wrapper under torchrun
 
