@@ -34,7 +34,7 @@ def reported_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_training_ends_with_a_self_contained_report(reported_run: Path) -> None:
     page = (reported_run / "report.html").read_text()
     headings = ("Data", "Training", "Evaluation on the held-out images", "Calibration", "Open-set rejection")
-    for heading in (*headings, "Worst mistakes"):
+    for heading in (*headings, "Worst mistakes", "Does the map point at the object?"):
         assert f"<h2>{heading}</h2>" in page
     for content in (
         "precision",
@@ -46,6 +46,8 @@ def test_training_ends_with_a_self_contained_report(reported_run: Path) -> None:
         "Faithfulness of the explanations",
         "<td>random</td>",
         "familiarity below",
+        "The grid pointing game on 100 mosaics",
+        "<td>grad-rollout</td>",
     ):
         assert content in page
     images = re.findall(r'<img src="([^"]+)"', page)
@@ -58,7 +60,8 @@ def test_report_command_rewrites_it(reported_run: Path) -> None:
     (reported_run / "report.html").unlink()
     done = foveal_cli("report", str(reported_run))
     assert done.returncode == 0, done.stderr
-    for stage in ("loading the images", "evaluating the model on", "measuring how faithful"):
+    stages = ("loading the images", "evaluating the model on", "the pointing game on", "measuring how")
+    for stage in stages:
         assert f"report: {stage}" in done.stderr  # never silent while it works (issue #16)
     assert (reported_run / "report.html").stat().st_size > 10_000
 

@@ -51,7 +51,16 @@ def test_a_report_is_counted_in_forward_passes() -> None:
     assert costs.fixed == REPORT_FIXED_SECONDS
     assert costs.per_mistake == pytest.approx(3 * 0.01 * REPORT_MARGIN)
     assert costs.per_faithfulness_image == pytest.approx(358 * 0.01 * REPORT_MARGIN)
-    assert costs.seconds(ReportPlan(2, 10)) == pytest.approx(costs.fixed + 2 * 0.0375 + 10 * 4.475)
+    assert costs.per_pointing_mosaic == pytest.approx(8 * 0.01 * REPORT_MARGIN)  # one map of each method
+    expected = costs.fixed + 2 * 0.0375 + 10 * 4.475 + 20 * 0.1
+    assert costs.seconds(ReportPlan(2, 10, 20)) == pytest.approx(expected)
+
+
+def test_the_pointing_game_takes_its_share_before_the_faithfulness() -> None:
+    costs = ReportCosts(fixed=5.0, per_mistake=0.5, per_faithfulness_image=2.0, per_pointing_mosaic=0.1)
+    assert plan_report(5 + 6 + 10 + 60, costs, held_out=500) == ReportPlan(12, 30, 100)
+    assert plan_report(5 + 6 + 3, costs, held_out=500) == ReportPlan(12, 0, 30)
+    assert plan_report(5 + 6 + 1.9, costs, held_out=500) == ReportPlan(12, 0, 0)  # 19 mosaics < 20
 
 
 COSTS = ReportCosts(fixed=5.0, per_mistake=0.5, per_faithfulness_image=2.0)
@@ -105,12 +114,13 @@ def finished_trainer(elapsed: float, validation_seconds: float) -> object:
 
 
 def test_at_the_end_the_report_takes_the_time_left(tmp_path: Path) -> None:
-    """500 held-out images validated in 2 s: 4 ms a pass, 0.915 s an image's faithfulness and 10 ms a
-    mistake with the margin; the figures 5 s."""
+    """500 held-out images validated in 2 s: 4 ms a pass, 0.915 s an image's faithfulness, 10 ms a
+    mistake and 40 ms a pointing mosaic (8 passes) with the margin; the figures 5 s."""
     run = made_up_run(tmp_path, budget=600.0, report=True, val_images=500)
-    assert end_report_plan(run, finished_trainer(567.0, 2.0)) == ReportPlan(12, 30)  # 33 s: 30 images
-    assert end_report_plan(run, finished_trainer(590.0, 2.0)) == ReportPlan(12, 0)  # 10 s: 5 < 10
-    assert end_report_plan(run, finished_trainer(599.0, 2.0)) == ReportPlan(0, 0)  # 1 s: the figures
+    # 33 s: 28 after the figures, 27.88 after 12 mistakes, 23.88 after 100 mosaics: 26 images
+    assert end_report_plan(run, finished_trainer(567.0, 2.0)) == ReportPlan(12, 26, 100)
+    assert end_report_plan(run, finished_trainer(590.0, 2.0)) == ReportPlan(12, 0, 100)  # 10 s: 0.88 s left
+    assert end_report_plan(run, finished_trainer(599.0, 2.0)) == ReportPlan(0, 0, 0)  # 1 s: the figures
     assert end_report_plan(run, finished_trainer(100.0, 2.0)) == ReportPlan()  # done early: whole
     unbudgeted = made_up_run(tmp_path, budget=None, report=True, val_images=500)
     assert end_report_plan(unbudgeted, finished_trainer(10_000.0, 2.0)) == ReportPlan()

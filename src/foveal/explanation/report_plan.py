@@ -25,9 +25,11 @@ from foveal.explanation.faithfulness import CURVE_STEPS
 from foveal.explanation.workflow import default_method
 
 WORST_MISTAKES = 12  # explained in a whole report: two rows of the figure
+POINTING_MOSAICS = 100  # 2 x 2 mosaics of held-out images the pointing game is played on (pointing.py)
 FAITHFULNESS_IMAGES = 100  # evenly spaced held-out images the faithfulness is measured on, in a whole report
 MIN_WORST_MISTAKES = 4  # fewer say little about what the model confuses: left to `foveal report`
 MIN_FAITHFULNESS_IMAGES = 10  # fewer leave the margins over random maps standard errors too wide to read
+MIN_POINTING_MOSAICS = 20  # fewer leave a score's standard error near 0.05, a fifth of chance
 REPORT_SHARE = 0.1  # of a budget, at most, kept from training for the explaining sections
 REPORT_FIXED_SECONDS = 5.0  # loading the model, seven figures and the page, whatever the data
 # The passes below are estimated from the validations' fused forward passes; the maps take the
@@ -45,6 +47,7 @@ class ReportPlan:
 
     worst_mistakes: int = WORST_MISTAKES
     faithfulness_images: int = FAITHFULNESS_IMAGES
+    pointing_mosaics: int = POINTING_MOSAICS
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class ReportCosts:
     fixed: float  # the model loaded, the figures drawn, the page written
     per_mistake: float  # one of the worst mistakes explained
     per_faithfulness_image: float  # one image's deletion and insertion curves, every method and random
+    per_pointing_mosaic: float = 0.0  # one mosaic's map of every method
 
     def seconds(self, plan: ReportPlan) -> float:
         """The whole report's seconds under `plan`."""
@@ -61,6 +65,7 @@ class ReportCosts:
             self.fixed
             + plan.worst_mistakes * self.per_mistake
             + plan.faithfulness_images * self.per_faithfulness_image
+            + plan.pointing_mosaics * self.per_pointing_mosaic
         )
 
 
@@ -76,6 +81,11 @@ def faithfulness_passes(methods: Sequence[str], views: int, steps: int = CURVE_S
     return sum(views * (1 + 2 * (steps + 1)) + MAP_PASSES[method] for method in [*methods, "random"])
 
 
+def pointing_passes(methods: Sequence[str]) -> float:
+    """Forward passes of one pointing-game mosaic: a map of its target class by each of `methods`."""
+    return sum(MAP_PASSES[method] for method in methods)
+
+
 def report_costs(seconds_per_view: float, views: int, methods: Sequence[str]) -> ReportCosts:
     """What a report costs for a model whose evaluation takes `seconds_per_view` per image and view
     (measured by the run), seen in `views` test-time views, with map `methods`."""
@@ -84,20 +94,24 @@ def report_costs(seconds_per_view: float, views: int, methods: Sequence[str]) ->
         REPORT_FIXED_SECONDS,
         explanation_passes(methods, views) * seconds_per_pass,
         faithfulness_passes(methods, views) * seconds_per_pass,
+        pointing_passes(methods) * seconds_per_pass,
     )
 
 
 def plan_report(seconds: float, costs: ReportCosts, held_out: int) -> ReportPlan:
     """The most of each explaining section that fits in `seconds` for the whole report: first the
-    worst mistakes (a few passes each), then the faithfulness with what is left; neither more than
-    the `held_out` images. A section that cannot have its floor gets 0."""
+    worst mistakes (a few passes each), then the pointing game (a map per method a mosaic), then the
+    faithfulness with what is left; neither more than the `held_out` images (the mosaics are drawn
+    from them, any number). A section that cannot have its floor gets 0."""
     left = seconds - costs.fixed
     mistakes = _fit(left, costs.per_mistake, min(WORST_MISTAKES, held_out), MIN_WORST_MISTAKES)
     left -= mistakes * costs.per_mistake
+    mosaics = _fit(left, costs.per_pointing_mosaic, POINTING_MOSAICS, MIN_POINTING_MOSAICS)
+    left -= mosaics * costs.per_pointing_mosaic
     images = _fit(
         left, costs.per_faithfulness_image, min(FAITHFULNESS_IMAGES, held_out), MIN_FAITHFULNESS_IMAGES
     )
-    return ReportPlan(mistakes, images)
+    return ReportPlan(mistakes, images, mosaics)
 
 
 def report_reserve(budget: float, costs: ReportCosts, held_out: int) -> float:

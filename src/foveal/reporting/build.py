@@ -2,10 +2,11 @@
 
 `write_report(run_dir)` (or `foveal report RUN`) reloads the run's held-out images and its best
 model, and writes run_dir/report.html: data summary, training curves, confusion matrix, per-class
-precision/recall/F1, top-1/top-k, calibration, the worst mistakes with where the model looked, how
-faithful each explanation method is, the CNN comparison when the run has one, and the configuration
-and timings. After `foveal train --time`, the explaining sections take what the budget left them
-(explanation/report_plan.py), or are left out with a hint naming `foveal report RUN`.
+precision/recall/F1, top-1/top-k, calibration, the worst mistakes with where the model looked,
+whether its maps point at the object (the pointing game), how faithful each explanation method is,
+the CNN comparison when the run has one, and the configuration and timings. After `foveal train
+--time`, the explaining sections take what the budget left them (explanation/report_plan.py), or are
+left out with a hint naming `foveal report RUN`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from foveal.predictor.classifier import load
 from foveal.predictor.inference import Outputs
 from foveal.predictor.rejection import Rejection
 from foveal.reporting import page as html
+from foveal.reporting import pointing
 from foveal.reporting.calibration import Calibration, calibration
 from foveal.reporting.comparison import comparison_rows
 from foveal.reporting.figures import (
@@ -92,6 +94,13 @@ def write_report(
             _calibration_section(calibration(logits, val.labels), pictures),
             _rejection_section(classifier.rejection, evaluation.outputs, val.labels, pictures),
             _mistakes_section(classifier, data, logits, plan.worst_mistakes, again, pictures, quiet),
+            pointing.pointing_section(
+                classifier,
+                val,
+                plan.pointing_mosaics,
+                lambda: _left_out(pointing.TITLE, "the pointing game", again, quiet),
+                quiet,
+            ),
             _faithfulness_section(classifier, data, plan.faithfulness_images, again, pictures, quiet),
             _comparison_section(record.run_dir),
             _configuration_section(record, model_path),

@@ -3,27 +3,33 @@ about? (explanation/pointing.py; the benchmark is benchmarks/pointing_game.py.)"
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from foveal.data.imageset import ImageSet
 from foveal.explanation.pointing import CHANCE, make_mosaics, pointing_game
 from foveal.messages import say
 from foveal.predictor.classifier import Classifier
 from foveal.reporting import page as html
 
-POINTING_MOSAICS = 100  # 2 x 2 mosaics of held-out images the report plays the game on
+TITLE = "Does the map point at the object?"
 
 
-def pointing_section(classifier: Classifier, held_out: ImageSet, mosaics: int, quiet: bool) -> str:
-    """The score of each of the model's methods on `mosaics` mosaics of `held_out`; "" where there
-    are too few classes or images to make one."""
-    if mosaics < 1 or len(held_out.classes) < 2 or len(held_out.labels.unique()) < 2:
+def pointing_section(
+    classifier: Classifier, held_out: ImageSet, mosaics: int, left_out: Callable[[], str], quiet: bool
+) -> str:
+    """The score of each of the model's methods on `mosaics` mosaics of `held_out` (0: `left_out()`,
+    the section that says how to have it); "" where the held-out images have fewer than 2 classes."""
+    if len(held_out) == 0 or len(held_out.labels.unique()) < 2:
         return ""
+    if mosaics == 0:
+        return left_out()
     say(f"report: the pointing game on {mosaics} mosaics of held-out images", quiet)
     games = make_mosaics(held_out.images, held_out.labels, mosaics)
     scores = pointing_game(classifier, games)
     best = max(scores, key=lambda s: s.score)
     rows = [[s.method, f"{s.score:.3f}", f"± {s.standard_error:.3f}"] for s in scores]
     return html.section(
-        "Does the map point at the object?",
+        TITLE,
         html.paragraph(
             f"The grid pointing game on {mosaics} mosaics: four held-out images shrunk into a 2 x 2 "
             "mosaic at the model's input size, one of the class asked about and three of other classes. "
