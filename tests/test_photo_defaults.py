@@ -108,3 +108,15 @@ def test_every_start_line_says_what_an_epoch_and_its_memory_take(
     train(data=str(class_folder), quiet=False, **{**tiny_train_options, "epochs": 1})
     line = next(line for line in capsys.readouterr().err.splitlines() if line.startswith("model: "))
     assert START_LINE_FORECAST.search(line), line
+
+
+def test_measuring_the_machine_changes_no_weight(class_folder: Path, tiny_train_options: dict) -> None:
+    """A quiet run that plans nothing skips the speed probe a spoken one runs for its start line: the
+    probe and the memory measurement draw from no stream the run uses, so the weights are the same."""
+    from safetensors.torch import load_file
+
+    options = {**tiny_train_options, "epochs": 1}
+    spoken = train(data=str(class_folder), quiet=False, **options, name="spoken").run_dir
+    quiet = train(data=str(class_folder), quiet=True, **options, name="quiet").run_dir
+    expected, got = (load_file(str(run / "weights" / "last.safetensors")) for run in (spoken, quiet))
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
