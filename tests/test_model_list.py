@@ -13,7 +13,7 @@ from clirun import foveal_cli, foveal_cli_subprocess
 import foveal
 import foveal.models
 from foveal.cli.preset_facts import EPOCHS_DEFAULT, PRESETS, TIME_LADDER, PresetFacts
-from foveal.training.recipe import BUDGET_LADDER, EPOCH_DEFAULTS
+from foveal.training.recipe import BUDGET_LADDER, EPOCH_DEFAULTS, PHOTO_MIN_SIDE
 
 LISTING_SECONDS = 2.0  # issue #16: building every model to count it made the listing take ~11 s
 TIMED_RUNS = 3  # the fastest counts: a busy machine only ever adds time to a run
@@ -48,7 +48,8 @@ def test_the_recipe_marks_are_the_recipes_models() -> None:
     row = {line.split()[1]: line for line in listing if line.startswith("│")}
     assert "--time, short budgets" in row[BUDGET_LADDER[0].model]
     assert "--time, longer budgets" in row[BUDGET_LADDER[-1].model]
-    assert "runs without --time" in row[EPOCH_DEFAULTS["model"]]
+    assert f"runs without --time, images under {PHOTO_MIN_SIDE} px" in row[EPOCH_DEFAULTS["model"]]
+    assert all("; photos" in row[rung.model] for rung in BUDGET_LADDER)  # photos without --time too
     assert "--time" not in row["foveal-nano"]
 
 

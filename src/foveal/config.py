@@ -74,8 +74,8 @@ class DataConfig:
     )
     img_size: int | None = option(
         None,
-        "Input side in pixels [default: the data's median shorter side; with --time, lowered when the "
-        "budget is short for it].",
+        "Input side in pixels [default: the data's median shorter side; with --time or on photos, "
+        "lowered when the plan is short for it].",
         summary="Input side in pixels [default: the data's].",
     )
     val_fraction: float = option(
@@ -123,8 +123,9 @@ class ModelChoice:
 
     preset: str | None = option(
         None,
-        "Model preset, see `foveal models` [default: foveal-small; with --time, "
-        "the recipe's choice for the budget].",
+        "Model preset, see `foveal models` [default: foveal-small; with --time, the recipe's choice for the "
+        "budget; on photos (images of 64 px and more) without --time, the same ladder's choice for --epochs "
+        "in about 10 minutes].",
         flat="model",
         summary="Model preset, see `foveal models`.",
     )
@@ -149,14 +150,16 @@ class OptimConfig:
     )
     batch_size: int | None = option(
         None,
-        "Images per training step [default: 64; with --time, the recipe's].",
+        "Images per training step [default: 64; with --time or on photos, the recipe's; halved while a "
+        "step would not fit in memory].",
         summary="Images per training step [default: 64].",
     )
     optimizer: Literal["adamw", "adam", "sgd", "muon"] | None = option(
         None,
         "adamw, adam, sgd (Nesterov momentum 0.9, as the fastest CIFAR-10 CNN recipes use), or muon "
         "(the hybrid and airbench models: their batch-normed conv filters orthogonalised by Muon at "
-        "--muon-lr, the rest sgd) [default: adamw; with --time, muon for the hybrid and airbench models].",
+        "--muon-lr, the rest sgd) [default: adamw; with --time or on photos, muon for the hybrid and "
+        "airbench models].",
         summary="The optimizer [default: adamw].",
     )
     muon_lr: float = option(
@@ -172,7 +175,7 @@ class OptimConfig:
     )
     lr: float | None = option(
         None,
-        "Peak learning rate, after warmup [default: 1e-3; with --time, the recipe's].",
+        "Peak learning rate, after warmup [default: 1e-3; with --time or on photos, the recipe's].",
         summary="Peak learning rate [default: 1e-3].",
     )
     weight_decay: float | None = option(
@@ -189,13 +192,13 @@ class OptimConfig:
     )
     warmup_epochs: float | None = option(
         None,
-        "Linear warmup before cosine decay [default: 3; with --time, 0.3].",
+        "Linear warmup before cosine decay [default: 3; with --time or on photos, 0.3].",
         summary="Linear warmup before the decay [default: 3].",
     )
     lr_decay: Literal["cosine", "linear"] | None = option(
         None,
         "After warmup: cosine decay to lr x --min-lr-ratio, or linear decay to zero [default: cosine; "
-        "with --time, linear for the hybrid and airbench models].",
+        "with --time or on photos, linear for the hybrid and airbench models].",
         summary="The decay after warmup [default: cosine].",
     )
     min_lr_ratio: float = option(
@@ -203,8 +206,8 @@ class OptimConfig:
     )
     label_smoothing: float | None = option(
         None,
-        "Cross-entropy label smoothing (Szegedy et al. 2016) [default: 0.1, as CCT; with --time, 0.2 for "
-        "the hybrid and airbench models, as airbench].",
+        "Cross-entropy label smoothing (Szegedy et al. 2016) [default: 0.1, as CCT; with --time or on "
+        "photos, 0.2 for the hybrid and airbench models, as airbench].",
         summary="Label smoothing [default: 0.1].",
     )
     lookahead: bool | None = option(
@@ -374,8 +377,8 @@ class AugmentConfig:
     alternate_flips: bool | None = option(
         None,
         "Derandomised flips (Jordan 2024): each image is mirrored at random in the first epoch, then "
-        "every other epoch, so consecutive epochs see both sides [default: off; with --time, on for the "
-        "hybrid and airbench models].",
+        "every other epoch, so consecutive epochs see both sides [default: off; with --time or on "
+        "photos, on for the hybrid and airbench models].",
         summary="Derandomised flips (Jordan 2024) [default: off].",
     )
     crop_padding: int | None = option(
@@ -406,8 +409,8 @@ class AugmentConfig:
     tta_flip: bool | None = option(
         None,
         "Validate, evaluate and predict on each image and its mirror, averaged "
-        "(saved with the model as its test-time views) [default: off; with --time, on for the hybrid "
-        "and airbench models].",
+        "(saved with the model as its test-time views) [default: off; with --time or on photos, on for "
+        "the hybrid and airbench models].",
         summary="Test-time views: image, mirror [default: off].",
     )
     tta_shift: bool = option(

@@ -107,6 +107,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def random_state_kept(device: torch.device) -> AbstractContextManager:
+    """A context whose random draws leave the run's random streams as they were (the CPU's, and
+    `device`'s when it is an accelerator): for what runs before training and must not change it, as
+    a speed probe whose step count follows the clock, or a memory measurement."""
+    if device.type == "cpu":
+        return torch.random.fork_rng(devices=[])
+    index = device.index if device.index is not None else 0
+    return torch.random.fork_rng(devices=[index], device_type=device.type)
+
+
 def process_start() -> float:
     """When this process started, on the `time.perf_counter()` clock (Linux; else: now).
 

@@ -63,7 +63,8 @@ PRESETS: dict[str, PresetFacts] = {
 }
 
 # The models the default recipes pick (training/recipe.py, checked by the tests): --time's budget
-# ladder, smallest first, and the model of a run without --time.
+# ladder, smallest first (also for photos without --time), and the model of a run without --time on
+# smaller images.
 TIME_LADDER: tuple[str, ...] = ("hybrid-airbench-half", "hybrid-airbench")
 EPOCHS_DEFAULT = "foveal-small"
 
@@ -71,11 +72,11 @@ EPOCHS_DEFAULT = "foveal-small"
 def recipe_mark(name: str) -> str:
     """The runs that train preset `name` when no --model is given: e.g. "--time, short budgets"."""
     if name == EPOCHS_DEFAULT:
-        return "runs without --time"
+        return "runs without --time, images under 64 px"
     if name not in TIME_LADDER:
         return ""
     if len(TIME_LADDER) == 1:
-        return "--time"
+        return "--time; photos"
     rung = TIME_LADDER.index(name)
     budgets = "short" if rung == 0 else "longer" if rung == len(TIME_LADDER) - 1 else "middle"
-    return f"--time, {budgets} budgets"
+    return f"--time, {budgets} budgets; photos"  # without --time too (recipe.is_photo_run)

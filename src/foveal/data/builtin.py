@@ -14,12 +14,15 @@ import torch.nn.functional as F
 from PIL import Image
 
 from foveal.data.imageset import ImageSet
+from foveal.data.mapped import check_fits_in_memory
 from foveal.data.resize import Interpolation, resize_and_crop
 from foveal.data.split import stratified_split
 from foveal.errors import DataError
 
 # Native side in pixels: the default input size for each built-in set.
 NATIVE_SIZE = {"digits": 8, "cifar10": 32}
+# Images of each, training and held-out: a built-in set is held in memory, checked to fit before it loads.
+IMAGES = {"digits": 1_797, "cifar10": 60_000}
 # Horizontal flips change a digit's identity (a mirrored 2 is no 2); photos survive them.
 FLIP_SAFE = {"digits": False, "cifar10": True}
 Resizer = Callable[[torch.Tensor], torch.Tensor]  # uint8 (N, 3, s, s) -> uint8 (N, 3, S, S)
@@ -34,7 +37,9 @@ def load_builtin(
     name: str, img_size: int, *, interpolation: Interpolation = "bilinear", crop_pct: float = 1.0
 ) -> tuple[ImageSet, ImageSet]:
     """(train, held-out test) of built-in set `name` at img_size x img_size, resized with
-    `interpolation` and center-cropped to `crop_pct` of the resized side (see `resize_and_crop`)."""
+    `interpolation` and center-cropped to `crop_pct` of the resized side (see `resize_and_crop`).
+    Refused (DataError) when they would not fit in memory at `img_size`."""
+    check_fits_in_memory(IMAGES[name], img_size, mappable=False)
     loaders: dict[str, Callable[[Resizer], tuple[ImageSet, ImageSet]]] = {
         "digits": _digits,
         "cifar10": _cifar10,

@@ -22,6 +22,7 @@ from typing import Literal
 
 import torch
 
+from foveal.errors import DataError
 from foveal.io import atomic_write
 
 DataStorage = Literal["auto", "memory", "disk"]
@@ -104,17 +105,47 @@ _CGROUP_V2 = ("memory.max", "memory.current", "inactive_file")
 _CGROUP_V1 = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
 
 
+def check_fits_in_memory(count: int, img_size: int, *, mappable: bool) -> None:
+    """Refuse, before decoding, `count` images of side `img_size` that are to be held in memory but
+    would take more than IN_MEMORY_SHARE of the available memory (decoding holds them twice for a
+    moment: the images, then the tensor stacked from them); nothing is refused where it is unknown.
+
+    Args:
+        mappable: whether they could be memory-mapped from disk instead (a folder's images; a built-in
+            set is always held in memory), which the message then offers.
+
+    Raises:
+        DataError: they would not fit.
+    """
+    available = available_memory()
+    need = decoded_bytes(count, img_size)
+    if available is None or need <= IN_MEMORY_SHARE * available:
+        return
+    side = math.isqrt(int(IN_MEMORY_SHARE * available) // (3 * count)) // 8 * 8  # px, a multiple of 8
+    fixes = [f"--img-size {side} or less"] if side >= 8 else []
+    if mappable:
+        fixes.append("--data-storage auto (memory-mapped from disk)")
+    raise DataError(
+        f"the {count:,} decoded images at {img_size}px would take {need / 1e9:.1f} GB in memory, more "
+        f"than {IN_MEMORY_SHARE:.0%} of the {available / 1e9:.1f} GB available; use "
+        f"{' or '.join(fixes) or 'fewer images'}."
+    )
+
+
 def keep_in_memory(count: int, img_size: int, storage: DataStorage = "auto") -> bool:
     """Whether `count` images of side `img_size` are decoded into memory (True) or mapped from disk.
 
     Args:
         count: Number of image files to decode.
         img_size: Side of the decoded square images.
-        storage: "memory" or "disk" to force either; "auto" maps a set larger than IN_MEMORY_SHARE of
-            the available memory and keeps anything smaller (or anything, when memory is unknown).
+        storage: "memory" or "disk" to force either ("memory" refused by `check_fits_in_memory` when
+            the set would not fit); "auto" maps a set larger than IN_MEMORY_SHARE of the available
+            memory and keeps anything smaller (or anything, when memory is unknown).
     """
     if storage not in STORAGE_CHOICES:
         raise ValueError(f"storage must be one of {STORAGE_CHOICES}, got {storage!r}")
+    if storage == "memory":
+        check_fits_in_memory(count, img_size, mappable=True)
     if storage != "auto":
         return storage == "memory"
     available = available_memory()

@@ -23,8 +23,16 @@ from foveal.runs import RunRecord, next_run_dir
 from foveal.runtime import resolve_device, resolve_precision, seed_everything, set_threads, to_fast_layout
 from foveal.training import distributed, elastic, finetune
 from foveal.training.clock import SYSTEM_CLOCK, Clock
+from foveal.training.footprint import check_step_fits, measure_step_memory
+from foveal.training.forecast import forecast_words
 from foveal.training.progress import say
-from foveal.training.recipe import fit_img_size_to_budget, measured_training_rate, resolve_recipe
+from foveal.training.recipe import (
+    PHOTO_PLAN_SECONDS,
+    fit_img_size,
+    is_photo_run,
+    measured_training_rate,
+    resolve_recipe,
+)
 from foveal.training.records import write_skipped
 
 
@@ -68,16 +76,19 @@ def prepare_run(
         source, native = finetune.source_img_size(config)
     else:
         native = config.data.img_size or default_img_size(config.data.source)
-    # Under a time budget, this machine's training speed, measured once for the resolution and the
-    # model. What follows from it is rank 0's to decide: every rank must train the same model at the
-    # same size.
-    training_gflops = measured_training_rate(config, device)
+    # This machine's training speed, measured once: for the plans of a time budget or of the photo
+    # defaults (the resolution, then the model) and for the start line's epoch estimate (a quiet run
+    # that plans nothing skips it). What follows from it is rank 0's to decide: every rank must train
+    # the same model at the same size.
+    photos = is_photo_run(config, native)
+    plans = bool(config.optim.time_budget) or photos
+    training_gflops = measured_training_rate(config, device, photos=photos) if plans or not quiet else None
     if config.data.img_size or (config.finetune.init_from and source is None):
         chosen_size = native  # given, or a resumed fine-tuning run's recorded size
     elif source is not None:  # fine-tuning: the source's size, or a multiple of it the budget affords
         chosen_size = finetune.plan_img_size(config, source, training_gflops)
     else:
-        chosen_size = fit_img_size_to_budget(config, native, training_gflops)
+        chosen_size = fit_img_size(config, native, training_gflops)
     img_size = distributed.from_main(chosen_size)
     config = config.replace(img_size=img_size)  # recorded: a resumed run decodes at this size again
     overrides = {} if config.model.drop_path_rate is None else {"drop_path_rate": config.model.drop_path_rate}
@@ -111,7 +122,9 @@ def prepare_run(
             finetune.freeze_batch_norm(model)
     else:
         config, budget_estimate = distributed.from_main(
-            resolve_recipe(config, len(data.train), device, img_size, len(data.classes), training_gflops)
+            resolve_recipe(
+                config, len(data.train), device, img_size, len(data.classes), training_gflops, photos=photos
+            )
         )
         # Build the model before creating the run folder, so a bad option leaves no empty folder.
         arch = model_config(
@@ -124,6 +137,10 @@ def prepare_run(
             init_from_data(model, data.train.images, preprocessing.normalize)
     distributed.check_batch(config.optim.batch_size, len(data.train))  # before a folder is made
     model = to_fast_layout(model)
+    step_memory = measure_step_memory(model, img_size, device, config.run.precision)
+    if config.finetune.finetune != "probe":  # a probe trains the head alone, on features computed once
+        processes = distributed.world().size
+        check_step_fits(step_memory, config.optim.batch_size, len(data.train), device, processes)
     info = ModelInfo(
         arch, data.classes, preprocessing, {"train_config": config.to_dict(), "data": data.description}
     )
@@ -142,7 +159,8 @@ def prepare_run(
         "processes": distributed.world().size,  # the batch is global: a resume may use another count
         "launch_id": elastic.launch_id(),  # torchrun's: a restart finds its run by it (elastic.py)
         "parameters": params,
-        # Under --time, what the ladder measured and estimated when it chose the model (training/recipe.py)
+        # Under --time or the photo defaults, what the ladder measured and estimated when it chose the
+        # model (training/recipe.py)
         "budget_estimate": budget_estimate,
         "torch": torch.__version__,
     }
@@ -158,16 +176,22 @@ def prepare_run(
     lowered = ""
     if img_size != native:
         moved = "raised" if img_size > native else "lowered"
-        lowered = (
-            f" ({moved} from {native}px for the {config.optim.time_budget:g} s budget; --img-size sets it)"
+        plan = (
+            f"the {config.optim.time_budget:g} s budget"
+            if config.optim.time_budget
+            else f"{config.optim.epochs} epochs in about {PHOTO_PLAN_SECONDS / 60:g} minutes"
         )
+        lowered = f" ({moved} from {native}px for {plan}; --img-size sets it)"
     if transfer is not None:
         say(transfer.line(), quiet)
     name = config.model.preset or arch.name  # a fine-tuned model is its source's architecture
+    planned = _planned(config.model.preset, budget_estimate) if config.optim.time_budget else ""
+    batch = config.optim.batch_size
+    forecast = forecast_words(model, img_size, batch, data, device, step_memory, training_gflops)
     say(
         f"model: {name} ({params / 1e6:.2f}M parameters) at {img_size}px{lowered} on {device} "
-        f"({threads} thread{'s' if threads != 1 else ''}, {config.run.precision})"
-        f"{_planned(config.model.preset, budget_estimate)}; run folder {run_dir}",
+        f"({threads} thread{'s' if threads != 1 else ''}, {config.run.precision}){planned}; "
+        f"{forecast}; run folder {run_dir}",
         quiet,
     )
     if config.finetune.init_from:

@@ -18,13 +18,15 @@ import torch
 from torch import nn
 
 from foveal.models import create_model
-from foveal.runtime import autocast_for, to_fast_layout
+from foveal.runtime import autocast_for, random_state_kept, to_fast_layout
 from foveal.training.clock import SYSTEM_CLOCK, Clock
 from foveal.training.step import train_step
 
 PROBE_BATCH = 64  # images per timed step: a quarter of the ladder's batch, so that a slow machine's
 # step stays short; on the AMD EPYC at 32 px its median rate equals batch 256's (239 GFLOP/s each,
 # benchmarks/planning_rate.py)
+QUICK_PROBE_BATCH = 16  # images per step when only the start line's epoch estimate needs the rate: a
+# run without a plan pays PROBE_MIN_STEPS of these (a quarter of PROBE_BATCH's time), not a second
 PROBE_SECONDS = 1.0  # timed steps stop after this long (the warm-up step and PROBE_MIN_STEPS aside)
 PROBE_MIN_STEPS = 3  # the median of at least this many timed steps
 PROBE_MAX_STEPS = 20
@@ -57,23 +59,26 @@ def measure_training_speed(
     `precision`'s autocast, after one untimed step (kernel choice, allocation). Takes about
     `seconds` plus the warm-up, and at least PROBE_MIN_STEPS steps however slow they are, on `clock`
     (the machine's: a run's FakeClock does not reach here, as no fake clock can measure a machine;
-    tests that need a given speed stand in for this function)."""
-    model = to_fast_layout(create_model(model_name, num_classes=num_classes, img_size=img_size).to(device))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # the update's cost, the weights kept
-    images = torch.randn(batch, model.config.in_chans, img_size, img_size, device=device)
-    images = images.contiguous(memory_format=torch.channels_last)
-    targets = torch.randint(0, num_classes, (batch,), device=device)
-    criterion = nn.CrossEntropyLoss()
-    autocast = autocast_for(device, precision)  # one context, entered every step, as the loop's
+    tests that need a given speed stand in for this function). The run's random streams are left as
+    they were: how many steps run follows the clock."""
+    with random_state_kept(device):
+        model = create_model(model_name, num_classes=num_classes, img_size=img_size)
+        model = to_fast_layout(model.to(device))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # the update's cost, the weights kept
+        images = torch.randn(batch, model.config.in_chans, img_size, img_size, device=device)
+        images = images.contiguous(memory_format=torch.channels_last)
+        targets = torch.randint(0, num_classes, (batch,), device=device)
+        criterion = nn.CrossEntropyLoss()
+        autocast = autocast_for(device, precision)  # one context, entered every step, as the loop's
 
-    def step() -> float:  # seconds; train_step reads the loss back, which waits for a GPU
-        started = clock.now()
-        train_step(model, images, targets, optimizer, criterion, autocast=autocast)
-        return clock.now() - started
+        def step() -> float:  # seconds; train_step reads the loss back, which waits for a GPU
+            started = clock.now()
+            train_step(model, images, targets, optimizer, criterion, autocast=autocast)
+            return clock.now() - started
 
-    step()
-    times: list[float] = []
-    deadline = clock.now() + seconds
-    while len(times) < PROBE_MIN_STEPS or (clock.now() < deadline and len(times) < PROBE_MAX_STEPS):
-        times.append(step())
+        step()
+        times: list[float] = []
+        deadline = clock.now() + seconds
+        while len(times) < PROBE_MIN_STEPS or (clock.now() < deadline and len(times) < PROBE_MAX_STEPS):
+            times.append(step())
     return StepSpeed(model_name, img_size, batch, len(times), batch / statistics.median(times))
