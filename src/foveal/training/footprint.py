@@ -26,11 +26,12 @@ from foveal.runtime import autocast_for, random_state_kept
 
 STEP_MEMORY_SHARE = 0.25  # of the free memory once the data is loaded, for a batch the recipe chooses:
 # the rest is for validation, the batches in flight and the rest of the system
-FIT_MEMORY_SHARE = 0.8  # of that free memory, the most any run's step may take; beyond it the run is
-# refused: the estimate can be 10% low (BACKWARD_FACTOR), and validation and other programs need some
+FIT_MEMORY_SHARE = 0.8  # of that free memory, the most any run's step may take, else it is refused:
+# the rest is for validation's batches, the allocator's slack and the other programs on the machine
 # A real step's peak over the bytes autograd saves for it, per image: a batch's RSS rise over batch 1's,
 # over the saved bytes (fp32, a 2-core AMD EPYC, torch 2.14.1): foveal-small at 224 px 1.21 (its
-# explicit attention's probabilities), hybrid-airbench 1.12, hybrid-airbench-half 1.09.
+# explicit attention's probabilities), hybrid-airbench 1.12, hybrid-airbench-half 1.09; the largest,
+# rounded up. (It was 2.0, unmeasured: 1.7x the real step for the hybrids.)
 BACKWARD_FACTOR = 1.25
 OPTIMIZER_COPIES = 4  # of the parameters: the weights, their gradients and AdamW's two moments
 
