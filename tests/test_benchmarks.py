@@ -85,6 +85,17 @@ def test_quick_ablation_and_reference_pipeline(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_quick_pointing_game_benchmark(tmp_path: Path) -> None:
+    done = run_script("pointing_game.py", "--quick", "--name", "quick_pointing", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "quick_pointing.json").read_text())
+    (model,) = record["models"]
+    assert [s["method"] for s in model["scores"]] == ["pool", "rollout", "grad-rollout", "gradcam"]
+    assert all(0 <= s["score"] <= 1 and s["mosaics"] == 16 for s in model["scores"])
+    assert (tmp_path / "quick_pointing_0.png").stat().st_size > 5_000
+
+
+@pytest.mark.slow
 def test_quick_explain_benchmark(tmp_path: Path) -> None:
     done = run_script("explain_maps.py", "--quick", "--name", "quick_explain", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
