@@ -8,6 +8,7 @@ default suite checks the slicing and a rank started without a rendezvous, in thi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -204,6 +205,24 @@ def test_two_ranks_train_the_weights_one_process_does(class_folder: Path, tmp_pa
     )
 
 
+def wait_until_gone(pids: list[int], timeout: float = 10.0) -> None:
+    """Return once none of `pids` is a live process (a killed zombie counts as gone)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = []
+        for pid in pids:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state != "Z":
+                alive.append(pid)
+        if not alive:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"processes {pids} still alive {timeout} s after SIGKILL")
+
+
 def rank_processes(launcher: int) -> dict[int, int]:
     """{rank: pid} of the worker processes a torchrun process `launcher` started."""
     found = {}
@@ -279,8 +298,13 @@ def test_a_two_rank_run_resumes_on_one_process(class_folder: Path, tmp_path: Pat
     try:
         wait_for_checkpoint(tmp_path / "moved", 2, 2, launcher)
     finally:
+        ranks = list(rank_processes(launcher.pid).values())
         os.killpg(launcher.pid, signal.SIGKILL)
+        for pid in ranks:  # a rank that left the group would finish the run after the kill
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         launcher.wait()
+        wait_until_gone(ranks)
     assert not (tmp_path / "moved" / "metrics.json").exists()
     resumed = foveal_cli("train", "--resume", str(tmp_path / "moved"))
     assert resumed.returncode == 0, resumed.stderr
