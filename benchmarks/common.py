@@ -44,3 +44,12 @@ def save(name: str, record: dict[str, Any], out: Path | None = None) -> Path:
     path.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
     return path
+
+
+def quick_digits_run(scratch: str, model: str) -> str:
+    """A run folder of `model` trained one epoch on the built-in digits in `scratch`, no report: what a
+    benchmark's --quick mode measures (CI)."""
+    import foveal
+
+    run = foveal.train(data="digits", model=model, epochs=1, out=scratch, quiet=True, report=False)
+    return str(run.run_dir)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import load_average, save
+from common import load_average, quick_digits_run, save
 
 import foveal
 from foveal.data.sources import load_evaluation_data
@@ -48,10 +48,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         if args.quick:
-            run = foveal.train(
-                data="digits", model="foveal-tiny", epochs=1, out=scratch, quiet=True, report=False
-            )
-            args.model, args.data, args.images, args.sheet = str(run.run_dir), "digits", 16, 4
+            args.model = quick_digits_run(scratch, "foveal-tiny")
+            args.data, args.images, args.sheet = "digits", 16, 4
         if not args.model or not args.data:
             parser.error("give MODEL and DATA, or --quick")
         measure(args)

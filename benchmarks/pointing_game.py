@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import load_average, save
+from common import load_average, quick_digits_run, save
 
 import foveal
 from foveal.data.sources import load_evaluation_data
@@ -41,10 +41,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         if args.quick:
-            run = foveal.train(
-                data="digits", model="hybrid-nano", epochs=1, out=scratch, quiet=True, report=False
-            )
-            args.models, args.data, args.mosaics, args.sheet = [str(run.run_dir)], "digits", 16, 2
+            args.models = [quick_digits_run(scratch, "hybrid-nano")]
+            args.data, args.mosaics, args.sheet = "digits", 16, 2
         if not args.models or not args.data:
             parser.error("give RUN ... and --data, or --quick")
         measure(args)

@@ -160,19 +160,20 @@ def _summarise(
     return CurveScores(
         method,
         float(d_auc.mean()),
-        _standard_error(d_auc),
+        standard_error(d_auc),
         float(i_auc.mean()),
-        _standard_error(i_auc),
+        standard_error(i_auc),
         [round(float(v), 4) for v in deletion.mean(dim=0)],
         [round(float(v), 4) for v in insertion.mean(dim=0)],
         float(d_margin.mean()),
-        _standard_error(d_margin),
+        standard_error(d_margin),
         float(i_margin.mean()),
-        _standard_error(i_margin),
+        standard_error(i_margin),
     )
 
 
-def _standard_error(values: torch.Tensor) -> float:
+def standard_error(values: torch.Tensor) -> float:
+    """The standard error of the mean of `values` (0 for a single value)."""
     return float(values.std() / math.sqrt(values.numel())) if values.numel() > 1 else 0.0
 
 

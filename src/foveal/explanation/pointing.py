@@ -13,7 +13,6 @@ ignores the class when the four cells look alike).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from foveal.errors import ConfigError
+from foveal.explanation.faithfulness import standard_error
 from foveal.explanation.pixels import upsample
 from foveal.predictor.classifier import Classifier
 
@@ -106,8 +106,7 @@ def pointing_game(
                 pixel_maps = upsample(maps, tuple(batch.shape[-2:]))  # (B, S, S)
                 shares.append(cell_shares(pixel_maps, mosaics.cells[chunk]))
             values = torch.cat(shares)
-            error = float(values.std() / math.sqrt(values.numel())) if values.numel() > 1 else 0.0
-            scores.append(PointingScore(method, float(values.mean()), error, values.numel()))
+            scores.append(PointingScore(method, float(values.mean()), standard_error(values), values.numel()))
     finally:
         network.train(was_training)
     return scores
