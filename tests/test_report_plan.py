@@ -16,6 +16,7 @@ from test_replan import made_up_run, made_up_trainer
 
 import foveal
 from foveal.evaluation.plots import DPI
+from foveal.explanation import faithfulness as faithfulness_module
 from foveal.explanation.report_plan import (
     FAITHFULNESS_IMAGES,
     MAP_PASSES,
@@ -30,6 +31,7 @@ from foveal.explanation.report_plan import (
     report_costs,
     report_reserve,
 )
+from foveal.explanation.time_limit import TimeLimit
 from foveal.models.maps import METHODS
 from foveal.reporting import write_report
 from foveal.reporting.figures import plot_class_counts
@@ -211,3 +213,25 @@ def test_the_whole_command_returns_inside_its_budget_report_included(tmp_path: P
     left_out = "Left out to keep the time budget (--time): foveal report " in page
     assert measured is not None or left_out
     assert wall <= budget + max(0.05 * budget, 10.0), wall
+
+
+def test_a_machine_slower_at_the_end_costs_images_not_time(
+    noise_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plan gave the faithfulness all 12 images, but the machine has turned slow: each curve now
+    takes 0.3 s more (1.5 s for a chunk of 2 images, 5 maps), 9 s for the section. With 2 s left it
+    stops after the chunks that fit, below the floor of 10, and leaves the section out with the hint."""
+    real_curves = faithfulness_module.probability_curves
+    calls = []
+
+    def slow_curves(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        time.sleep(0.3)
+        return real_curves(*args, **kwargs)
+
+    monkeypatch.setattr(faithfulness_module, "probability_curves", slow_curves)
+    plan = ReportPlan(0, 12, 0, limit=TimeLimit.after(2.0))
+    page = write_report(noise_run, plan=plan, quiet=True).read_text()
+    assert 0 <= len(calls) <= 10  # at most 2 chunks of 5 maps: never the 30 of the whole section
+    hint = f"Left out to keep the time budget (--time): foveal report {noise_run} writes it, measuring it"
+    assert hint in page and "Deletion and insertion curves" not in page

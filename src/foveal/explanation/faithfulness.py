@@ -22,6 +22,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from foveal.data.preprocess import TestTimeViews
 from foveal.explanation.pixels import upsample
+from foveal.explanation.time_limit import NO_LIMIT, TimeLimit
 from foveal.predictor.inference import view_logits
 from foveal.predictor.network import Network
 
@@ -44,6 +45,7 @@ class CurveScores:
     deletion_vs_random_sem: float = 0.0
     insertion_vs_random: float = 0.0
     insertion_vs_random_sem: float = 0.0
+    images: int = 0  # how many images the means are over
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -113,38 +115,43 @@ def faithfulness(
     seed: int = 0,
     deletion_fill: str = "mean",
     views: TestTimeViews = "none",
+    limit: TimeLimit = NO_LIMIT,
 ) -> list[CurveScores]:
     """Deletion/insertion scores of each method and of random maps ("random") on normalised images.
 
     Every method explains the class the model predicts over its test-time `views` (the one inference
     path), and the curves read that class's probability the same way; the random maps have the
     same token grid as the first method's maps and are upsampled the same way. `deletion_fill` is
-    "mean" or "blur" (see `probability_curves`).
+    "mean" or "blur" (see `probability_curves`). Images go `batch_size` at a time, every method on
+    each batch, while `limit` leaves time for another: the scores are of the images measured (their
+    `images`), none when not one batch fitted.
     """
     network.eval()
     H, W = images.shape[-2:]
     generator = torch.Generator().manual_seed(seed)
-    curves: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    grid = None
-    for method in [*methods, "random"]:
-        deletion, insertion = [], []
-        for start in range(0, images.shape[0], batch_size):
-            batch = images[start : start + batch_size]
-            with torch.no_grad():
-                targets = view_logits(network, batch, views).argmax(dim=1)
-            if method == "random":
+    names = [*methods, "random"]
+    curves: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {m: ([], []) for m in names}
+    for part in limit.chunks(images.shape[0], batch_size):
+        batch = images[part]
+        with torch.no_grad():
+            targets = view_logits(network, batch, views).argmax(dim=1)
+        grid = None
+        for method in names:
+            if method == "random":  # drawn batch after batch: the same maps whatever `limit` allows
                 maps = torch.rand((batch.shape[0], *grid), generator=generator).to(batch.device)
             else:
                 maps = network.token_maps(batch, method, targets).maps
-                grid = tuple(maps.shape[-2:])
+                grid = grid or tuple(maps.shape[-2:])
             pixel_maps = upsample(maps, (H, W))
             d, i = probability_curves(
                 network, batch, pixel_maps, targets, steps, deletion_fill=deletion_fill, views=views
             )
-            deletion.append(d)
-            insertion.append(i)
-        curves[method] = (torch.cat(deletion), torch.cat(insertion))
-    return [_summarise(method, *curves[method], *curves["random"]) for method in curves]
+            curves[method][0].append(d)
+            curves[method][1].append(i)
+    if not curves["random"][0]:
+        return []
+    joined = {m: (torch.cat(d), torch.cat(i)) for m, (d, i) in curves.items()}
+    return [_summarise(m, *joined[m], *joined["random"]) for m in names]
 
 
 def _summarise(
@@ -169,6 +176,7 @@ def _summarise(
         standard_error(d_margin),
         float(i_margin.mean()),
         standard_error(i_margin),
+        deletion.shape[0],
     )
 
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from foveal.errors import ConfigError
 from foveal.explanation.faithfulness import standard_error
 from foveal.explanation.pixels import upsample
+from foveal.explanation.time_limit import NO_LIMIT, TimeLimit
 from foveal.predictor.classifier import Classifier
 
 CELLS_PER_SIDE = 2  # a 2 x 2 mosaic: chance is a quarter
@@ -87,29 +88,30 @@ def pointing_game(
     methods: Sequence[str] | None = None,
     *,
     batch_size: int = 32,
+    limit: TimeLimit = NO_LIMIT,
 ) -> list[PointingScore]:
     """Each of `methods` (default: every method the model has) explains the target class of every
-    mosaic; its score is the mean share of the pixel map's positive mass inside the target's cell."""
+    mosaic; its score is the mean share of the pixel map's positive mass inside the target's cell.
+    Mosaics go `batch_size` at a time, every method on each batch, while `limit` leaves time for
+    another: the scores are of the mosaics played (their `mosaics`), none when not one batch fitted."""
     network, preprocessing = classifier.network, classifier.info.preprocessing
     methods = list(methods or network.methods)
-    scores = []
+    shares: dict[str, list[torch.Tensor]] = {method: [] for method in methods}
     was_training = network.training
     network.eval()
     try:
-        for method in methods:
-            shares = []
-            for start in range(0, len(mosaics.images), batch_size):
-                chunk = slice(start, start + batch_size)
-                batch = preprocessing.normalize(mosaics.images[chunk].to(classifier.device))
-                targets = mosaics.targets[chunk]
-                maps = network.token_maps(batch, method, targets).maps.detach().cpu()  # (B, h, w)
-                pixel_maps = upsample(maps, tuple(batch.shape[-2:]))  # (B, S, S)
-                shares.append(cell_shares(pixel_maps, mosaics.cells[chunk]))
-            values = torch.cat(shares)
-            scores.append(PointingScore(method, float(values.mean()), standard_error(values), values.numel()))
+        for part in limit.chunks(len(mosaics.images), batch_size):
+            batch = preprocessing.normalize(mosaics.images[part].to(classifier.device))
+            for method in methods:
+                maps = network.token_maps(batch, method, mosaics.targets[part]).maps.detach().cpu()
+                pixel_maps = upsample(maps, tuple(batch.shape[-2:]))  # (B, S, S) from (B, h, w)
+                shares[method].append(cell_shares(pixel_maps, mosaics.cells[part]))
     finally:
         network.train(was_training)
-    return scores
+    if not shares[methods[0]]:
+        return []
+    played = {method: torch.cat(values) for method, values in shares.items()}
+    return [PointingScore(m, float(v.mean()), standard_error(v), v.numel()) for m, v in played.items()]
 
 
 def cell_shares(pixel_maps: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:

@@ -8,9 +8,10 @@ random maps, the predicted class, the map, and a deletion and an insertion curve
 points in every view (faithfulness.py). The figures and the page cost about the same on any data.
 
 Under `--time` a run keeps the report's time out of training (training/replan.py): the fixed part,
-and at most REPORT_SHARE of the budget for the two explaining sections. At its end the report takes as
-many images as the time then left affords; a section that cannot have even its floor is left out,
-with a hint naming `foveal report RUN`, which has no budget and writes it whole. Without a budget the
+and at most REPORT_SHARE of the budget for the explaining sections. At its end the report takes as many
+images as the time then left affords, and its sections stop in time if the machine has turned slower
+(time_limit.py); a section that cannot have even its floor is left out, with a hint naming
+`foveal report RUN`, which has no budget and writes it whole. Without a budget the
 report is whole: WORST_MISTAKES and FAITHFULNESS_IMAGES. This module sits below training and
 reporting so that both read the one plan.
 """
@@ -19,9 +20,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from foveal.explanation.faithfulness import CURVE_STEPS
+from foveal.explanation.time_limit import NO_LIMIT, TimeLimit
 from foveal.explanation.workflow import default_method
 
 WORST_MISTAKES = 12  # explained in a whole report: two rows of the figure
@@ -41,16 +43,29 @@ REPORT_FIXED_SECONDS = 5.0
 REPORT_MARGIN = 2.0
 # Forward passes of one image for one map: one explained pass, and for the gradient methods a backward
 # pass too (about twice a forward's work). Random maps are drawn, not computed.
+# Under a limit a section goes in about this many chunks: each is timed, and the next starts only if it
+# would end in time, so a slowdown at the end costs at most about an eighth of the section's planned time.
+CHUNKS_UNDER_A_LIMIT = 8
 MAP_PASSES = {"pool": 1.0, "rollout": 1.0, "grad-rollout": 3.0, "gradcam": 3.0, "random": 0.0}
 
 
 @dataclass(frozen=True)
 class ReportPlan:
-    """At most how many images each explaining section of a report uses; 0 leaves it to `foveal report`."""
+    """At most how many images each explaining section of a report uses; 0 leaves it to `foveal report`.
+    Under a budget the sections also stop at `limit`, the time the page must be written by, whatever
+    the plan said: a machine slower at the end than when it was measured costs images, not time."""
 
     worst_mistakes: int = WORST_MISTAKES
     faithfulness_images: int = FAITHFULNESS_IMAGES
     pointing_mosaics: int = POINTING_MOSAICS
+    limit: TimeLimit = field(default=NO_LIMIT, compare=False)
+
+    def chunk(self, count: int, most: int) -> int:
+        """How many of a section's `count` images to take at a time: `most` without a limit; under one,
+        an eighth of them (at most `most`), so that a chunk that runs past its estimate costs little."""
+        if self.limit.deadline is None:
+            return most
+        return max(1, min(most, math.ceil(count / CHUNKS_UNDER_A_LIMIT)))
 
 
 @dataclass(frozen=True)

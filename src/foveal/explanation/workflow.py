@@ -23,6 +23,7 @@ from foveal.explanation.faithfulness import CURVE_STEPS, CurveScores, faithfulne
 from foveal.explanation.pixels import normalise, upsample
 from foveal.explanation.render import render_contact_sheet, render_explanation
 from foveal.explanation.result import Explanation
+from foveal.explanation.time_limit import NO_LIMIT, TimeLimit
 from foveal.io import atomic_write_json
 from foveal.messages import say
 from foveal.predictor.classifier import Classifier
@@ -145,10 +146,13 @@ def measure_faithfulness(
     seed: int = 0,
     deletion_fill: str = "mean",
     quiet: bool = True,
+    limit: TimeLimit = NO_LIMIT,
+    batch_size: int = 64,
 ) -> list[CurveScores]:
     """Deletion/insertion scores of `methods` (default: every method the model supports) and of
     random maps, on uint8 images (N, 3, S, S); deleted pixels take the mean colour or a blur.
-    Unless `quiet`, says on stderr what it measures before it starts."""
+    Unless `quiet`, says on stderr what it measures before it starts. Under a `limit`, on the first
+    images that fit, `batch_size` at a time (each score's `images` says how many; none if none)."""
     network, preprocessing = classifier.network, classifier.info.preprocessing
     if methods is None:
         methods = network.methods
@@ -165,6 +169,8 @@ def measure_faithfulness(
             seed=seed,
             deletion_fill=deletion_fill,
             views=preprocessing.test_time_views,
+            limit=limit,
+            batch_size=batch_size,
         )
     finally:
         network.train(was_training)

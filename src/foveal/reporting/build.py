@@ -25,7 +25,7 @@ from foveal.evaluation.metrics import ClassificationMetrics
 from foveal.evaluation.plots import plot_confusion_matrix, plot_training_curves
 from foveal.evaluation.workflow import Evaluation, evaluate
 from foveal.explanation.faithfulness import faithfulness_rows
-from foveal.explanation.report_plan import FAITHFULNESS_IMAGES, ReportPlan
+from foveal.explanation.report_plan import FAITHFULNESS_IMAGES, MIN_FAITHFULNESS_IMAGES, ReportPlan
 from foveal.explanation.workflow import explain_images, measure_faithfulness
 from foveal.io import atomic_write_text
 from foveal.messages import counted, say
@@ -46,6 +46,7 @@ from foveal.reporting.figures import (
 from foveal.runs import RunRecord
 
 IMBALANCE_RATIO = 3.0  # the largest class over the smallest beyond which the report warns
+FAITHFULNESS_BATCH = 64  # images a faithfulness chunk holds at most (its curves' passes are batched)
 
 
 def write_report(
@@ -93,15 +94,15 @@ def write_report(
             _evaluation_section(metrics, pictures),
             _calibration_section(calibration(logits, val.labels), pictures),
             _rejection_section(classifier.rejection, evaluation.outputs, val.labels, pictures),
-            _mistakes_section(classifier, data, logits, plan.worst_mistakes, again, pictures, quiet),
+            _mistakes_section(classifier, data, logits, plan, again, pictures, quiet),
             pointing.pointing_section(
                 classifier,
                 val,
-                plan.pointing_mosaics,
+                plan,
                 lambda: _left_out(pointing.TITLE, "the pointing game", again, quiet),
                 quiet,
             ),
-            _faithfulness_section(classifier, data, plan.faithfulness_images, again, pictures, quiet),
+            _faithfulness_section(classifier, data, plan, again, pictures, quiet),
             _comparison_section(record.run_dir),
             _configuration_section(record, model_path),
         ]
@@ -242,10 +243,17 @@ def _rejection_section(
 
 
 def _mistakes_section(
-    classifier, data: DataSplits, logits: torch.Tensor, count: int, again: str, pictures: Path, quiet: bool
+    classifier,
+    data: DataSplits,
+    logits: torch.Tensor,
+    plan: ReportPlan,
+    again: str,
+    pictures: Path,
+    quiet: bool,
 ) -> str:
-    """The `count` wrong predictions made with the highest confidence, explained (0: the hint to run
-    `again`, the command that writes the whole report)."""
+    """The plan's count of wrong predictions made with the highest confidence, explained (0, or no
+    time left: the hint to run `again`, the command that writes the whole report)."""
+    count = plan.worst_mistakes if plan.limit.seconds_left() > 0 else 0
     probs = logits.softmax(dim=1)
     confidence, predicted = probs.max(dim=1)
     wrong = (predicted != data.val.labels).nonzero().squeeze(1)
@@ -286,21 +294,28 @@ def _mistakes_section(
 
 
 def _faithfulness_section(
-    classifier, data: DataSplits, count: int, again: str, pictures: Path, quiet: bool
+    classifier, data: DataSplits, plan: ReportPlan, again: str, pictures: Path, quiet: bool
 ) -> str:
-    """Deletion and insertion scores on `count` evenly spaced held-out images (0: the hint to run
-    `again`)."""
+    """Deletion and insertion scores on the plan's count of evenly spaced held-out images, or as
+    many of them as its limit leaves time for (fewer than the floor: the hint to run `again`)."""
     if len(data.val) < 2:
         return ""
-    if count == 0:
-        return _left_out("Faithfulness of the explanations", "measuring it", again, quiet)
-    sample = data.val.evenly_spaced(count)
-    count = len(sample)
+    title = "Faithfulness of the explanations"
+    if plan.faithfulness_images == 0:
+        return _left_out(title, "measuring it", again, quiet)
+    sample = data.val.evenly_spaced(plan.faithfulness_images)
+    # In a shuffled order (the same every time), so that the images a limit leaves time for are a
+    # sample of every class, not the first classes' images.
+    order = torch.randperm(len(sample), generator=torch.Generator().manual_seed(0))
     whole = min(FAITHFULNESS_IMAGES, len(data.val))  # what a report without a budget measures
-    say(f"report: measuring how faithful the explanations are on {count} images", quiet)
-    scores = measure_faithfulness(classifier, sample.images)
+    say(f"report: measuring how faithful the explanations are on {len(sample)} images", quiet)
+    batch_size = plan.chunk(len(sample), FAITHFULNESS_BATCH)
+    scores = measure_faithfulness(classifier, sample.images[order], limit=plan.limit, batch_size=batch_size)
+    count = scores[0].images if scores else 0
+    if count < min(MIN_FAITHFULNESS_IMAGES, len(sample)):
+        return _left_out(title, "measuring it", again, quiet)
     return html.section(
-        "Faithfulness of the explanations",
+        title,
         html.paragraph(
             f"Deletion and insertion curves on {count} evenly spaced held-out images, each map explaining "
             "the predicted class: removing the pixels a faithful map marks first makes the probability "

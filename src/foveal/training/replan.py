@@ -9,11 +9,13 @@ its time is kept in every plan, and at the end it takes what is left.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from foveal.config import TrainConfig
 from foveal.data.preprocess import VIEW_COUNTS
 from foveal.explanation.report_plan import ReportCosts, ReportPlan, plan_report, report_costs, report_reserve
+from foveal.explanation.time_limit import TimeLimit
 from foveal.models.maps import available_methods
 from foveal.predictor.inference import predict_logits
 from foveal.predictor.rejection import FIT_IMAGES
@@ -142,7 +144,10 @@ def end_report_plan(run: RunSetup, trainer: Trainer) -> ReportPlan:
     if not budget or not run.config.run.report or not distributed.is_main():
         return ReportPlan()
     left = budget - (trainer.clock.now() - trainer.started)
-    return plan_report(left, measured_report_costs(run, trainer), len(run.data.val))
+    costs = measured_report_costs(run, trainer)
+    plan = plan_report(left, costs, len(run.data.val))
+    # The sections stop when only the page's own seconds are left, however slow the machine has become.
+    return dataclasses.replace(plan, limit=TimeLimit.after(left - costs.fixed))
 
 
 def evaluation_seconds_per_view(run: RunSetup, trainer: Trainer) -> float:
