@@ -22,6 +22,7 @@ from foveal.explanation.workflow import explain_inputs, save_explanations
 from foveal.exporting.bundle import add_to_bundle_config, write_bundle
 from foveal.exporting.graph import check_maps
 from foveal.exporting.quantize import MAX_ACCURACY_DROP
+from foveal.exporting.to_mlflow import require_mlflow, write_mlflow_model
 from foveal.exporting.to_onnx import export_onnx
 from foveal.predictor.classifier import Classifier, load
 from foveal.predictor.rejection import RejectionCount
@@ -164,7 +165,7 @@ def export(
     model: str | Path,
     out: str | Path | None = None,
     *,
-    format: Literal["bundle", "onnx", "int8"] = "bundle",
+    format: Literal["bundle", "onnx", "int8", "mlflow"] = "bundle",
     maps: Sequence[str] = (),
     data: str | None = None,
     parity_images: int = 1_000,
@@ -177,10 +178,13 @@ def export(
     foveal/pretrained/) as a self-describing bundle folder: config.json, model.safetensors and a model
     card README.md. With format="onnx", also model.onnx and parity.json, kept only when the ONNX model
     matches Foveal on real images; with format="int8", also model.int8.onnx and int8.json, kept only
-    when INT8 loses at most `max_accuracy_drop` points of top-1 on them (unless `force`).
+    when INT8 loses at most `max_accuracy_drop` points of top-1 on them (unless `force`). With
+    format="mlflow", an MLflow pyfunc model folder instead, holding the bundle (see
+    foveal/exporting/mlflow_model.py for its input and output columns).
 
     Args:
-        out: the bundle folder [default: beside MODEL, named MODEL's name + "-bundle"].
+        out: the bundle folder [default: beside MODEL, named MODEL's name + "-bundle"; "-mlflow" for
+            format="mlflow"].
         maps: extra map outputs of the ONNX graph beside the pooling weights: ("rollout",).
         data: the images the ONNX checks run on (as for `foveal evaluate`) [default: the run's
             held-out images].
@@ -190,15 +194,20 @@ def export(
         license: the model card's license identifier, e.g. apache-2.0 ("other" when unsaid).
         name: the model's name on its card [default: the bundle folder's name].
     """
-    if format not in ("bundle", "onnx", "int8"):
-        raise ConfigError(f"--format must be bundle, onnx or int8, got {format!r}.")
+    if format not in ("bundle", "onnx", "int8", "mlflow"):
+        raise ConfigError(f"--format must be bundle, onnx, int8 or mlflow, got {format!r}.")
     if parity_images < 1:
         raise ConfigError(f"--parity-images must be >= 1, got {parity_images}.")
-    if maps and format == "bundle":
+    if maps and format in ("bundle", "mlflow"):
         raise ConfigError("--maps adds outputs to the ONNX graph; use it with --format onnx or int8.")
-    model, out = Path(model), Path(out) if out is not None else default_bundle_folder(model)
+    if format == "mlflow":
+        require_mlflow()  # before anything is written
+    suffix = "-mlflow" if format == "mlflow" else "-bundle"
+    model, out = Path(model), Path(out) if out is not None else default_bundle_folder(model, suffix)
     if format == "bundle":
         return write_bundle(model, out, license=license, name=name)
+    if format == "mlflow":
+        return write_mlflow_model(model, out, license=license, name=name)
     classifier = load(model, "cpu")
     check_maps(classifier, maps)  # before writing anything
     held_out, description = _parity_images(classifier, model, data)
@@ -218,12 +227,12 @@ def export(
     return bundle
 
 
-def default_bundle_folder(model: str | Path) -> Path:
-    """Where a bundle of `model` goes without --out: beside it, named its name + "-bundle"
+def default_bundle_folder(model: str | Path, suffix: str = "-bundle") -> Path:
+    """Where a bundle of `model` goes without --out: beside it, named its name + `suffix`
     (runs/train-bundle); a hub id's in the working folder (deit_tiny_patch16_224.fb_in1k-bundle)."""
     if str(model).startswith("hf-hub:"):
-        return Path(str(model).rpartition("/")[2] + "-bundle")
-    return Path(model).with_name(Path(model).stem + "-bundle")
+        return Path(str(model).rpartition("/")[2] + suffix)
+    return Path(model).with_name(Path(model).stem + suffix)
 
 
 def _parity_images(classifier: Classifier, model: Path, data: str | None) -> tuple[ImageSet, str]:

@@ -345,12 +345,19 @@ def export(
     """Package a model as a bundle (and ONNX, INT8) with a model card.
 
     A bundle is config.json (classes, preprocessing), the weights and a model card; optionally
-    ONNX (checked against Foveal on real images) and INT8 (with its accuracy cost)."""
+    ONNX (checked against Foveal on real images) and INT8 (with its accuracy cost), or an MLflow
+    model holding the bundle."""
     from foveal.api import export as export_model
 
     settings = ExportSettings(**given(options))
     folder = export_model(model, **asdict(settings))
     format = settings.format
+    if format == "mlflow":
+        print(
+            f"saved the MLflow model {folder} (the bundle in artifacts/foveal_model); serve it with: "
+            f"mlflow models serve -m {folder} --env-manager local"
+        )
+        return
     print(f"saved {folder}/config.json, model.safetensors and README.md (the model card)")
     if format in ("onnx", "int8"):
         parity = json.loads((folder / "parity.json").read_text())

@@ -21,15 +21,16 @@ class ExportSettings:
 
     out: str | None = option(
         None,
-        "The bundle folder [default: beside MODEL, named MODEL-bundle].",
+        "The bundle folder [default: beside MODEL, named MODEL-bundle; MODEL-mlflow for --format mlflow].",
         summary="The bundle folder [default: MODEL-bundle].",
     )
-    format: Literal["bundle", "onnx", "int8"] = option(
+    format: Literal["bundle", "onnx", "int8", "mlflow"] = option(
         "bundle",
         "bundle: config.json (classes, preprocessing), the weights and a model card; onnx: the bundle "
         "plus model.onnx and its parity.json; int8: also model.int8.onnx and its accuracy and speed "
-        "against fp32 (int8.json).",
-        summary="bundle; onnx: also model.onnx; int8: also INT8.",
+        "against fp32 (int8.json); mlflow: an MLflow pyfunc model holding the bundle, for "
+        "mlflow.pyfunc.load_model and `mlflow models serve` (needs pip install 'foveal[mlflow]').",
+        summary="bundle; onnx: also model.onnx; int8: also INT8; mlflow.",
     )
     maps: tuple[str, ...] = option(
         (),
