@@ -98,10 +98,11 @@ def train(
 
     DATA is a built-in name (digits, cifar10), a root with train/ and val/ (or test/), a folder of
     class folders (auto-split), or a table of labels (data.csv, data.jsonl or a folder holding
-    metadata.csv: file_name,label, an optional split column); omit it with --resume, or to take it from --config. A --config file
-    (a run folder's config.json works as it is) is overridden by the options given; --resume
-    continues a run exactly, from its newest checkpoint. --devices N starts torchrun for you, one
-    process per GPU (or sharing the CPU cores); --batch-size stays the global batch (docs/distributed.md)."""
+    metadata.csv: file_name,label, an optional split column); omit it with --resume, or to take it
+    from --config. A --config file (a run folder's config.json works as it is) is overridden by the
+    options given; --resume continues a run exactly, from its newest checkpoint. --devices N starts
+    torchrun for you, one process per GPU (or sharing the CPU cores); --batch-size stays the global
+    batch (docs/distributed.md)."""
     from foveal import api
     from foveal.config import TrainConfig, load_config_file
     from foveal.runtime import process_start
@@ -215,7 +216,8 @@ def explain(
         list[str],
         typer.Argument(
             help="Image files and/or folders (searched recursively).\n\nWith --faithfulness, a data "
-            "set (a folder of class folders, a root with val/ or test/, or a built-in name)."
+            "set (a folder of class folders, a root with val/ or test/, a table of labels or a built-in "
+            "name)."
         ),
     ],
     **options: Any,
@@ -304,7 +306,7 @@ def compare(
     data: Annotated[
         str,
         typer.Argument(
-            help="A built-in name or a folder of class folders, as for train.", show_default=False
+            help="A built-in name, class folders or a table of labels, as for train.", show_default=False
         ),
     ],
     models: Annotated[
