@@ -214,6 +214,13 @@ def test_malformed_tables_say_what_was_expected(tmp_path: Path) -> None:
     )
     with pytest.raises(DataError, match="one label .'circle'. in its usable rows"):
         load_training_data(str(tmp_path / "one.csv"), 16)
+    rows = [
+        ["file_name", "label", "split"],
+        ["circle/000.png", "circle", "val"],
+        ["square/000.png", "square", "test"],
+    ]
+    with pytest.raises(DataError, match="no rows whose split is train"):
+        load_training_data(str(write_csv(tmp_path / "held.csv", rows)), 16)
 
 
 def test_many_bad_rows_are_capped_with_how_many_more(tmp_path: Path) -> None:

@@ -182,12 +182,12 @@ def _table_split(
                 "on this table."
             )
         how = "split as the manifest says"
-    elif held_out:
-        how = "its split column"
     elif not train_keys:
         raise DataError(
             f"{table.path} has no rows whose split is train; expected train rows beside val or test."
         )
+    elif held_out:
+        how = "its split column"
     else:
         train_keys, held_out = _stratified(train_keys, label_of, val_fraction, table.classes)
         how = "stratified auto-split"
@@ -315,7 +315,8 @@ def _table_evaluation_data(
             )
     wanted = set(keys)
     names = [table.classes[label] for key, label in zip(table.keys, table.labels) if key in wanted]
-    unknown = sorted(set(names) - set(classes))
+    index = {name: i for i, name in enumerate(classes)}
+    unknown = sorted(set(names) - set(index))
     if unknown:
         raise DataError(
             f"{table.path} has labels {unknown} that the model does not know; expected labels from {classes}."
@@ -324,7 +325,7 @@ def _table_evaluation_data(
         say(f"data: {table.bad_rows_message()}")
     images = decode_files(
         [table.file(key) for key in keys],
-        [classes.index(name) for name in names],
+        [index[name] for name in names],
         classes,
         preprocessing.img_size,
         interpolation=preprocessing.interpolation,

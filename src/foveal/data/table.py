@@ -87,10 +87,14 @@ class LabelTable:
         if not self.bad_rows:
             return ""
         rows = sum(len(bad.lines) for bad in self.bad_rows)
-        shown = "; ".join(bad.describe() for bad in self.bad_rows[:SHOWN_BAD_ROWS])
-        more = len(self.bad_rows) - SHOWN_BAD_ROWS
-        more_words = f"; and {more} more" if more > 0 else ""
-        return f"{self.path.name}: {counted(rows, 'row')} skipped: {shown}{more_words}"
+        return f"{self.path.name}: {counted(rows, 'row')} skipped: {_listed(self.bad_rows)}"
+
+
+def _listed(bad_rows: list[BadRow]) -> str:
+    """'line 7: ...; line 12: ...', the first SHOWN_BAD_ROWS, then '; and N more'."""
+    shown = "; ".join(bad.describe() for bad in bad_rows[:SHOWN_BAD_ROWS])
+    more = len(bad_rows) - SHOWN_BAD_ROWS
+    return shown + (f"; and {more} more" if more > 0 else "")
 
 
 def find_table(source: str | Path) -> Path | None:
@@ -134,14 +138,14 @@ def read_table(path: Path) -> LabelTable:
     kept = [row for row in _drop_repeats(checked, bad) if _exists(path.parent, row, bad)]
     bad.sort(key=lambda b: b.lines[0])
     if not kept:
-        summary = LabelTable(path, path.parent, [], [], [], None, bad).bad_rows_message()
-        raise DataError(f"{path} has no usable rows ({summary}); {EXPECTED}.")
+        raise DataError(f"{path} has no usable rows ({_listed(bad)}); {EXPECTED}.")
     classes = sorted({row.label for row in kept})
+    index = {name: i for i, name in enumerate(classes)}
     return LabelTable(
         path=path,
         root=path.parent,
         keys=[row.name for row in kept],
-        labels=[classes.index(row.label) for row in kept],
+        labels=[index[row.label] for row in kept],
         classes=classes,
         splits=[row.split for row in kept] if columns.split is not None else None,
         bad_rows=bad,
