@@ -189,6 +189,22 @@ def test_jsonl_and_a_folders_metadata_read_like_csv(tmp_path: Path) -> None:
         find_table(root)
 
 
+def test_hugging_faces_split_folders_each_with_a_table(tmp_path: Path) -> None:
+    """root/train/metadata.csv beside root/test/metadata.csv: train and held-out as given."""
+    for split, count in [("train", 4), ("test", 2)]:
+        make_class_folder(tmp_path / split, per_class=count)
+        rows = [[f"{n}/{i:03d}.png", n] for n in CLASSES for i in range(count)]
+        write_csv(tmp_path / split / "metadata.csv", [["file_name", "label"], *rows])
+    data = load_training_data(str(tmp_path), 16)
+    assert (len(data.train), len(data.val)) == (12, 6) and "from test/" in data.description
+    assert count_folder_images(str(tmp_path)) == (12, 3)
+    images, description = load_evaluation_data(str(tmp_path), list(CLASSES), Preprocessing(16))
+    assert len(images) == 6 and str(tmp_path / "test" / "metadata.csv") in description
+    (tmp_path / "test" / "metadata.csv").unlink()
+    with pytest.raises(DataError, match="has no metadata.csv or metadata.jsonl"):
+        load_training_data(str(tmp_path), 16)
+
+
 def test_malformed_tables_say_what_was_expected(tmp_path: Path) -> None:
     make_class_folder(tmp_path, per_class=2)
     cases = {

@@ -81,6 +81,9 @@ def count_folder_images(source: str, val_fraction: float = 0.1) -> tuple[int, in
     root = Path(source)
     held_out = _held_out_folder(root)
     folder = root / "train" if held_out is not None else root
+    if held_out is not None and (table := find_table(folder)) is not None:
+        labelled = read_table(table)  # Hugging Face's layout: train/metadata.csv beside val/ or test/
+        return len(labelled.keys), len(labelled.classes)
     classes = find_classes(folder)
     images = len(list_images(folder, classes)[0])
     return (images if held_out is not None else round(images * (1 - val_fraction))), len(classes)
@@ -136,6 +139,8 @@ def load_training_data(
         return _table_split(read_table(table), val_fraction, split_manifest, decode)
     root = Path(source)
     held_out = _held_out_folder(root)
+    if held_out is not None and (table := find_table(root / "train")) is not None:
+        return _split_tables(read_table(table), held_out, decode)
     if held_out is not None:
         classes = find_classes(root / "train")
         train = decode(*list_images(root / "train", classes), classes)
@@ -165,11 +170,7 @@ def _table_split(
 ) -> DataSplits:
     """A table's rows split by `split_manifest`, else by its split column, else stratified like a
     folder's files; its bad rows are said and kept for the run's skipped.txt."""
-    if len(table.classes) < 2:
-        raise DataError(
-            f"{table.path} has one label ({table.classes[0]!r}) in its usable rows; a classifier needs "
-            "at least 2 classes."
-        )
+    _check_two_classes(table)
     label_of = dict(zip(table.keys, table.labels))
     train_keys, held_out = _given_split(table)
     if split_manifest is not None:
@@ -198,6 +199,53 @@ def _table_split(
     )
     data.skipped_rows = table.skipped_rows
     return data
+
+
+def _split_tables(train: LabelTable, held_out: Path, decode_folder: FolderDecoder) -> DataSplits:
+    """Hugging Face's imagefolder with splits: root/train/metadata.csv for training beside
+    root/val/ (or test/) with a table of its own, whose labels must be among train's."""
+    found = find_table(held_out)
+    if found is None:
+        raise DataError(
+            f"{train.path} labels the training images, but {held_out} has no metadata.csv or "
+            "metadata.jsonl; expected one there labelling its images (file_name,label)."
+        )
+    val = read_table(found)
+    _check_two_classes(train)
+    files, labels = _table_rows(val, val.keys, train.classes)
+    for table in (train, val):
+        if table.bad_rows:
+            say(f"data: {table.bad_rows_message()}")
+    train_set = decode_folder([train.file(key) for key in train.keys], train.labels, train.classes)
+    val_set = decode_folder(files, labels, train.classes)
+    return DataSplits(
+        train_set,
+        val_set,
+        f"{held_out.parent}: {len(train_set)} train / {len(val_set)} from {held_out.name}/",
+        skipped_rows=train.skipped_rows + val.skipped_rows,
+    )
+
+
+def _check_two_classes(table: LabelTable) -> None:
+    if len(table.classes) < 2:
+        raise DataError(
+            f"{table.path} has one label ({table.classes[0]!r}) in its usable rows; a classifier needs "
+            "at least 2 classes."
+        )
+
+
+def _table_rows(table: LabelTable, keys: list[str], classes: list[str]) -> tuple[list[str], list[int]]:
+    """The files of a table's rows `keys` and their labels as indices into a model's `classes`; a
+    DataError for a label the model does not know."""
+    wanted = set(keys)
+    names = [table.classes[label] for key, label in zip(table.keys, table.labels) if key in wanted]
+    index = {name: i for i, name in enumerate(classes)}
+    unknown = sorted(set(names) - set(index))
+    if unknown:
+        raise DataError(
+            f"{table.path} has labels {unknown} that the model does not know; expected labels from {classes}."
+        )
+    return [table.file(key) for key in keys], [index[name] for name in names]
 
 
 def _given_split(table: LabelTable) -> tuple[list[str], list[str]]:
@@ -292,6 +340,8 @@ def load_evaluation_data(
     root = Path(source)
     held_out = _held_out_folder(root)
     folder = held_out if held_out is not None else root
+    if (table := find_table(folder)) is not None:  # root/test/metadata.csv (Hugging Face's layout)
+        return _table_evaluation_data(read_table(table), classes, preprocessing)
     paths, labels = labelled_images(folder, classes)
     images = decode_files(paths, labels, classes, size, interpolation=interpolation, crop_pct=crop_pct)
     return images, f"{folder}: {counted(len(images), 'image')}"
@@ -313,19 +363,12 @@ def _table_evaluation_data(
                 f"{table.path} has a split column but no test or val rows to evaluate on; give rows a "
                 "split of test, or drop the split column to evaluate on every row."
             )
-    wanted = set(keys)
-    names = [table.classes[label] for key, label in zip(table.keys, table.labels) if key in wanted]
-    index = {name: i for i, name in enumerate(classes)}
-    unknown = sorted(set(names) - set(index))
-    if unknown:
-        raise DataError(
-            f"{table.path} has labels {unknown} that the model does not know; expected labels from {classes}."
-        )
+    files, labels = _table_rows(table, keys, classes)
     if table.bad_rows:
         say(f"data: {table.bad_rows_message()}")
     images = decode_files(
-        [table.file(key) for key in keys],
-        [index[name] for name in names],
+        files,
+        labels,
         classes,
         preprocessing.img_size,
         interpolation=preprocessing.interpolation,
