@@ -94,8 +94,9 @@ def evaluate(
 
     Args:
         model: a run folder, a saved .safetensors model, or a loaded `foveal.Classifier`.
-        data: a built-in name (its held-out split), a data set root (its val/ or test/ folder), or a
-            folder of class folders (every image in it).
+        data: a built-in name (its held-out split), a data set root (its val/ or test/ folder), a
+            folder of class folders (every image in it), or a table of labels (its test rows, else its
+            val rows; every row without a split column).
         out: a folder to write metrics.json and confusion_matrix.png into (None: write nothing).
         flip: average each image's logits with its mirror image's (None: as the model was saved).
         reject: count the images the model's open-set threshold marks unknown (`Evaluation.rejection`;

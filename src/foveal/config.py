@@ -68,9 +68,10 @@ class DataConfig:
     source: str = option(
         "digits",
         "Built-in name (digits, cifar10), a root with train/ and val/ (or test/), "
-        "or a folder of class folders.",
+        "a folder of class folders, or a table of labels (a .csv or .jsonl file of file_name,label, "
+        "or a folder holding metadata.csv).",
         flat="data",
-        summary="A built-in name, data set root or class folders.",
+        summary="A built-in name, data set root, class folders or a table.",
     )
     img_size: int | None = option(
         None,

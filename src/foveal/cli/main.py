@@ -71,7 +71,9 @@ def _options(
 def train(
     data: Annotated[
         str | None,
-        typer.Argument(help="A built-in name, data set root or class folders.", show_default=False),
+        typer.Argument(
+            help="A built-in name, data set root, class folders or a table of labels.", show_default=False
+        ),
     ] = None,
     resume: Annotated[
         str | None,
@@ -94,11 +96,13 @@ def train(
 ) -> None:
     """Train a classifier on DATA in a new run folder (or --resume one).
 
-    DATA is a built-in name (digits, cifar10), a root with train/ and val/ (or test/), or a folder of
-    class folders (auto-split); omit it with --resume, or to take it from --config. A --config file
-    (a run folder's config.json works as it is) is overridden by the options given; --resume
-    continues a run exactly, from its newest checkpoint. --devices N starts torchrun for you, one
-    process per GPU (or sharing the CPU cores); --batch-size stays the global batch (docs/distributed.md)."""
+    DATA is a built-in name (digits, cifar10), a root with train/ and val/ (or test/), a folder of
+    class folders (auto-split), or a table of labels (data.csv, data.jsonl or a folder holding
+    metadata.csv: file_name,label, an optional split column); omit it with --resume, or to take it
+    from --config. A --config file (a run folder's config.json works as it is) is overridden by the
+    options given; --resume continues a run exactly, from its newest checkpoint. --devices N starts
+    torchrun for you, one process per GPU (or sharing the CPU cores); --batch-size stays the global
+    batch (docs/distributed.md)."""
     from foveal import api
     from foveal.config import TrainConfig, load_config_file
     from foveal.runtime import process_start
@@ -119,8 +123,8 @@ def train(
     else:
         if data is None and config is None:
             raise FovealError(
-                "missing DATA: a built-in name (digits, cifar10) or a folder of class folders; "
-                "or --resume RUN_FOLDER to continue a run."
+                "missing DATA: a built-in name (digits, cifar10), a folder of class folders or a "
+                "table of labels (data.csv); or --resume RUN_FOLDER to continue a run."
             )
         base = load_config_file(config) if config is not None else TrainConfig()
         settings = base.replace(**chosen, **({} if data is None else {"data": data}))
@@ -143,8 +147,9 @@ def evaluate(
     data: Annotated[
         str,
         typer.Argument(
-            help="Labelled images: class folders, a data set root or a built-in name.\n\nAll of a "
-            "folder of class folders; a data set root's val/ or test/; a built-in's held-out split."
+            help="Labelled images: class folders, a data set root, a table or a built-in name.\n\n"
+            "All of a folder of class folders; a data set root's val/ or test/; a table's test rows "
+            "(else its val rows; every row without a split column); a built-in's held-out split."
         ),
     ],
     **options: Any,
@@ -211,7 +216,8 @@ def explain(
         list[str],
         typer.Argument(
             help="Image files and/or folders (searched recursively).\n\nWith --faithfulness, a data "
-            "set (a folder of class folders, a root with val/ or test/, or a built-in name)."
+            "set (a folder of class folders, a root with val/ or test/, a table of labels or a built-in "
+            "name)."
         ),
     ],
     **options: Any,
@@ -300,7 +306,7 @@ def compare(
     data: Annotated[
         str,
         typer.Argument(
-            help="A built-in name or a folder of class folders, as for train.", show_default=False
+            help="A built-in name, class folders or a table of labels, as for train.", show_default=False
         ),
     ],
     models: Annotated[

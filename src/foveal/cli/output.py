@@ -26,18 +26,13 @@ def print_table(header: list[str], rows: list[list[str]]) -> None:
 def print_predictions(
     predictions: list[Prediction], failed: list[tuple[str, str]], fmt: str, rejection: Rejection | None = None
 ) -> None:
-    """Predictions as a table, JSON (a list of objects) or CSV (one row per image and rank); with the
-    model's `rejection` in force, a table ends with a line on the images it marked unknown."""
+    """Predictions as a table, JSON (a list of objects) or CSV (`prediction_rows`); with the model's
+    `rejection` in force, a table ends with a line on the images it marked unknown."""
     if fmt == "json":
         records = [p.to_dict() for p in predictions] + [{"source": s, "error": r} for s, r in failed]
         print(json.dumps(records, indent=2))
     elif fmt == "csv":
-        writer = csv.writer(sys.stdout)
-        writer.writerow(["source", "rank", "label", "probability", "unknown", "familiarity"])
-        for p in predictions:
-            familiarity = "" if p.familiarity is None else f"{p.familiarity:.6g}"
-            for rank, (label, prob) in enumerate(zip(p.labels, p.probabilities), start=1):
-                writer.writerow([p.source, rank, label, f"{prob:.6f}", int(p.unknown), familiarity])
+        csv.writer(sys.stdout).writerows(prediction_rows(predictions))
     else:
         rows = [
             [
@@ -55,3 +50,24 @@ def print_predictions(
                 f"{unknown} of {len(predictions)} images marked unknown: they look unlike every class "
                 f"the model knows ({rejection.describe()}). --no-reject shows the nearest class alone."
             )
+
+
+def prediction_rows(predictions: list[Prediction]) -> list[list[str]]:
+    """A header and one row per image: file_name (absolute), label (the most probable class, also
+    for an image marked unknown) and its probability, then label_2, probability_2 ... for the other
+    top-k classes, then unknown (0 or 1) and familiarity (empty with rejection off). The first two
+    columns make it a table of labels `foveal train` reads (docs/training.md)."""
+    from pathlib import Path
+
+    ranks = max((len(p.labels) for p in predictions), default=1)
+    header = ["file_name", "label", "probability"]
+    for rank in range(2, ranks + 1):
+        header += [f"label_{rank}", f"probability_{rank}"]
+    rows = [header + ["unknown", "familiarity"]]
+    for p in predictions:
+        ranked = [[label, f"{prob:.6f}"] for label, prob in zip(p.labels, p.probabilities)]
+        ranked += [["", ""]] * (ranks - len(ranked))
+        familiarity = "" if p.familiarity is None else f"{p.familiarity:.6g}"
+        cells = [str(Path(p.source).resolve())] + [cell for pair in ranked for cell in pair]
+        rows.append(cells + [str(int(p.unknown)), familiarity])
+    return rows

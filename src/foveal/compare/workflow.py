@@ -56,7 +56,10 @@ def compare(config: TrainConfig, models: Sequence[str] = DEFAULT_MODELS, *, quie
     """
     source = config.data.source
     if source not in BUILTINS and not Path(source).exists():
-        raise DataError(f"{source} does not exist; expected a built-in name or a folder of class folders.")
+        raise DataError(
+            f"{source} does not exist; expected a built-in name, a folder of class folders or a table "
+            "of labels."
+        )
     folder = next_run_dir(config.run.out, config.run.name)
     budget = config.optim.time_budget
     rows, length = [], f"{budget / 60:g} min" if budget else f"{config.optim.epochs} epochs"

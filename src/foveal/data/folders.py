@@ -42,14 +42,19 @@ def find_classes(root: Path) -> list[str]:
     if not root.exists():
         raise DataError(
             f"data folder {root} does not exist; expected a folder of class folders "
-            "(root/<class>/<image>) or a built-in name such as 'digits'."
+            "(root/<class>/<image>), a table of labels (.csv or .jsonl) or a built-in name such as "
+            "'digits'."
         )
     if not root.is_dir():
-        raise DataError(f"{root} is a file; expected a folder of class folders (root/<class>/<image>).")
+        raise DataError(
+            f"{root} is a file; expected a folder of class folders (root/<class>/<image>) or a table "
+            "of labels (a .csv or .jsonl file with columns file_name,label)."
+        )
     classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
     if not classes:
         raise DataError(
-            f"{root} has no class folders; expected root/<class>/<image> with one folder per class."
+            f"{root} has no class folders; expected root/<class>/<image> with one folder per class, "
+            "or a table of labels in it (metadata.csv with columns file_name,label)."
         )
     if len(classes) < 2:
         raise DataError(

@@ -74,9 +74,11 @@ def held_out_files(model: Path) -> tuple[list[Path], str] | None:
             source = RunRecord.read(folder).train_config.data.source
         except (FovealError, OSError, ValueError):
             continue
-        if source in BUILTINS or not Path(source).is_dir():
+        if source in BUILTINS or not Path(source).exists():
             return None
-        files = _listed_held_out(folder, Path(source))
+        # A table of labels (data.csv) names its files relative to its folder, as split.json does.
+        root = Path(source) if Path(source).is_dir() else Path(source).parent
+        files = _listed_held_out(folder, root)
         return (files, f"{len(files)} held-out images of the run ({source})") if files else None
     return None
 

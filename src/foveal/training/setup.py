@@ -212,7 +212,8 @@ def _write_records(run_dir: Path, record: dict, data: DataSplits, quiet: bool) -
     if data.split:
         atomic_write_json(run_dir / "split.json", {"classes": data.classes, **data.split})
     skipped = data.train.skipped + data.val.skipped
-    write_skipped(run_dir / "skipped.txt", skipped)
+    # A table's unusable rows too (the loader has said them, line by line, in one message)
+    write_skipped(run_dir / "skipped.txt", data.skipped_rows + skipped)
     say(f"data: {data.description}; {len(data.classes)} classes", quiet)
     if data.train.mapped:
         say("data: the decoded images are memory-mapped from the decode cache, not held in memory", quiet)
