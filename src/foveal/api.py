@@ -50,9 +50,13 @@ def train(
         started: `time.perf_counter()` value a time budget counts from (default: now).
         **options: TrainConfig fields by name; a misspelled one raises ConfigError.
     """
-    result = training.train(config, resume=resume, quiet=quiet, started=started, **options)
-    if result.config.run.report and world_from_env().is_main:  # under torchrun: rank 0's to write
-        _write_report(result, quiet)
+    def write_report_of(result: TrainResult) -> None:  # before the loggers end: MLflow keeps the report
+        if result.config.run.report and world_from_env().is_main:  # under torchrun: rank 0's to write
+            _write_report(result, quiet)
+
+    result = training.train(
+        config, resume=resume, quiet=quiet, started=started, epilogue=write_report_of, **options
+    )
     # The images served the report; the caller need not hold on to them.
     return dataclasses.replace(result, data=None)
 

@@ -29,6 +29,8 @@ def train_arguments(
         flag, _ = flags[name]
         if isinstance(value, bool):
             args.append(flag if value else f"--no-{flag[2:]}")
+        elif isinstance(value, (list, tuple)):  # a repeatable option (--log): once per value
+            args += [item for v in value for item in (flag, str(v))]
         else:
             args += [flag, str(value)]
     return [*args, "--quiet"] if quiet else args
