@@ -11,40 +11,11 @@ from pathlib import Path
 
 import pytest
 from clirun import foveal_cli
+from tracked import STEPS_PER_EPOCH, crash_at, events, steps
 
 import foveal
-from foveal.training import loop
 
 pytest.importorskip("tensorboard")
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
-
-STEPS_PER_EPOCH = 5  # 33 training images of class_folder in batches of 8
-
-
-def events(run: Path) -> EventAccumulator:
-    """Everything RUN/tensorboard holds, nothing sampled away."""
-    accumulator = EventAccumulator(
-        str(run / "tensorboard"), size_guidance={"scalars": 0, "images": 0, "tensors": 0}
-    )
-    accumulator.Reload()
-    return accumulator
-
-
-def steps(accumulator: EventAccumulator, tag: str) -> list[int]:
-    return [event.step for event in accumulator.Scalars(tag)]
-
-
-def crash_at(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
-    """The loop's `train_step` raises on its `call`-th call, as a process dying mid-epoch would stop."""
-    real, calls = loop.train_step, [0]
-
-    def step(*args, **kwargs):
-        calls[0] += 1
-        if calls[0] == call:
-            raise RuntimeError("simulated crash")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "train_step", step)
 
 
 def test_tensorboard_records_steps_epochs_pictures_and_the_config(

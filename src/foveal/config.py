@@ -529,14 +529,14 @@ class TrackingConfig:
         (),
         "Also record the run with tensorboard (into RUN/tensorboard) or mlflow; give it once per "
         "logger. Needs `pip install 'foveal[tensorboard]'` or `'foveal[mlflow]'`.",
-        summary="Also record the run in tensorboard or mlflow (repeatable).",
+        summary="Also log to tensorboard or mlflow (repeatable).",
         metavar="tensorboard|mlflow",
     )
     mlflow_uri: str | None = option(
         None,
         "MLflow tracking server or store, e.g. http://127.0.0.1:5000 [default: $MLFLOW_TRACKING_URI, "
         "else a local store in the run folder, RUN/mlflow.db].",
-        summary="MLflow tracking URI [default: $MLFLOW_TRACKING_URI or RUN/mlflow.db].",
+        summary="MLflow URI [default: $MLFLOW_TRACKING_URI, local].",
     )
     mlflow_experiment: str = option(
         "foveal",
