@@ -189,9 +189,10 @@ def reason(error: Exception) -> str:
     """A short why from MLflow's long messages: the OS error ('Connection refused'), else its first
     line, cut."""
     text = str(error)
-    found = re.findall(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
-    if found:
-        return found[-1].strip()
+    for pattern in (r"\[Errno -?\d+\] ([^'\")\]]+)", r"(Read timed out)", r"(failed with error code \d+)"):
+        found = re.findall(pattern, text)
+        if found:
+            return found[-1].strip()
     first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
     return first if len(first) <= 200 else first[:197] + "..."
 
