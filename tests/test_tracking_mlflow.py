@@ -34,6 +34,8 @@ import foveal
 pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+# SQLAlchemy's, inside MLflow's sqlite store: nothing of ours
+pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")
 SERVER_START_TIMEOUT_S = 240  # a loaded CI machine: imports and the store's tables
 
 
