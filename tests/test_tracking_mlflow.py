@@ -136,6 +136,18 @@ def test_a_silent_server_is_one_line_before_any_folder(class_folder: Path, tmp_p
     assert seconds < 60  # 2 retries with backoff: about 3 s, not MLflow's default minutes
 
 
+def test_a_store_mlflow_cannot_use_is_one_line_before_any_folder(class_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    result = foveal_cli(
+        "train", str(class_folder), "--out", str(out), "--log", "mlflow", "--mlflow-uri", "htp://x"
+    )
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: the MLflow tracking store at htp://x cannot be used (")
+    assert line.endswith("point --mlflow-uri or MLFLOW_TRACKING_URI at one that does.")
+    assert not out.exists()
+
+
 def test_a_missing_mlflow_is_one_line_before_any_folder(
     class_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -265,14 +277,20 @@ def test_a_server_killed_mid_run_costs_one_warning_not_the_run(
 
 
 @pytest.mark.slow
-def test_the_local_store_records_the_run_in_its_folder(
-    class_folder: Path, tiny_train_options: dict, no_tracking_uri: None
+def test_the_local_store_records_the_run_in_its_folder_and_a_resume_continues_it(
+    class_folder: Path, tiny_train_options: dict, no_tracking_uri: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    result = foveal.train(data=str(class_folder), **tiny_train_options, log=["mlflow", "tensorboard"])
-    run = result.run_dir
+    options = {**tiny_train_options, "checkpoint_every_steps": 3, "log": ["mlflow", "tensorboard"]}
+    crash_at(monkeypatch, 8)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        foveal.train(data=str(class_folder), **options)
+    monkeypatch.undo()
+    run = Path(options["out"]) / "train"
+    foveal.train(resume=run, quiet=True)
     client = MlflowClient(f"sqlite:///{run / 'mlflow.db'}")
     recorded = run_of(client, run)
     assert recorded.info.status == "FINISHED" and recorded.info.run_name == run.name
+    assert len(client.search_runs([recorded.info.experiment_id])) == 1
     assert client.get_experiment(recorded.info.experiment_id).name == "foveal"
     assert history_steps(client, recorded.info.run_id, "train/loss") == list(
         range(1, 2 * STEPS_PER_EPOCH + 1)

@@ -79,17 +79,17 @@ class MlflowTracker(Tracker):
         self.client_class = client_class()
         self.settings = settings
         self.continued = read_run_file(resumed) if resumed is not None else None
-        if self.continued is not None:
-            self.uri: str | None = self.continued["tracking_uri"]
+        if self.continued is not None:  # the local store: where the run folder is now
+            self.uri: str | None = None if self.continued.get("local") else self.continued["tracking_uri"]
         else:
             self.uri = settings.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
-        if self.uri is not None and self.uri.startswith(("http://", "https://")):
-            check_server(self.client_class(self.uri), self.uri)
+        if self.uri is not None:
+            check_store(self.client_class, self.uri)
         self.pending: list[Any] = []  # metrics held back until their step is checkpointed
 
     def start(self, run: RunStart) -> None:
         local = self.uri is None
-        self.uri = self.uri or f"sqlite:///{run.run_dir / LOCAL_STORE}"
+        self.uri = self.uri or f"sqlite:///{(run.run_dir / LOCAL_STORE).resolve()}"
         self.run_dir = run.run_dir
         with quiet_store_setup():
             self.client = self._call("open the tracking store", self.client_class, self.uri)
@@ -105,7 +105,7 @@ class MlflowTracker(Tracker):
         self.run_id = created.info.run_id
         atomic_write_json(
             run.run_dir / RUN_FILE,
-            {"tracking_uri": self.uri, "experiment_id": experiment, "run_id": self.run_id},
+            {"tracking_uri": self.uri, "local": local, "experiment_id": experiment, "run_id": self.run_id},
         )
         self._log_params(params_of(run.config))
 
@@ -174,14 +174,20 @@ class MlflowTracker(Tracker):
             raise TrackingFailed(f"could not {what} at {self.uri}: {reason(error)}") from None
 
 
-def check_server(client: Any, uri: str) -> None:
-    """One quick request to the tracking server; TrackingUnavailable if it does not answer."""
+def check_store(client_class: type, uri: str) -> None:
+    """Open the tracking store at `uri` and, for a server, ask it one quick question;
+    TrackingUnavailable if that fails (a server that does not answer, a URI MLflow cannot use)."""
+    server = uri.startswith(("http://", "https://"))
     try:
-        client.search_experiments(max_results=1)
+        with quiet_store_setup():
+            client = client_class(uri)
+        if server:
+            client.search_experiments(max_results=1)
     except Exception as error:  # noqa: BLE001  (whatever the request raised, the answer is "no")
+        what = "does not answer" if server else "cannot be used"
         raise TrackingUnavailable(
-            f"the MLflow tracking server at {uri} does not answer ({reason(error)}); start it, or point "
-            "--mlflow-uri or MLFLOW_TRACKING_URI at one that does."
+            f"the MLflow tracking {'server' if server else 'store'} at {uri} {what} ({reason(error)}); "
+            f"{'start it, or ' if server else ''}point --mlflow-uri or MLFLOW_TRACKING_URI at one that does."
         ) from None
 
 
