@@ -1,4 +1,4 @@
-"""Training settings, typed and grouped: data, model, optimisation, augmentation, checkpoints, run.
+"""Training settings, typed and grouped: data, model, optimisation, augmentation, checkpoints, run, tracking.
 
 Each field is declared once, here, with its default, its check and its help text; the `foveal
 train` options are generated from these fields (cli/options.py), and the resolved TrainConfig is
