@@ -32,8 +32,9 @@ def help_text(command: str) -> str:
 def test_every_setting_has_one_flat_name_a_help_text_and_a_group() -> None:
     flat = [f.flat for f in FIELDS]
     # Foveal 0.1.0's 40, then lr_decay, alternate_flips, ..., lookahead, muon_lr, muon_matrix_lr; the
-    # six of fine-tuning (#32: init_from, finetune, head, layer_decay, probe_epochs, freeze_batch_norm)
-    assert len(flat) == len(set(flat)) == 54
+    # six of fine-tuning (#32: init_from, finetune, head, layer_decay, probe_epochs, freeze_batch_norm);
+    # the three of tracking (#34: log, mlflow_uri, mlflow_experiment)
+    assert len(flat) == len(set(flat)) == 57
     assert {f.group for f in FIELDS} == set(GROUPS)
     assert all(f.help.strip() for f in FIELDS)
     # --help's line: one short line, its whole text in docs/options.md
@@ -69,6 +70,7 @@ def test_every_setting_is_an_option_of_train_and_the_help_reads_at_80_columns() 
         "Augmentation",
         "Checkpoints",
         "Run",
+        "Tracking",
     ]
 
 
@@ -116,6 +118,8 @@ def test_each_option_given_on_the_command_line_reaches_the_config(f, monkeypatch
         flag = option_flag(f)
         if isinstance(example, bool):
             args.append(flag if example else f"--no-{flag[2:]}")
+        elif isinstance(example, tuple):  # a repeatable option: once per value
+            args += [item for value in example for item in (flag, value)]
         else:
             args += [flag, str(example)]
     CliRunner().invoke(app, args)
@@ -151,6 +155,9 @@ def _example(f) -> object:
         "head": "attention",
         "layer_decay": 0.75,
         "freeze_batch_norm": True,
+        "log": ("tensorboard", "mlflow"),
+        "mlflow_uri": "http://127.0.0.1:5000",
+        "mlflow_experiment": "mine",
     }
     if f.flat in examples:
         return examples[f.flat]

@@ -23,6 +23,9 @@ LAYERS: list[set[str]] = [
     {"runs", "predictor"},  # run folders; a trained model you call (loading, inference, ONNX, open set)
     {"evaluation"},
     {"explanation"},
+    # Where a run is recorded (results.csv, TensorBoard, MLflow): the training loop calls it; it draws
+    # the end's pictures with evaluation's and explanation's code, so it sits above them.
+    {"tracking"},
     {"training", "exporting", "serving", "reporting"},
     {"api"},
     {"compare"},

@@ -5,6 +5,7 @@ one call, so that the layers themselves never call each other upward."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -51,11 +52,17 @@ def train(
         started: `time.perf_counter()` value a time budget counts from (default: now).
         **options: TrainConfig fields by name; a misspelled one raises ConfigError.
     """
-    result = training.train(config, resume=resume, quiet=quiet, started=started, **options)
-    if result.config.run.report and world_from_env().is_main:  # under torchrun: rank 0's to write
-        _write_report(result, quiet)
+    report = functools.partial(_report_of_run, quiet=quiet)
+    result = training.train(config, resume=resume, quiet=quiet, started=started, epilogue=report, **options)
     # The images served the report; the caller need not hold on to them.
     return dataclasses.replace(result, data=None)
+
+
+def _report_of_run(result: TrainResult, quiet: bool) -> None:
+    """report.html unless `report=False`, under torchrun rank 0's to write; the training loop calls it
+    before its loggers record the run's end, so that MLflow keeps the report with the run."""
+    if result.config.run.report and world_from_env().is_main:
+        _write_report(result, quiet)
 
 
 def _write_report(result: TrainResult, quiet: bool) -> None:

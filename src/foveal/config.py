@@ -1,4 +1,4 @@
-"""Training settings, typed and grouped: data, model, optimisation, augmentation, checkpoints, run.
+"""Training settings, typed and grouped: data, model, optimisation, augmentation, checkpoints, run, tracking.
 
 Each field is declared once, here, with its default, its check and its help text; the `foveal
 train` options are generated from these fields (cli/options.py), and the resolved TrainConfig is
@@ -37,6 +37,7 @@ PANELS = {  # group -> the help panel its options are listed under
     "augment": "Augmentation",
     "checkpoint": "Checkpoints",
     "run": "Run",
+    "tracking": "Tracking",
 }
 
 
@@ -518,6 +519,45 @@ class RunConfig:
         )
 
 
+TRACKERS: tuple[str, ...] = ("tensorboard", "mlflow")  # what --log can name (foveal/tracking/)
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Where the run's figures go besides results.csv: TensorBoard, MLflow (docs/tracking.md)."""
+
+    log: tuple[str, ...] = option(
+        (),
+        "Also record the run with tensorboard (into RUN/tensorboard) or mlflow; give it once per "
+        "logger. Needs `pip install 'foveal[tensorboard]'` or `'foveal[mlflow]'`.",
+        summary="Also log to tensorboard or mlflow (repeatable).",
+        metavar="tensorboard|mlflow",
+    )
+    mlflow_uri: str | None = option(
+        None,
+        "MLflow tracking server or store, e.g. http://127.0.0.1:5000 [default: $MLFLOW_TRACKING_URI, "
+        "else a local store in the run folder, RUN/mlflow.db].",
+        summary="MLflow URI [default: $MLFLOW_TRACKING_URI, local].",
+    )
+    mlflow_experiment: str = option(
+        "foveal",
+        "MLflow experiment the run is recorded in (created when missing).",
+        summary="MLflow experiment name.",
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.log, str):  # foveal.train(log="tensorboard"): one logger
+            object.__setattr__(self, "log", (self.log,))
+        unknown = [name for name in self.log if name not in TRACKERS]
+        check(
+            (
+                not unknown,
+                f"--log takes {' or '.join(TRACKERS)}, got {', '.join(map(repr, unknown))}",
+            ),
+            (bool(self.mlflow_experiment), "mlflow_experiment must be a non-empty name"),
+        )
+
+
 GROUPS: dict[str, type] = {
     "data": DataConfig,
     "model": ModelChoice,
@@ -526,6 +566,7 @@ GROUPS: dict[str, type] = {
     "augment": AugmentConfig,
     "checkpoint": CheckpointConfig,
     "run": RunConfig,
+    "tracking": TrackingConfig,
 }
 
 
@@ -586,6 +627,7 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     @property
     def epoch_val_limit(self) -> int | None:

@@ -29,6 +29,8 @@ def train_arguments(
         flag, _ = flags[name]
         if isinstance(value, bool):
             args.append(flag if value else f"--no-{flag[2:]}")
+        elif isinstance(value, (list, tuple)):  # a repeatable option (--log): once per value
+            args += [item for v in value for item in (flag, str(v))]
         else:
             args += [flag, str(value)]
     return [*args, "--quiet"] if quiet else args
@@ -49,7 +51,9 @@ def launch(devices: int, args: list[str]) -> None:
     # Unset, torchrun sets 1 and prints a four-line warning; each rank takes its share of the cores
     # (training/distributed.py threads_per_rank), as its OpenMP threads too.
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // devices)))
-    launcher = ["--standalone", f"--nproc-per-node={devices}", "-m", "foveal", "train", *args]
+    # "--": torchrun's parser would take an option of ours that begins one of its own (--log: its
+    # --log-dir) for an ambiguous abbreviation of it.
+    launcher = ["--standalone", f"--nproc-per-node={devices}", "-m", "--", "foveal", "train", *args]
     try:
         run(get_args_parser().parse_args(launcher))
     except SignalException:  # Ctrl-C: the ranks got it too, saved a checkpoint and said how to resume

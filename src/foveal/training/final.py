@@ -3,6 +3,7 @@ open-set threshold calibrated and saved with it, metrics.json written, and the T
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from foveal.explanation.report_plan import ReportPlan
 from foveal.predictor.inference import predict_outputs
 from foveal.predictor.rejection import FIT_IMAGES, RejectionCount, calibrate
 from foveal.predictor.saved import ModelInfo, load_model, save_model
+from foveal.tracking import RunEnd, Trackers, final_figures
+from foveal.tracking.pictures import end_pictures
 from foveal.training import distributed
 from foveal.training.progress import say
 from foveal.training.setup import RunSetup
@@ -106,6 +109,22 @@ def train_result(
         quiet,
     )
     return result
+
+
+def track_end(run: RunSetup, trackers: Trackers, evaluation: Evaluation, step: int) -> None:
+    """Tell the loggers the kept model's scores, at the run's last optimizer `step`, with the
+    confusion matrix and a sheet of attention overlays when one of them records pictures (the model
+    is saved by now: a failure to draw them costs a warning, not the run)."""
+    figures = final_figures(evaluation.metrics, evaluation.loss)
+    with tempfile.TemporaryDirectory() as folder:
+        pictures = {}
+        if trackers.wants_pictures:
+            try:
+                model_file = run.run_dir / "weights" / "best.safetensors"
+                pictures = end_pictures(run.run_dir, model_file, run.data.val, str(run.device), Path(folder))
+            except Exception as error:  # noqa: BLE001  (the run is done: only its pictures are lost)
+                say(f"warning: the attention overlays for the loggers were not drawn ({error})")
+        trackers.finish(RunEnd(step, figures, pictures))
 
 
 def final_evaluation(run: RunSetup, best_epoch: int, *, last_epoch: int) -> Evaluation:

@@ -7,8 +7,10 @@ time it reads comes from one clock (clock.py).
 
 from __future__ import annotations
 
+import json
 import math
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +22,14 @@ from foveal.data.randomness import mix
 from foveal.errors import FovealError
 from foveal.predictor.saved import ModelInfo, save_model
 from foveal.runtime import autocast_for, resolve_device
+from foveal.tracking import RunStart, Trackers, open_trackers, run_tags
 from foveal.training import distributed, elastic, final, keeping, probe, replan, validation
 from foveal.training.batches import EpochBatches, augmentation_for, epoch_loader
 from foveal.training.clock import SYSTEM_CLOCK, Clock
 from foveal.training.final import TrainResult
 from foveal.training.interrupt import DeferredInterrupt, TrainingInterrupted
 from foveal.training.progress import EpochBar, say
-from foveal.training.records import append_event, write_results
+from foveal.training.records import append_event
 from foveal.training.setup import RunSetup, config_of_run, prepare_run
 from foveal.training.state import Progress
 from foveal.training.step import train_step
@@ -57,6 +60,7 @@ def train(
     quiet: bool = False,
     started: float | None = None,
     clock: Clock = SYSTEM_CLOCK,
+    epilogue: Callable[[TrainResult], None] | None = None,
     **options: Any,
 ) -> TrainResult:
     """Train a classifier (or resume one) and return its result.
@@ -69,6 +73,8 @@ def train(
             process's start, on the system clock).
         clock: what the run's times, checkpoint intervals, budget and progress are measured with
             (clock.py: the system clock, or a test's FakeClock).
+        epilogue: called with the result once the model is saved and evaluated, before the loggers
+            record the run's end (api.train writes report.html there, for MLflow to keep).
     """
     started = clock.now() if started is None else started
     run_dir = None
@@ -86,17 +92,25 @@ def train(
             run_dir = distributed.from_main(elastic.run_to_continue(config) if found.is_main else None)
             if run_dir is not None:
                 config, run_dir = config_of_run(run_dir)
-        return _train(config, run_dir, quiet, started, clock)
+        return _train(config, run_dir, quiet, started, clock, epilogue)
     finally:
         distributed.stop()
 
 
 def _train(
-    config: TrainConfig, run_dir: Path | None, quiet: bool, started: float, clock: Clock
+    config: TrainConfig,
+    run_dir: Path | None,
+    quiet: bool,
+    started: float,
+    clock: Clock,
+    epilogue: Callable[[TrainResult], None] | None,
 ) -> TrainResult:
     """`train` once the processes are joined: a new run, or `run_dir` resumed."""
+    # Rank 0 records the run; a missing logger or a silent server stops it before its folder is made.
+    trackers = open_trackers(config.tracking, resumed=run_dir) if distributed.is_main() else Trackers([])
     run = prepare_run(config, quiet, run_dir=run_dir, clock=clock)
     trainer = build_trainer(run, started, clock)
+    trainer.trackers = trackers
     if run_dir is not None:
         restore(run, trainer, quiet)
         if trainer.progress.planned_steps:  # a time-budget run keeps the plan it had
@@ -104,10 +118,35 @@ def _train(
     elif run.config.finetune.finetune in ("probe", "lp-ft"):  # a new run from learned weights
         probe.probe_before_training(run, trainer, quiet)
     trainer.replica = distributed.wrap(run.model, run.device)  # after the restore: DDP copies rank 0's
-    _fit(run, trainer, quiet)
-    evaluation = final.finish(run, trainer.progress)
-    report = replan.end_report_plan(run, trainer)
-    return final.train_result(run, trainer.progress, evaluation, clock.now() - started, report, quiet)
+    status = "failed"
+    try:
+        trackers.start(_run_start(run, trainer))
+        _fit(run, trainer, quiet)
+        evaluation = final.finish(run, trainer.progress)
+        report = replan.end_report_plan(run, trainer)
+        result = final.train_result(run, trainer.progress, evaluation, clock.now() - started, report, quiet)
+        if epilogue is not None:
+            epilogue(result)
+        final.track_end(run, trackers, evaluation, trainer.progress.global_step)
+        status = "finished"
+        return result
+    except (TrainingInterrupted, KeyboardInterrupt):
+        status = "interrupted"
+        raise
+    finally:
+        trackers.close(status)
+
+
+def _run_start(run: RunSetup, trainer: Trainer) -> RunStart:
+    """What the loggers are told at the start: the run folder's record and tags; where a resume starts."""
+    name = run.config.model.preset or run.info.config.name  # a fine-tuned model: its source's architecture
+    return RunStart(
+        run.run_dir,
+        run.config,
+        json.loads((run.run_dir / "config.json").read_text()),
+        run_tags(name, run.data.description, run.device),
+        resumed_at=trainer.progress.global_step if trainer.resumed else None,
+    )
 
 
 def epoch_label(run: RunSetup, trainer: Trainer, epoch: int) -> str:
@@ -173,6 +212,7 @@ def _run_epoch(run: RunSetup, trainer: Trainer, quiet: bool, interrupt: Deferred
             grad_clip=config.optim.grad_clip,
             autocast=autocast,
         )
+        lr = trainer.optimizer.param_groups[0]["lr"]  # the step's, before the schedule moves it
         trainer.scheduler.step()
         if trainer.ema is not None and result.applied:
             trainer.ema.update_parameters(run.model)
@@ -204,6 +244,7 @@ def _run_epoch(run: RunSetup, trainer: Trainer, quiet: bool, interrupt: Deferred
         progress.epoch_correct += int(correct)
         if result.applied:
             progress.epoch_loss_sum += loss_sum
+            trainer.trackers.step(progress.global_step, {"train/loss": loss_sum / whole, "train/lr": lr})
         bar.update(loss_sum / whole, correct / whole, whole)
         if trainer.lookahead is not None:  # after the budget's check: it may have moved the last step
             trainer.lookahead.step(
@@ -279,7 +320,7 @@ def _validate_and_record(run: RunSetup, trainer: Trainer, quiet: bool) -> None:
         budget = None
     row = validation.epoch_row(run, trainer)
     progress.rows.append(row)
-    write_results(run.run_dir / "results.csv", progress.rows)
+    trainer.trackers.epoch(progress.global_step, progress.rows)  # results.csv, and any --log
     info = ModelInfo(
         run.info.config,
         run.info.classes,

@@ -1,35 +1,11 @@
-"""What a run writes besides weights: results.csv, the resolved config, skipped files."""
+"""What a run writes besides weights and results.csv (a logger: tracking/results_csv.py): skipped
+files, events."""
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
-from typing import Any
 
 from foveal.io import atomic_write_text
-
-RESULT_COLUMNS = [
-    "epoch",
-    "train_loss",
-    "train_top1",
-    "val_loss",
-    "val_top1",
-    "val_top5",
-    "lr",
-    "seconds",
-    "images_per_second",
-]
-
-
-def write_results(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Rewrite results.csv (one row per epoch) atomically, so a crash never truncates it."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    atomic_write_text(path, buffer.getvalue())
 
 
 def write_skipped(path: Path, skipped: list[tuple[str, str]]) -> None:

@@ -3,7 +3,7 @@ restored."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -11,6 +11,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from foveal.config import TrainConfig
 from foveal.errors import FovealError
+from foveal.tracking import Trackers
 from foveal.training import distributed
 from foveal.training.clock import Clock
 from foveal.training.ema import make_ema
@@ -43,6 +44,7 @@ class Trainer:
     report_methods: list[str] | None = None  # the map methods the report will show: probed once (replan)
     resumed: bool = False
     replica: nn.Module | None = None  # what train_step runs: the model, or its DDP wrapper under torchrun
+    trackers: Trackers = field(default_factory=lambda: Trackers([]))  # where the run is recorded (rank 0)
 
     def model_to_keep(self, model: nn.Module) -> nn.Module:
         """What gets validated and saved: the EMA of the weights when EMA is on, else the model."""
@@ -117,5 +119,6 @@ def checkpoint(run: RunSetup, trainer: Trainer) -> None:
             ema=trainer.ema,
             lookahead=trainer.lookahead.state_dict() if trainer.lookahead is not None else None,
         )
+        trainer.trackers.checkpointed(trainer.progress.global_step)
     distributed.barrier()
     trainer.last_save = trainer.clock.now()
