@@ -72,7 +72,7 @@ class DataConfig:
         "a folder of class folders, or a table of labels (a .csv or .jsonl file of file_name,label, "
         "or a folder holding metadata.csv).",
         flat="data",
-        summary="A built-in name, data set root, class folders or a table.",
+        summary="A built-in name, data folders or a label table.",
     )
     img_size: int | None = option(
         None,
