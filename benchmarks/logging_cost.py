@@ -31,7 +31,9 @@ LOGGERS = {"none": [], "tensorboard": ["--log", "tensorboard"], "mlflow": ["--lo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", default="../shared/data/cifar10", help="What to train on.")
     parser.add_argument("--model", help="A preset [default: what foveal train picks for the data].")
     parser.add_argument("--epochs", type=int, default=1)
@@ -84,19 +86,12 @@ class mlflow_server:
 def measure(args: argparse.Namespace, scratch: Path, uri: str) -> None:
     load_before = load_average()
     runs: dict[str, list[float]] = {name: [] for name in LOGGERS}
+    train(args, scratch, "warm-up", [])  # not counted: the data's cache filled, the files read once
     for repeat in range(args.repeats):
         for name, options in LOGGERS.items():
             run_name = f"{name}-{repeat}"
-            command = [
-                sys.executable, "-m", "foveal", "train", args.data, "--epochs", str(args.epochs),
-                "--no-report", "--quiet", "--out", str(scratch / "runs"), "--name", run_name, *options,
-                *(["--model", args.model] if args.model else []),
-                *(["--mlflow-uri", uri, "--mlflow-experiment", "logging-cost"] if name == "mlflow" else []),
-            ]  # fmt: skip
-            subprocess.run(command, check=True)
-            with (scratch / "runs" / run_name / "results.csv").open(newline="") as handle:
-                rows = list(csv.DictReader(handle))
-            runs[name].append(float(rows[-1]["images_per_second"]))
+            server = ["--mlflow-uri", uri, "--mlflow-experiment", "logging-cost"] if name == "mlflow" else []
+            runs[name].append(train(args, scratch, run_name, [*options, *server]))
             print(f"{run_name}: {runs[name][-1]:.1f} train images/s", flush=True)
     base = statistics.median(runs["none"])
     rows = {
@@ -114,6 +109,7 @@ def measure(args: argparse.Namespace, scratch: Path, uri: str) -> None:
     save(
         args.name,
         {
+            "quick": args.quick,
             "data": args.data,
             "model": args.model or "foveal train's choice",
             "epochs": args.epochs,
@@ -124,6 +120,18 @@ def measure(args: argparse.Namespace, scratch: Path, uri: str) -> None:
         },
         args.out,
     )
+
+
+def train(args: argparse.Namespace, scratch: Path, run_name: str, options: list[str]) -> float:
+    """One `foveal train` process; its last epoch's train images/s."""
+    command = [
+        sys.executable, "-m", "foveal", "train", args.data, "--epochs", str(args.epochs), "--no-report",
+        "--quiet", "--out", str(scratch / "runs"), "--name", run_name, *options,
+        *(["--model", args.model] if args.model else []),
+    ]  # fmt: skip
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    with (scratch / "runs" / run_name / "results.csv").open(newline="") as handle:
+        return float(list(csv.DictReader(handle))[-1]["images_per_second"])
 
 
 if __name__ == "__main__":

@@ -96,6 +96,17 @@ def test_quick_pointing_game_benchmark(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_quick_logging_cost_benchmark(tmp_path: Path) -> None:
+    """No logger, TensorBoard and MLflow to a real `mlflow server` on loopback, one run each."""
+    done = run_script("logging_cost.py", "--quick", "--name", "quick_logging", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "quick_logging.json").read_text())
+    assert record["quick"] is True and list(record["loggers"]) == ["none", "tensorboard", "mlflow"]
+    assert all(row["median"] > 0 for row in record["loggers"].values())
+    assert record["loggers"]["none"]["median_over_none"] == 1.0
+
+
+@pytest.mark.slow
 def test_quick_explain_benchmark(tmp_path: Path) -> None:
     done = run_script("explain_maps.py", "--quick", "--name", "quick_explain", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr

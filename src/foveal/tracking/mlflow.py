@@ -40,12 +40,15 @@ RUN_FILE = "mlflow.json"  # in the run folder: the tracking URI, experiment and 
 LOCAL_STORE = "mlflow.db"  # the local store (sqlite: MLflow 3 keeps its file store in maintenance)
 LOCAL_ARTIFACTS = "mlartifacts"
 NOT_ARTIFACTS = {"checkpoints", "tensorboard", LOCAL_STORE, LOCAL_ARTIFACTS, RUN_FILE}  # in the run folder
-# A server that is gone must cost the run seconds, once, not MLflow's default 7 retries with
-# exponential backoff and a 120 s timeout each (minutes per call). Set unless the user set them.
+# The client's settings, set unless the user set them. A server that is gone must cost the run seconds,
+# once, not MLflow's default 7 retries with exponential backoff and a 120 s timeout each (minutes a call).
 HTTP_SETTINGS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",  # seconds: waits of 0 and 2 s between the tries
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",  # seconds per try
+    # MLflow prints two emoji lines naming the run's web page at its end, on stdout, --quiet or not:
+    # RUN/mlflow.json names the run, and stdout stays the command's own.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limits
 MAX_PARAMS_PER_BATCH = 100
