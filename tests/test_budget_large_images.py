@@ -80,6 +80,7 @@ def test_the_deadline_holds_before_the_first_plan(
     assert result.epochs == 1 and result.passes < 1  # the first epoch, cut short, was validated
 
 
+@pytest.mark.slow  # an end-to-end run of tens of seconds on a 2-core CPU
 def test_calibration_ends_by_time(photo_folder: Path, options: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     """Steps of 2% of the budget: the first plan comes after 2 steps (3% of it), not 20."""
     budget = 100.0

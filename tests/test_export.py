@@ -120,6 +120,7 @@ def test_bad_exports_get_one_clear_line(trained: tuple[Path, Path], tmp_path: Pa
     assert done.returncode == 1 and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow  # an end-to-end run of tens of seconds on a 2-core CPU
 def test_onnx_export_matches_foveal_on_held_out_images_at_any_batch_size(
     trained: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -193,6 +194,7 @@ def test_onnx_export_matches_foveal_on_held_out_images_at_any_batch_size(
     assert "Traceback" not in missing.stderr
 
 
+@pytest.mark.slow  # an end-to-end run of tens of seconds on a 2-core CPU
 def test_onnx_parity_that_fails_keeps_no_onnx_file_and_says_why(
     trained: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

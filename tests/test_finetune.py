@@ -207,6 +207,7 @@ def test_the_budget_chooses_the_probe_when_few_passes_fit() -> None:
     assert chosen.finetune.finetune == "full"  # the user's choice is kept
 
 
+@pytest.mark.slow  # an end-to-end run of tens of seconds on a 2-core CPU
 def test_a_fine_tuning_run_resumes_exactly(source_run: Path, other_classes: Path, tmp_path: Path) -> None:
     """Also when its source has gone since: the run folder holds the architecture and preprocessing."""
     source_copy = tmp_path / "source.safetensors"

@@ -30,6 +30,7 @@ CPU = torch.device("cpu")
 PHOTO = 224  # px: foveal-small's explicit attention keeps about 0.5 GB an image for its backward here
 
 
+@pytest.mark.slow  # an end-to-end run of tens of seconds on a 2-core CPU
 def test_an_absurd_batch_is_refused_in_one_line_before_a_run_folder(tmp_path: Path) -> None:
     """Through the real command: exit code 1, one line naming the largest batch that fits, no
     traceback and no run folder. The folder holds more images than a step of them can fit on this

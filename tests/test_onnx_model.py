@@ -126,6 +126,7 @@ def test_int8_records_its_accuracy_and_speed_against_fp32(exported: tuple[Path, 
     assert len(labels) == 24  # Foveal runs the INT8 file as it runs the fp32 one
 
 
+@pytest.mark.slow  # an end-to-end run of tens of seconds on a 2-core CPU
 def test_int8_that_loses_too_much_is_refused_with_its_figures(
     exported: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -39,6 +39,7 @@ def recorded(run: Path) -> dict:
     return json.loads((run / "config.json").read_text())
 
 
+@pytest.mark.slow  # an end-to-end run of tens of seconds on a 2-core CPU
 def test_photos_get_a_hybrid_at_their_own_size(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """224-px images, nothing but --epochs set: a rung of the ladder at 224 px (a folder this small
     affords it on any CPU), trained the hybrids' way, and the start line says what it will take."""

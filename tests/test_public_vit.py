@@ -83,6 +83,7 @@ def test_another_size_resamples_the_vits_positions_with_the_class_token_apart(
     assert info.preprocessing.img_size == 48 and model.vit.pos_embed.shape == (1, 1 + 36, 32)
 
 
+@pytest.mark.slow  # an end-to-end run of tens of seconds on a 2-core CPU
 def test_a_hub_id_fine_tunes_offline_from_the_cache_and_a_weights_file_too(
     vit_folder: Path, photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -104,6 +105,7 @@ def test_a_hub_id_fine_tunes_offline_from_the_cache_and_a_weights_file_too(
     assert torch.equal(hub.vit.blocks[1].mlp.fc2.weight, source.blocks[1].mlp.fc2.weight)
 
 
+@pytest.mark.slow  # an end-to-end run of tens of seconds on a 2-core CPU
 def test_a_fine_tuned_vit_reports_exports_with_parity_and_serves(
     vit_folder: Path, photos: Path, tmp_path: Path
 ) -> None:

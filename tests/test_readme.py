@@ -56,6 +56,9 @@ NOT_RUN = {
     "foveal serve": "a server runs until stopped (tests/test_serve.py starts real ones on loopback)",
     "curl": "needs the server above",
     "foveal compare path/to/flowers --time 10m": "ten minutes of training for each of three models",
+    "tensorboard": "a server runs until stopped (test_tracking_tensorboard.py reads the events it shows)",
+    "foveal train path/to/flowers --log mlflow --mlflow-uri": "a tracking server (test_tracking_mlflow.py)",
+    "mlflow models serve": "a server runs until stopped (test_export_mlflow.py serves one on loopback)",
 }
 
 
@@ -80,7 +83,12 @@ def small_data(folder: Path) -> dict[str, str]:
     photos.mkdir()
     for i, image in enumerate(sorted((flowers / "dog").iterdir())[:3]):
         Image.open(image).save(photos / f"photo{i}.jpg")
+    table = folder / "labels.csv"  # the flowers listed in a table, paths relative to it
+    images = sorted(flowers.rglob("*.png"))
+    rows = [f"flowers/{image.parent.name}/{image.name},{image.parent.name}" for image in images]
+    table.write_text("file_name,label\n" + "\n".join(rows) + "\n")
     return {
+        "path/to/labels.csv": str(table),
         "path/to/flowers": str(flowers),
         "path/to/test_folder": str(flowers),
         "path/to/photos": str(flowers),

@@ -51,6 +51,7 @@ def test_a_bigger_budget_per_image_buys_a_bigger_model() -> None:
         assert choices["model"] == taken[-1]  # the largest rung whose estimate reaches its minimum
 
 
+@pytest.mark.slow  # an end-to-end run of tens of seconds on a 2-core CPU
 def test_a_budgeted_run_records_the_resolved_recipe(
     class_folder: Path, tiny_train_options: dict, capsys: pytest.CaptureFixture
 ) -> None:

@@ -196,6 +196,7 @@ def photo_folder(root: Path, per_class: int = 24, size: int = 224) -> Path:
     return root
 
 
+@pytest.mark.slow  # an end-to-end run of tens of seconds on a 2-core CPU
 def test_the_whole_command_returns_inside_its_budget_report_included(tmp_path: Path) -> None:
     """The honest check, on the real clock: `foveal train DIR --time 40s` on 224-px photos returns,
     report.html written, within the budget plus 5% or 10 s, whichever is more."""

@@ -57,7 +57,7 @@ RECIPE_WITH_EVERYTHING = {
     [
         (0, {}, False),
         (2, {}, False),
-        (0, RECIPE_WITH_EVERYTHING, True),
+        pytest.param(0, RECIPE_WITH_EVERYTHING, True, marks=pytest.mark.slow),  # a resume in a new process
         (0, {"model": "hybrid-nano", "optimizer": "sgd", "bias_lr_scale": 64.0, "lookahead": True}, False),
         (0, {"model": "hybrid-nano", "optimizer": "muon"}, False),
     ],

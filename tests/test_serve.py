@@ -228,6 +228,7 @@ def test_the_page_and_the_docs_are_served(server: ServerProcess) -> None:
     assert httpx.get(server.url + "/docs").status_code == 200
 
 
+@pytest.mark.slow  # an end-to-end run of tens of seconds on a 2-core CPU
 def test_past_the_queue_limit_the_server_answers_503_with_retry_after(
     run_and_data: tuple[Path, Path], image_file: Path
 ) -> None:

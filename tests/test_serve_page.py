@@ -17,6 +17,7 @@ from foveal.serving.process import ServerProcess
 SCREENSHOT = os.environ.get("FOVEAL_SCREENSHOT")  # where to keep the page's picture (docs/images/...)
 
 
+@pytest.mark.slow  # an end-to-end run of tens of seconds on a 2-core CPU
 @needs_chromium
 def test_the_page_explains_an_uploaded_image_in_chromium(tmp_path_factory: pytest.TempPathFactory) -> None:
     from playwright.sync_api import sync_playwright

@@ -76,7 +76,14 @@ def mlflow_server(folder: Path) -> Iterator[Server]:
     log = (folder / "server.log").open("w")
     server = Server(
         f"http://127.0.0.1:{port}",
-        subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True),
+        subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            # Without the job runners (a dozen processes polling a queue) the tracking API does not use.
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        ),
     )
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
