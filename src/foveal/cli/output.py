@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # only a type here: importing it would load torch before every command
@@ -57,8 +58,6 @@ def prediction_rows(predictions: list[Prediction]) -> list[list[str]]:
     for an image marked unknown) and its probability, then label_2, probability_2 ... for the other
     top-k classes, then unknown (0 or 1) and familiarity (empty with rejection off). The first two
     columns make it a table of labels `foveal train` reads (docs/training.md)."""
-    from pathlib import Path
-
     ranks = max((len(p.labels) for p in predictions), default=1)
     header = ["file_name", "label", "probability"]
     for rank in range(2, ranks + 1):

@@ -192,8 +192,7 @@ def _table_split(
     else:
         train_keys, held_out = _stratified(train_keys, label_of, val_fraction, table.classes)
         how = "stratified auto-split"
-    if table.bad_rows:
-        say(f"data: {table.bad_rows_message()}")
+    _say_bad_rows(table)
     data = _decode_split(
         table.root, train_keys, held_out, label_of, table.classes, decode_folder, str(table.path), how
     )
@@ -214,8 +213,7 @@ def _split_tables(train: LabelTable, held_out: Path, decode_folder: FolderDecode
     _check_two_classes(train)
     files, labels = _table_rows(val, val.keys, train.classes)
     for table in (train, val):
-        if table.bad_rows:
-            say(f"data: {table.bad_rows_message()}")
+        _say_bad_rows(table)
     train_set = decode_folder([train.file(key) for key in train.keys], train.labels, train.classes)
     val_set = decode_folder(files, labels, train.classes)
     return DataSplits(
@@ -224,6 +222,12 @@ def _split_tables(train: LabelTable, held_out: Path, decode_folder: FolderDecode
         f"{held_out.parent}: {len(train_set)} train / {len(val_set)} from {held_out.name}/",
         skipped_rows=train.skipped_rows + val.skipped_rows,
     )
+
+
+def _say_bad_rows(table: LabelTable) -> None:
+    """One line on the rows of `table` skipped, if any (they also go to the run's skipped.txt)."""
+    if table.bad_rows:
+        say(f"data: {table.bad_rows_message()}")
 
 
 def _check_two_classes(table: LabelTable) -> None:
@@ -334,13 +338,12 @@ def load_evaluation_data(
                 f"({test.classes}); evaluate it on data with its own classes."
             )
         return test, f"{source} (built-in), held-out split: {counted(len(test), 'image')}"
-    table = find_table(source)
-    if table is not None:
-        return _table_evaluation_data(read_table(table), classes, preprocessing)
     root = Path(source)
     held_out = _held_out_folder(root)
     folder = held_out if held_out is not None else root
-    if (table := find_table(folder)) is not None:  # root/test/metadata.csv (Hugging Face's layout)
+    # A table, or a folder's metadata.csv; or root/test/metadata.csv (Hugging Face's layout).
+    table = find_table(source) or (find_table(held_out) if held_out is not None else None)
+    if table is not None:
         return _table_evaluation_data(read_table(table), classes, preprocessing)
     paths, labels = labelled_images(folder, classes)
     images = decode_files(paths, labels, classes, size, interpolation=interpolation, crop_pct=crop_pct)
@@ -364,8 +367,7 @@ def _table_evaluation_data(
                 "split of test, or drop the split column to evaluate on every row."
             )
     files, labels = _table_rows(table, keys, classes)
-    if table.bad_rows:
-        say(f"data: {table.bad_rows_message()}")
+    _say_bad_rows(table)
     images = decode_files(
         files,
         labels,
