@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
 from synthetic import make_class_folder
+
+from foveal.runtime import available_cores, default_threads
+
+
+def _share_the_cores_between_workers() -> None:
+    """Under pytest-xdist (-n N) each worker, and every command it starts, gets cores // N threads
+    through OMP_NUM_THREADS (read by PyTorch and by Foveal's default, runtime.default_threads): N
+    workers of a thread per core each would spin their OpenMP threads against each other."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, available_cores() // workers))
+        torch.set_num_threads(default_threads())  # OpenMP read the variable when torch was imported
+
+
+_share_the_cores_between_workers()
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -40,7 +57,6 @@ def tiny_train_options(tmp_path: Path) -> dict:
         "batch_size": 8,
         "img_size": 16,
         "out": str(tmp_path / "runs"),
-        "threads": 2,
         "report": False,  # report.html is tested in test_report.py; here it would only add time
     }
 

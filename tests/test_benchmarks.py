@@ -228,3 +228,27 @@ def test_quick_vit_cpu(tmp_path: Path) -> None:
     [result] = json.loads((tmp_path / "vit_cpu_quick.json").read_text())["results"]
     assert result["model"] == "deit-tiny" and result["train_images_per_second"] > 0
     assert result["probe_speedup_per_epoch"] > 1 and result["in_10_minutes"]["full_passes"] > 0
+
+
+@pytest.mark.slow
+def test_side_by_side_alternates_variants_and_collects_them_again(tmp_path: Path) -> None:
+    from synthetic import make_class_folder
+
+    data = make_class_folder(tmp_path / "shapes", per_class=16)
+    runs = tmp_path / "runs"
+    common = [str(data), "--time", "15s", "--seeds", "0", "--runs", str(runs), "--out", str(tmp_path)]
+    common += ["--variant", f"plain={ROOT / 'src'}", "--variant", f"tiny={ROOT / 'src'}:--model foveal-tiny"]
+    common += ["--train-args=--img-size 16 --no-report"]
+    done = run_script("side_by_side.py", *common, "--name", "made")
+    assert done.returncode == 0, done.stderr
+    made = json.loads((tmp_path / "made.json").read_text())
+    assert list(made["runs"]) == ["plain-s0", "tiny-s0"]  # one seed of every variant, in order
+    for run in made["runs"].values():
+        assert 0.0 <= run["test_top1"] <= 1.0 and run["epochs"] >= 1 and run["exit_status"] == 0
+        assert run["wall_s"] > 0 and run["peak_rss_mb"] > 0 and run["done_line"].startswith("done in")
+    assert "foveal-tiny" in made["runs"]["tiny-s0"]["start_line"]
+    again = run_script("side_by_side.py", *common, "--name", "collected", "--collect")
+    assert again.returncode == 0, again.stderr
+    collected = json.loads((tmp_path / "collected.json").read_text())
+    assert collected["summary"] == made["summary"]  # read back from the run folders, nothing retrained
+    assert collected["runs"]["plain-s0"]["wall_s"] == made["runs"]["plain-s0"]["wall_s"]

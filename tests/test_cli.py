@@ -40,8 +40,6 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         "3e-3",
         "--out",
         str(base / "runs"),
-        "--threads",
-        "2",
         "--no-report",  # report.html is tested in test_report.py; here it would only add time
     )
     assert done.returncode == 0, done.stderr

@@ -23,7 +23,7 @@ CPU = torch.device("cpu")
 def finished(tmp_path_factory: pytest.TempPathFactory):
     """A finished two-epoch run of foveal-tiny on 36 images of 16 px (a few seconds)."""
     root = tmp_path_factory.mktemp("final")
-    options = {"model": "foveal-tiny", "batch_size": 8, "img_size": 16, "threads": 2, "report": False}
+    options = {"model": "foveal-tiny", "batch_size": 8, "img_size": 16, "report": False}
     return train(
         data=str(make_class_folder(root / "shapes")), quiet=True, epochs=2, out=str(root / "runs"), **options
     )

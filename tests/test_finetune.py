@@ -24,7 +24,7 @@ from foveal.training.schedule import build_optimizer
 from foveal.training.state import list_checkpoints, load_checkpoint
 from foveal.training.transfer import read_source, resample_position_table, transfer_weights
 
-SOURCE_OPTIONS = {"epochs": 1, "batch_size": 8, "img_size": 16, "threads": 2, "report": False}
+SOURCE_OPTIONS = {"epochs": 1, "batch_size": 8, "img_size": 16, "report": False}
 
 
 @pytest.fixture(scope="module")

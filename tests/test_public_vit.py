@@ -20,7 +20,7 @@ from foveal.serving.process import ServerProcess
 from foveal.training import train
 
 pytest.importorskip("timm")
-OPTIONS = {"epochs": 1, "threads": 2, "report": False, "probe_epochs": 10}
+OPTIONS = {"epochs": 1, "report": False, "probe_epochs": 10}
 
 
 @pytest.fixture(scope="module")

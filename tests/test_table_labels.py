@@ -74,7 +74,7 @@ def table_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str
     )
     done = foveal_cli(
         "train", str(table), "--model", "foveal-tiny", "--epochs", "1", "--batch-size", "8",
-        "--img-size", "16", "--out", str(base / "runs"), "--threads", "2", "--no-report",
+        "--img-size", "16", "--out", str(base / "runs"), "--no-report",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return base / "runs" / "train", table, done.stderr

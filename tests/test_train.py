@@ -162,6 +162,25 @@ def test_reduced_precision_only_where_the_hardware_has_it(monkeypatch: pytest.Mo
     assert runtime.cpu_has_native_bf16() == ("amx_bf16" in flags or "avx512_bf16" in flags)
 
 
+def test_the_default_thread_count_is_the_users_share_of_the_machine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from foveal import runtime
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a shared machine's share, a test worker's
+        assert runtime.default_threads() == 1 and runtime.set_threads(None) == 1 == torch.get_num_threads()
+        assert runtime.set_threads(3) == 3 == torch.get_num_threads()  # --threads wins
+        for unusable in ("", "0", "two", "-4"):
+            monkeypatch.setenv("OMP_NUM_THREADS", unusable)
+            assert runtime.default_threads() == runtime.available_cores()
+        if hasattr(os, "sched_getaffinity"):  # the cores this process may run on, not the machine's
+            assert runtime.available_cores() == len(os.sched_getaffinity(0))
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_a_slow_first_decoding_says_how_far_it_is_unless_quiet(
     class_folder: Path,
     tiny_train_options: dict,

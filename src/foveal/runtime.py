@@ -94,9 +94,25 @@ def matmul_gflops(
     return 2 * size**3 / statistics.median(times[1:]) / 1e9
 
 
+def available_cores() -> int:
+    """The cores this process may run on: its CPU affinity (taskset, a container's cpuset), which
+    os.cpu_count() ignores; os.cpu_count() where affinity is not reported (macOS, Windows)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """OMP_NUM_THREADS when set to a count (a shared machine's share, torchrun's per rank, a test
+    worker's), else every core this process may run on."""
+    asked = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(asked) if asked.isdigit() and int(asked) > 0 else available_cores()
+
+
 def set_threads(threads: int | None) -> int:
-    """Use `threads` CPU threads (default: every core); returns the count in force."""
-    count = threads or os.cpu_count() or 1
+    """Use `threads` CPU threads (default: `default_threads()`); returns the count in force."""
+    count = threads or default_threads()
     torch.set_num_threads(count)
     return count
 

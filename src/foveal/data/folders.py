@@ -25,6 +25,7 @@ from foveal.data.mapped import DataStorage, DecodedImageWriter, decoded_bytes, k
 from foveal.data.resize import Interpolation
 from foveal.errors import DataError
 from foveal.messages import say
+from foveal.runtime import available_cores
 
 DECODE_LINE_EVERY_S = 10.0  # a slow decoding (a large folder's first run) says how far it is this often
 MAX_FAILURES_IN_A_ROW: int = 50
@@ -217,7 +218,7 @@ def _decode_in_order(
     Raises:
         DataError: Nothing could be decoded, or MAX_FAILURES_IN_A_ROW files in a row could not.
     """
-    workers = workers or os.cpu_count() or 1
+    workers = workers or available_cores()
 
     def decode(path: str) -> torch.Tensor | ImageDecodeError:
         try:
