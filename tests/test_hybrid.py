@@ -109,14 +109,25 @@ def test_the_ladder_keeps_at_least_7x7_tokens_on_photos(preset: str) -> None:
         if img_size in (160, 224):  # the module makes the grid the config says
             model = foveal.create_model(preset, num_classes=2, img_size=img_size)
             assert model.trunk(torch.zeros(1, 3, img_size, img_size)).shape[-2:] == (h, w)
-    assert model_config(preset, img_size=224).grid_size == (7, 7)
+    for img_size in (64, 96, 128, 160, 192, 224, 256):  # the trunk reads a photo at 32 px: 8x8 tokens
+        assert model_config(preset, img_size=img_size).grid_size == (8, 8), img_size
+    assert model_config(preset, img_size=160).stem_stride == 5  # 5x5 patches, not a power of two
 
 
 def test_a_model_saved_before_min_grid_keeps_airbench_halvings() -> None:
     saved = config_to_dict(model_config("hybrid-airbench-half", img_size=224))
-    del saved["min_grid"]  # what a config.json written before issue #33 holds
+    del saved["min_grid"], saved["stem_stride_rule"]  # what a config.json written before issue #33 holds
     old = config_from_dict(saved)
     assert old.min_grid == 0 and old.grid_size == (3, 3) and old.stem_stride == 8
+
+
+def test_a_model_saved_with_the_first_photo_grid_keeps_its_power_of_two_stem() -> None:
+    saved = config_to_dict(model_config("hybrid-airbench-half", img_size=160))
+    del saved["stem_stride_rule"]  # a config.json written at stop 38 or 39
+    old = config_from_dict(saved)
+    assert old.stem_stride_rule == "power-of-two" and old.stem_stride == 4 and old.grid_size == (10, 10)
+    with pytest.raises(ConfigError, match="stem_stride_rule must be"):
+        config_from_dict({**saved, "stem_stride_rule": "odd"})
 
 
 def test_save_and_load_give_bit_identical_logits(tmp_path: Path) -> None:

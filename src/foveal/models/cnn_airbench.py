@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from foveal.models.hybrid import PHOTO_MIN_GRID, HybridClassifier, HybridConfig
+from foveal.models.hybrid import PHOTO_GRID, HybridClassifier, HybridConfig
 from foveal.models.registry import register_family, register_model
 
 
@@ -34,9 +34,9 @@ register_family("cnn-airbench", AirbenchCNNConfig, HybridClassifier, formerly=("
 
 @register_model("cnn-airbench-half", "CNN baseline of hybrid-airbench-half")
 def cnn_airbench_half() -> AirbenchCNNConfig:  # 0.50M parameters, 81 MFLOPs at 32 px (122 at 224 px)
-    return AirbenchCNNConfig(widths=(32, 128, 128), min_grid=PHOTO_MIN_GRID)
+    return AirbenchCNNConfig(widths=(32, 128, 128), **PHOTO_GRID)
 
 
 @register_model("cnn-airbench", "airbench94's CNN: hybrid-airbench's baseline")
 def cnn_airbench() -> AirbenchCNNConfig:  # airbench94's: 1.97M parameters, 293 MFLOPs at 32 px (314 at 224)
-    return AirbenchCNNConfig(min_grid=PHOTO_MIN_GRID)  # the hybrids' photo grid: Grad-CAM maps alike
+    return AirbenchCNNConfig(**PHOTO_GRID)  # the hybrids' photo grid: Grad-CAM maps alike

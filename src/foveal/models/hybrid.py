@@ -39,10 +39,14 @@ class HybridConfig:
 
     Photos need a finer grid than 3x3 for a map to point at an object: with `min_grid` > 0 (the budget
     ladder's presets), when the stem strides (images of about 48 px and more) the last conv group keeps
-    its grid instead of halving it, and the stem's stride is halved while the grid would still be under
-    min_grid a side. Three groups with min_grid 7: 4x4 at 32 px (as airbench), 8x8 at 64, 12x12 at 96,
-    8x8 at 128, 10x10 at 160, 12x12 at 192, 7x7 at 224, 8x8 at 256. Measured against 3x3 on photos in
-    docs/benchmarks.md (issue #33). Models saved without the field read it as 0: airbench's halvings.
+    its grid instead of halving it, and the stem's stride is lowered while the grid would still be under
+    min_grid a side. With `stem_stride_rule` "nearest" (the ladder's presets since stop 40) the stride is
+    the whole number nearest img_size / 32, so the trunk reads every photo at airbench's own 32 px and
+    three groups give 8x8 tokens at 64, 96, 128, 160, 192, 224 and 256 px (7x7 to 8x8 between); the
+    stem reads non-overlapping stride x stride patches. With "power-of-two" (models saved before) the
+    stride is a power of two: 10x10 at 160, 12x12 at 96 and 192, 7x7 at 224. Measured against 3x3 on
+    photos in docs/benchmarks.md (issue #33). Models saved without min_grid read it as 0 (airbench's
+    halvings); without stem_stride_rule, "power-of-two".
     """
 
     name: str = "custom-hybrid"
@@ -64,6 +68,9 @@ class HybridConfig:
     attn_drop_rate: float = 0.0
     drop_path_rate: float = 0.0  # stochastic depth, linear from 0 to this value over the blocks
     min_grid: int = 0  # tokens a side the trunk keeps at least when its stem strides (0: halve every group)
+    # "nearest": the stem's stride is the whole number nearest img_size / 32 (a photo read at 32 px);
+    # "power-of-two": the power of two nearest it (models saved before stop 40)
+    stem_stride_rule: Literal["power-of-two", "nearest"] = "power-of-two"
     family: str = "hybrid"  # registry.py: the family a saved config is read back as
 
     def __post_init__(self) -> None:
@@ -84,6 +91,8 @@ class HybridConfig:
             raise ConfigError(f"logit_scale must be > 0, got {self.logit_scale}")
         if self.min_grid < 0:
             raise ConfigError(f"min_grid must be >= 0 tokens a side, got {self.min_grid}")
+        if self.stem_stride_rule not in ("power-of-two", "nearest"):
+            raise ConfigError(f"stem_stride_rule must be power-of-two or nearest, got {self.stem_stride_rule!r}")
         if self.trunk_init not in ("identity", "he"):
             raise ConfigError(f"trunk_init must be identity or he, got {self.trunk_init!r}")
         if min(self.grid_size) < 1:
@@ -99,13 +108,16 @@ class HybridConfig:
 
     @property
     def stem_stride(self) -> int:
-        """Stride of the stem conv: the power of two nearest img_size / STEM_REFERENCE_SIZE, at least 1;
-        with `min_grid`, halved while the trunk's grid (one halving fewer) would be under min_grid."""
-        stride = 2 ** max(0, round(math.log2(self.img_size / STEM_REFERENCE_SIZE)))
+        """Stride of the stem conv, at least 1: the power of two nearest img_size / STEM_REFERENCE_SIZE, or
+        with stem_stride_rule "nearest" the whole number nearest it; with `min_grid`, lowered (halved, or
+        by one) while the trunk's grid (one halving fewer) would be under min_grid."""
+        ratio = self.img_size / STEM_REFERENCE_SIZE
+        nearest = self.stem_stride_rule == "nearest"
+        stride = max(1, math.floor(ratio + 0.5)) if nearest else 2 ** max(0, round(math.log2(ratio)))
         if self.min_grid:
             last_kept = len(self.widths) - 1
             while stride > 1 and self.img_size // stride // 2**last_kept < self.min_grid:
-                stride //= 2
+                stride = stride - 1 if nearest else stride // 2
         return stride
 
     @property
@@ -207,13 +219,15 @@ def hybrid_base() -> HybridConfig:  # 1.86M parameters, 333 MFLOPs at 32 px (349
 # The budget ladder's models (training/recipe.py): an airbench CNN's whole trunk, down to a 4x4 grid at 32 px,
 # then one attention block, attention pooling and a head. Measured on CIFAR-10 (docs/benchmarks.md, #12):
 # level with the CNN of the same trunk at 3 minutes, where 8x8-grid hybrids of its cost were 4 points behind.
-# On photos their trunk keeps PHOTO_MIN_GRID tokens a side (7x7 at 224 px, 10x10 at 160; see HybridConfig).
+# On photos their trunk reads the image at 32 px and keeps PHOTO_MIN_GRID tokens a side or more (8x8 at 160
+# and 224 px; see HybridConfig).
 PHOTO_MIN_GRID = 7  # ResNet-50's Grad-CAM grid at 224 px; a 3x3 map cannot say which object was looked at
+PHOTO_GRID = {"min_grid": PHOTO_MIN_GRID, "stem_stride_rule": "nearest"}
 @register_model("hybrid-airbench-half", "attention on the half-width airbench trunk")
 def hybrid_airbench_half() -> HybridConfig:  # cnn-airbench-half's trunk + 1 block: 0.63M, 85 MFLOPs at 32 px
-    return HybridConfig(widths=(32, 128, 128), depth=1, num_heads=4, min_grid=PHOTO_MIN_GRID)
+    return HybridConfig(widths=(32, 128, 128), depth=1, num_heads=4, **PHOTO_GRID)
 
 
 @register_model("hybrid-airbench", "attention on airbench94's trunk")
 def hybrid_airbench() -> HybridConfig:  # cnn-airbench's trunk + 1 block: 2.50M, 310 MFLOPs at 32 px
-    return HybridConfig(widths=(64, 256, 256), depth=1, num_heads=4, min_grid=PHOTO_MIN_GRID)
+    return HybridConfig(widths=(64, 256, 256), depth=1, num_heads=4, **PHOTO_GRID)
