@@ -120,6 +120,9 @@ def main() -> None:
             run_name = f"{name}-s{seed}"
             command = command_of(args, extra, seed, run_name)
             log = args.runs / f"{run_name}.log"
+            if args.collect and not log.exists():
+                print(f"{run_name}: not run, left out", flush=True)
+                continue
             if not args.collect:
                 print(f"{time.strftime('%H:%M:%S')} {run_name}: {shlex.join(command)}", flush=True)
                 if run_one(command, source, log)["exit_status"]:

@@ -53,7 +53,7 @@ def tiny_run(
     data = make_class_folder(folder / "shapes", per_class=per_class)
     result = foveal.train(
         data=str(data), model=model, epochs=epochs, batch_size=8, img_size=16, out=str(folder / "runs"),
-        threads=2, report=False, quiet=True, **options,
+        report=False, quiet=True, **options,
     )  # fmt: skip
     return result.run_dir, data
 

@@ -31,7 +31,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         img_size=16,
         lr=3e-3,
         out=str(base / "runs"),
-        threads=2,
         report=False,
         quiet=True,
     )
@@ -196,7 +195,7 @@ def test_a_cnn_gets_gradcam_or_a_clear_message(tmp_path: Path) -> None:
     data = make_class_folder(tmp_path / "shapes", per_class=6)
     result = foveal.train(
         data=str(data), model="cnn-resnet8", epochs=1, batch_size=8, img_size=16,
-        out=str(tmp_path / "runs"), report=False, quiet=True, threads=2,
+        out=str(tmp_path / "runs"), report=False, quiet=True,
     )  # fmt: skip
     done = foveal_cli("explain", str(result.run_dir), str(data / "square"), "--method", "rollout")
     assert done.returncode == 1 and "Traceback" not in done.stderr

@@ -44,7 +44,7 @@ def test_photos_get_a_hybrid_at_their_own_size(tmp_path: Path, capsys: pytest.Ca
     """224-px images, nothing but --epochs set: a rung of the ladder at 224 px (a folder this small
     affords it on any CPU), trained the hybrids' way, and the start line says what it will take."""
     photos = make_class_folder(tmp_path / "photos", per_class=8, size=224)
-    run = train(data=str(photos), epochs=1, out=str(tmp_path / "runs"), threads=2, report=False).run_dir
+    run = train(data=str(photos), epochs=1, out=str(tmp_path / "runs"), report=False).run_dir
     record = recorded(run)
     chosen = record["train"]
     assert chosen["model"]["preset"] in LADDER and chosen["data"]["img_size"] == 224
@@ -88,7 +88,7 @@ def test_the_photo_rule_and_what_it_leaves_alone(class_folder: Path) -> None:
 
 def test_a_small_image_folder_trains_the_epoch_defaults(tmp_path: Path) -> None:
     folder = make_class_folder(tmp_path / "icons", per_class=6, size=32)
-    run = train(data=str(folder), epochs=1, out=str(tmp_path / "runs"), threads=2, report=False, quiet=True)
+    run = train(data=str(folder), epochs=1, out=str(tmp_path / "runs"), report=False, quiet=True)
     chosen = recorded(run.run_dir)["train"]
     assert chosen["model"]["preset"] == EPOCH_DEFAULTS["model"] and chosen["data"]["img_size"] == 32
     assert chosen["optim"]["batch_size"] == EPOCH_DEFAULTS["batch_size"]

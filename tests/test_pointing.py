@@ -75,7 +75,7 @@ def test_a_model_that_learnt_its_classes_points_at_them(tmp_path: Path) -> None:
     data = make_class_folder(tmp_path / "stripes", per_class=40, size=32)
     result = foveal.train(
         data=str(data), model="hybrid-nano", epochs=4, batch_size=16, img_size=32,
-        out=str(tmp_path / "runs"), threads=2, report=False, quiet=True,
+        out=str(tmp_path / "runs"), report=False, quiet=True,
     )  # fmt: skip
     classifier = foveal.load(result.run_dir, device="cpu")
     images, _ = load_evaluation_data(str(data), classifier.classes, classifier.info.preprocessing)

@@ -11,10 +11,17 @@ import torch
 from foveal.config import make_train_config
 from foveal.models import create_model
 from foveal.training import train
-from foveal.training.footprint import BACKWARD_FACTOR, STEP_MEMORY_SHARE, activation_bytes_per_image
+from foveal.training.footprint import (
+    BACKWARD_FACTOR,
+    OPTIMIZER_COPIES,
+    STEP_MEMORY_SHARE,
+    activation_bytes_per_image,
+)
 from foveal.training.recipe import (
     BUDGET_LADDER,
     EPOCH_DEFAULTS,
+    FULL_WIDTH_MIN_PASSES,
+    FULL_WIDTH_MIN_PASSES_PHOTOS,
     MAX_BUDGET_TOKENS,
     budget_choices,
     budget_img_size,
@@ -50,6 +57,18 @@ def test_a_bigger_budget_per_image_buys_a_bigger_model() -> None:
         taken = [m for m in ladder if estimate["estimated_passes"][m] >= estimate["min_passes"][m]]
         assert choices["model"] == taken[-1]  # the largest rung whose estimate reaches its minimum
 
+
+def test_photos_take_the_full_width_only_with_more_passes_than_cifar() -> None:
+    # The pets run of issue #33: 5,000 photos at 160 px, 10 minutes, 109 GFLOP/s measured. The full width
+    # would get about 7.5 estimated passes: enough at 32 px (CIFAR-10's threshold), not on photos.
+    ten_minutes = budget_choices(600, 5_000, CPU, 160, 2, training_gflops=109.0)
+    full_passes = ten_minutes["estimate"]["estimated_passes"]["hybrid-airbench"]
+    assert FULL_WIDTH_MIN_PASSES <= full_passes < FULL_WIDTH_MIN_PASSES_PHOTOS
+    assert ten_minutes["model"] == "hybrid-airbench-half"
+    assert ten_minutes["estimate"]["min_passes"]["hybrid-airbench"] == FULL_WIDTH_MIN_PASSES_PHOTOS
+    assert budget_choices(1800, 5_000, CPU, 160, 2, training_gflops=109.0)["model"] == "hybrid-airbench"
+    thumbnails = budget_choices(600, 5_000, CPU, 32, 2, training_gflops=109.0 / 25)  # as many passes
+    assert thumbnails["estimate"]["min_passes"]["hybrid-airbench"] == FULL_WIDTH_MIN_PASSES
 
 @pytest.mark.slow  # an end-to-end run of tens of seconds on a 2-core CPU
 def test_a_budgeted_run_records_the_resolved_recipe(
@@ -93,8 +112,10 @@ def test_the_measured_activations_grow_with_the_image() -> None:
 def test_a_budget_batch_fits_the_memory(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("foveal.training.footprint.free_memory", lambda device: 1 << 40)
     roomy = budget_choices(600, 50_000, CPU, 32, 10, training_gflops=50.0)
-    per_image = BACKWARD_FACTOR * activation_bytes_per_image(create_model(roomy["model"], img_size=96), 96)
-    free = 20 * per_image / STEP_MEMORY_SHARE  # room for 20 images' activations at 96 px
+    model = create_model(roomy["model"], img_size=96)
+    per_image = BACKWARD_FACTOR * activation_bytes_per_image(model, 96)
+    fixed = OPTIMIZER_COPIES * sum(p.numel() * p.element_size() for p in model.parameters())
+    free = (fixed + 20 * per_image) / STEP_MEMORY_SHARE  # room for the weights and 20 images at 96 px
     monkeypatch.setattr("foveal.training.footprint.free_memory", lambda device: free)
     tight = budget_choices(600, 50_000, CPU, 96, 10, training_gflops=50.0, model=roomy["model"])
     assert roomy["batch_size"] == 256 and tight["batch_size"] == 16

@@ -26,7 +26,7 @@ def reported_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (data / "circle" / "broken.png").write_bytes(b"\x89PNG truncated")
     result = foveal.train(
         data=str(data), model="foveal-tiny", epochs=3, batch_size=8, img_size=16, lr=3e-3,
-        out=str(base / "runs"), threads=2, quiet=True,
+        out=str(base / "runs"), quiet=True,
     )  # fmt: skip
     return result.run_dir
 

@@ -155,7 +155,7 @@ def noise_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("noise")
     result = foveal.train(
         data=str(noise_folder(base / "noise")), model="foveal-tiny", epochs=1, batch_size=8, img_size=16,
-        val_fraction=0.3, out=str(base / "runs"), threads=2, report=False, quiet=True,
+        val_fraction=0.3, out=str(base / "runs"), report=False, quiet=True,
     )  # fmt: skip
     return result.run_dir
 

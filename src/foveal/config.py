@@ -487,7 +487,11 @@ class RunConfig:
     name: str = option("train", "Run folder name.")
     seed: int = option(0, "Random seed: same seed, same result on a CPU.", summary="Random seed.")
     device: str = option("auto", "auto, cpu, cuda, cuda:N or mps.")
-    threads: int | None = option(None, "CPU threads [default: OMP_NUM_THREADS, else all cores].")
+    threads: int | None = option(
+        None,
+        "CPU threads [default: OMP_NUM_THREADS where set, else every core this process may run on].",
+        summary="CPU threads [default: OMP_NUM_THREADS, all cores].",
+    )
     precision: Literal["auto", "bf16", "fp32"] = option(
         "auto",
         "Training arithmetic: bf16 autocast or fp32. auto: bf16 where the hardware has bf16 "

@@ -92,7 +92,9 @@ class HybridConfig:
         if self.min_grid < 0:
             raise ConfigError(f"min_grid must be >= 0 tokens a side, got {self.min_grid}")
         if self.stem_stride_rule not in ("power-of-two", "nearest"):
-            raise ConfigError(f"stem_stride_rule must be power-of-two or nearest, got {self.stem_stride_rule!r}")
+            raise ConfigError(
+                f"stem_stride_rule must be power-of-two or nearest, got {self.stem_stride_rule!r}"
+            )
         if self.trunk_init not in ("identity", "he"):
             raise ConfigError(f"trunk_init must be identity or he, got {self.trunk_init!r}")
         if min(self.grid_size) < 1:

@@ -12,9 +12,6 @@ model's token grid and the class each explains. Methods read only the model's `M
   attention pooling, through what each token adds to the class's logit: class-specific.
 - `gradcam`: Grad-CAM (Selvaraju et al. 2017) on the last feature grid, for CNNs and attention
   models alike.
-
-The class-specific methods (grad-rollout, gradcam) explain `class_score`: the class's logit against
-its rivals', not the logit alone (measured on the pointing game: docs/benchmarks.md, issue #33).
 """
 
 from __future__ import annotations
@@ -127,22 +124,6 @@ def to_grid(token_values: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     return token_values.reshape(token_values.shape[0], h, w)
 
 
-def class_score(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """What a class-specific map explains, summed over the batch: each image's logit of its target
-    class less the mean of its other logits weighted by their softmax among themselves (the weights
-    held constant): what the class wins over its rivals, the contrast the softmax decides on. The
-    logit alone also grows with evidence every class shares (in a 2-class model the animal in every
-    cell of a mosaic); with two classes the score is the logits' difference. The log-probability
-    contrasts alike but vanishes where the softmax saturates."""
-    logits = logits.float()
-    own = logits.gather(1, targets[:, None])[:, 0]  # (B,)
-    if logits.shape[1] == 1:
-        return own.sum()
-    is_target = F.one_hot(targets, logits.shape[1]).bool()
-    rivals = logits.detach().masked_fill(is_target, float("-inf")).softmax(dim=1)  # (B, K), 0 at target
-    return (own - (rivals * logits).sum(dim=1)).sum()
-
-
 def _targets(logits: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
     if targets is None:
         return logits.argmax(dim=1)
@@ -229,7 +210,7 @@ def _grad_rollout(model: nn.Module, images: torch.Tensor, targets: torch.Tensor 
         out = model.forward_explained(images.detach().requires_grad_(True))
         _require("grad-rollout", out)
         chosen = _targets(out.logits.detach(), targets)
-        score = class_score(out.logits, chosen)
+        score = out.logits.gather(1, chosen[:, None]).sum()  # each image's own class score
         grads = torch.autograd.grad(score, out.attentions)
     first = out.attentions[0]
     n = first.shape[-1]
@@ -248,16 +229,16 @@ def _grad_rollout(model: nn.Module, images: torch.Tensor, targets: torch.Tensor 
 
 
 def pooled_contributions(model: nn.Module, out: ModelOutput, targets: torch.Tensor) -> torch.Tensor:
-    """(B, N) what each token adds to its image's `targets` score (`class_score`) through attention
-    pooling: its pooling weight times its token's dot product with the score's gradient at the pooled
-    vector, w_i <t_i, d score / d pooled>. For a linear head they sum to the score less its bias. Tokens the
+    """(B, N) what each token adds to its image's `targets` logit through attention pooling: its
+    pooling weight times its token's dot product with the logit's gradient at the pooled vector,
+    w_i <t_i, d logit / d pooled>. For a linear head they sum to the logit less its bias. Tokens the
     pooling did not weigh (a prefix pooled apart) come first and get none: (B, n) as `pool_weights`."""
     weights = out.pool_weights.detach().float()  # (B, n): n = N, or the image tokens only
     tokens = out.features.tokens.detach().float()[:, -weights.shape[1] :]  # (B, n, D) pooled over
     with torch.enable_grad():
         pooled = (weights.unsqueeze(1) @ tokens).squeeze(1).requires_grad_(True)  # (B, D), as pooled
         logits = model.forward_head(pooled.to(out.features.tokens.dtype))
-        (gradient,) = torch.autograd.grad(class_score(logits, targets), pooled)
+        (gradient,) = torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), pooled)
     return weights * (tokens @ gradient.unsqueeze(-1)).squeeze(-1)
 
 
@@ -266,7 +247,7 @@ def _gradcam(model: nn.Module, images: torch.Tensor, targets: torch.Tensor | Non
     with torch.enable_grad():
         out = model.forward_explained(images.detach().requires_grad_(True))
         chosen = _targets(out.logits.detach(), targets)
-        score = class_score(out.logits, chosen)
+        score = out.logits.gather(1, chosen[:, None]).sum()
         (grad,) = torch.autograd.grad(score, out.features.tokens)  # (B, N, C)
     tokens = out.features.image_tokens.detach()  # (B, h*w, C)
     grad = grad[:, out.features.prefix_tokens :]

@@ -78,6 +78,7 @@ class Rung:
     model: str
     min_epochs: float  # taken when the budget buys at least this many passes over the data
     batch_size: int
+    min_epochs_photos: float | None = None  # the same at PHOTO_MIN_SIDE px and more, when it differs
 
 
 # The full-width trunk needs this many estimated passes over the data to beat the half-width one
@@ -88,12 +89,17 @@ class Rung:
 # (median; 7.0-9.9 as this CPU's speed drifted within a minute): below the crossover, near which the
 # choice costs little either way, so that the choice there does not flip with the drift.
 FULL_WIDTH_MIN_PASSES = 6.0
+# On photos the crossover lies higher. Measured on pets at 160 px and 10 minutes (docs/benchmarks.md, issue
+# #33), the 8x8 photo grid: full at 6.8-7.5 estimated passes (7 real) 90.60 / 90.70%, half at 15.7-18.0
+# estimated (14-15 real) 91.50 / 91.30 / 91.60%: the half width wins where CIFAR-10's threshold takes the
+# full. Twice CIFAR-10's threshold; between 7.5 and 12 and above it not measured on photos.
+FULL_WIDTH_MIN_PASSES_PHOTOS = 12.0
 
 # Smallest to largest: attention models on an airbench trunk (models/hybrid.py). min_epochs is in
 # estimated passes (the real ones were 15% more for the full width at 30 minutes on the AMD EPYC).
 BUDGET_LADDER: tuple[Rung, ...] = (
     Rung("hybrid-airbench-half", 0.0, 256),
-    Rung("hybrid-airbench", FULL_WIDTH_MIN_PASSES, 256),
+    Rung("hybrid-airbench", FULL_WIDTH_MIN_PASSES, 256, FULL_WIDTH_MIN_PASSES_PHOTOS),
 )
 ADAMW_BUDGET_LR, ADAMW_BUDGET_LR_BATCH = 4e-3, 256  # AdamW under a budget: the foveal-* ladder's, measured
 PROBE_SHARE = 0.005  # of the budget, for measuring this machine's training speed (planning_gflops)
@@ -219,8 +225,9 @@ def budget_choices(
     under "estimate" what the choice rests on: that rate and the passes over the data it buys each
     rung of the ladder.
 
-    The largest rung whose estimated passes reach its `min_epochs` (or `min_passes`, for a run of
-    that many epochs: the photo defaults) is taken, else the first. The batch is bounded by this
+    The largest rung whose estimated passes reach its `min_epochs` (at PHOTO_MIN_SIDE px and more its
+    `min_epochs_photos` where it has one; or `min_passes`, for a run of that many epochs: the photo
+    defaults) is taken, else the first. The batch is bounded by this
     machine's free memory for the model trained at `precision`: `model` when the user chose one,
     else the ladder's choice; so is the recipe: HYBRID_RECIPE for the hybrid family (the airbench
     CNNs included), ADAMW_RECIPE for attention-only models. The weight EMA is off: within budgets of
@@ -232,7 +239,8 @@ def budget_choices(
         candidate.model: affordable / train_gflops_per_image(candidate.model, img_size, num_classes)
         for candidate in BUDGET_LADDER
     }
-    needed = {candidate.model: min_passes or candidate.min_epochs for candidate in BUDGET_LADDER}
+    photos = img_size >= PHOTO_MIN_SIDE
+    needed = {step.model: min_passes or rung_min_epochs(step, photos) for step in BUDGET_LADDER}
     rung = BUDGET_LADDER[0]
     for candidate in BUDGET_LADDER[1:]:
         if passes[candidate.model] >= needed[candidate.model]:
@@ -254,6 +262,12 @@ def budget_choices(
             "min_passes": needed,
         },
     }
+
+
+def rung_min_epochs(rung: Rung, photos: bool) -> float:
+    """The estimated passes a budget must buy for `rung` to be taken, on photos (trained at
+    PHOTO_MIN_SIDE px or more) or not."""
+    return rung.min_epochs_photos if photos and rung.min_epochs_photos is not None else rung.min_epochs
 
 
 def batch_for_small_data(batch_size: int, train_images: int) -> int:
