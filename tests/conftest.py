@@ -9,7 +9,7 @@ import pytest
 import torch
 from synthetic import make_class_folder
 
-from foveal.runtime import available_cores, default_threads
+from foveal.runtime import cores_each, default_threads
 
 
 def _share_the_cores_between_workers() -> None:
@@ -18,7 +18,7 @@ def _share_the_cores_between_workers() -> None:
     workers of a thread per core each would spin their OpenMP threads against each other."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
-        os.environ["OMP_NUM_THREADS"] = str(max(1, available_cores() // workers))
+        os.environ["OMP_NUM_THREADS"] = str(cores_each(workers))
         torch.set_num_threads(default_threads())  # OpenMP read the variable when torch was imported
 
 

@@ -175,6 +175,8 @@ def test_the_default_thread_count_is_the_users_share_of_the_machine(
         for unusable in ("", "0", "two", "-4"):
             monkeypatch.setenv("OMP_NUM_THREADS", unusable)
             assert runtime.default_threads() == runtime.available_cores()
+        cores = runtime.available_cores()  # shared by N processes (serve's workers, torchrun's ranks)
+        assert runtime.cores_each(1) == cores and runtime.cores_each(2 * cores) == 1
         if hasattr(os, "sched_getaffinity"):  # the cores this process may run on, not the machine's
             assert runtime.available_cores() == len(os.sched_getaffinity(0))
     finally:

@@ -103,6 +103,11 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def cores_each(processes: int) -> int:
+    """Each of `processes` sharing this process's cores gets this many threads: at least 1."""
+    return max(1, available_cores() // processes)
+
+
 def default_threads() -> int:
     """OMP_NUM_THREADS when set to a count (a shared machine's share, torchrun's per rank, a test
     worker's), else every core this process may run on."""

@@ -43,7 +43,7 @@ def launch(devices: int, args: list[str]) -> None:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
-    from foveal.runtime import available_cores  # imports torch: only when launching
+    from foveal.runtime import cores_each  # imports torch: only when launching
 
     if devices < 1:
         raise FovealError(f"--devices must be >= 1, got {devices}")
@@ -52,7 +52,7 @@ def launch(devices: int, args: list[str]) -> None:
         raise FovealError(f"--devices {devices} asked for, but this machine has {gpus} GPUs")
     # Unset, torchrun sets 1 and prints a four-line warning; each rank takes its share of the cores
     # (training/distributed.py threads_per_rank), as its OpenMP threads too.
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, available_cores() // devices)))
+    os.environ.setdefault("OMP_NUM_THREADS", str(cores_each(devices)))
     # "--": torchrun's parser would take an option of ours that begins one of its own (--log: its
     # --log-dir) for an ambiguous abbreviation of it.
     launcher = ["--standalone", f"--nproc-per-node={devices}", "-m", "--", "foveal", "train", *args]

@@ -10,7 +10,7 @@ import torch
 from foveal.errors import FovealError
 from foveal.predictor.classifier import Classifier, load
 from foveal.predictor.inference import Outputs
-from foveal.runtime import available_cores
+from foveal.runtime import cores_each
 from foveal.serving.batcher import DynamicBatcher
 from foveal.serving.errors import ApiError, log
 from foveal.serving.limits import RETRY_AFTER_S
@@ -44,7 +44,7 @@ class ModelHost:
     def load_and_warm(self) -> None:
         """On the model thread: set the thread count once, load, hash the weights, run one batch."""
         settings = self.settings
-        threads = settings.threads or max(1, available_cores() // settings.workers)
+        threads = settings.threads or cores_each(settings.workers)
         torch.set_num_threads(threads)
         try:
             if self.classifier is None:

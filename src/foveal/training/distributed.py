@@ -20,7 +20,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from foveal.errors import ConfigError, FovealError
-from foveal.runtime import available_cores
+from foveal.runtime import cores_each
 from foveal.training.sync_batch_norm import convert
 
 T = TypeVar("T")
@@ -126,7 +126,7 @@ def threads_per_rank() -> int | None:
     if found.size == 1:
         return None
     per_node = int(os.environ.get("LOCAL_WORLD_SIZE", found.size))
-    return max(1, available_cores() // per_node)
+    return cores_each(per_node)
 
 
 def stop() -> None:
